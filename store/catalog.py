@@ -1,0 +1,134 @@
+"""The node's catalog: every project's compiled flags, held in memory and swapped atomically.
+
+The SDK hot path reads only this. A ``ProjectState`` is immutable and built once per change (compile at load);
+``Catalog.install`` replaces one project by rebinding a new dict, so a request that already holds a
+``ProjectState`` keeps evaluating against the old flags while the next request sees the new ones: old or
+new, never a mix. Whoever follows changes (the Redis subscriber in distributed mode, the embedded backend in
+one-process mode) builds states with ``build_project_state`` and installs them here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import msgspec
+
+from evaluator import Snapshot, compile_flags
+
+
+class ProjectData(msgspec.Struct, frozen=True):
+    """Everything a node needs to compile one project, as stored in Redis (or read from PostgreSQL)."""
+
+    project_id: int
+    api_token: str
+    secret_token_hash: str
+    group_type_mapping: dict[str, str]
+    version: int  # change_log seq of the newest change applied to this project
+    flags: list[dict[str, Any]]  # FlagRecord.definition() shapes, deleted ones excluded or marked deleted
+    cohorts: list[dict[str, Any]]  # CohortRecord.definition() shapes
+    static_members: dict[str, list[str]] = {}  # cohort id -> distinct ids, static cohorts only
+
+
+class ProjectState(msgspec.Struct, frozen=True):
+    """One project, compiled and ready to serve."""
+
+    project_id: int
+    api_token: str
+    secret_token_hash: str
+    group_type_mapping: dict[str, str]
+    version: int
+    snapshot: Snapshot
+    local_eval_body: bytes  # the pre-encoded /flags/definitions response
+    local_eval_etag: str
+    installed_at: float  # time.time() when this state was built
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def build_project_state(data: ProjectData) -> ProjectState:
+    """Compile a project and pre-encode what SDKs fetch for local evaluation.
+
+    Only flags an SDK can reproduce go into the local-evaluation body (``Snapshot.sdk_reproducible``):
+    PostHog bucketing and no server-only cohorts. Never raises for a broken flag: that flag evaluates to an
+    error decision (errors are data on the hot path).
+    """
+    live = [f for f in data.flags if not f.get("deleted")]
+    cohorts = {
+        str(c["id"]): c["filters"].get("properties", {})
+        for c in data.cohorts
+        if not c.get("deleted") and not c.get("is_static")
+    }
+    static = {cid: frozenset(ids) for cid, ids in data.static_members.items()}
+    snapshot = compile_flags(live, cohorts=cohorts, group_type_mapping=data.group_type_mapping,
+                             static_cohorts=static)
+    reproducible = snapshot.sdk_reproducible
+    local_flags = [f for f in live if f["key"] in reproducible]
+    used_cohorts = {cid: body for cid, body in cohorts.items() if cid in snapshot.cohorts_used_by(reproducible)}
+    body = _encoder.encode(
+        {"flags": local_flags, "group_type_mapping": data.group_type_mapping, "cohorts": used_cohorts}
+    )
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    return ProjectState(
+        project_id=data.project_id,
+        api_token=data.api_token,
+        secret_token_hash=data.secret_token_hash,
+        group_type_mapping=dict(data.group_type_mapping),
+        version=data.version,
+        snapshot=snapshot,
+        local_eval_body=body,
+        local_eval_etag=etag,
+        installed_at=time.time(),
+    )
+
+
+class Catalog:
+    """Every project this node serves, by id and by public token. Reads are lock-free dict lookups."""
+
+    __slots__ = ("_by_id", "_by_token", "loaded")
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, ProjectState] = {}
+        self._by_token: dict[str, ProjectState] = {}
+        self.loaded = False
+
+    def by_token(self, token: str) -> ProjectState | None:
+        return self._by_token.get(token)
+
+    def by_id(self, project_id: int) -> ProjectState | None:
+        return self._by_id.get(project_id)
+
+    def projects(self) -> Iterable[ProjectState]:
+        return self._by_id.values()
+
+    @property
+    def version(self) -> int:
+        """The highest change seq installed in any project (0 when empty)."""
+        return max((p.version for p in self._by_id.values()), default=0)
+
+    def install(self, state: ProjectState) -> bool:
+        """Swap in a project's new state unless it is older than what is installed. Returns whether it did."""
+        current = self._by_id.get(state.project_id)
+        if current is not None and current.version > state.version:
+            return False
+        by_id = dict(self._by_id)
+        by_id[state.project_id] = state
+        by_token = {p.api_token: p for p in by_id.values()}
+        # Two rebinds; a reader may see the new id map with the old token map for an instant, and
+        # either map only ever holds complete, immutable states.
+        self._by_id, self._by_token = by_id, by_token
+        return True
+
+    def replace_all(self, states: Mapping[int, ProjectState]) -> None:
+        """Install a full load (start-up, reconciliation)."""
+        self._by_id = dict(states)
+        self._by_token = {p.api_token: p for p in states.values()}
+        self.loaded = True
+
+    def remove(self, project_id: int) -> None:
+        by_id = dict(self._by_id)
+        by_id.pop(project_id, None)
+        self._by_id, self._by_token = by_id, {p.api_token: p for p in by_id.values()}

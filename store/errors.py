@@ -1,0 +1,58 @@
+"""Errors raised by the store. The tree::
+
+    StoreError
+    ├── NotFound            the project, flag, cohort or key does not exist (or is not visible to the caller)
+    ├── Conflict            a stale expected version, or a live key already taken; carries the current version
+    ├── ValidationFailed    the input is invalid; carries every issue with its field path; nothing was written
+    └── StoreUnavailable    PostgreSQL or Redis did not answer in time or refused the connection
+        └── StoreTimeout    ... specifically: a deadline passed
+
+Driver errors (asyncpg, redis-py, sqlite3) are translated once, at the boundary of the module that talks to
+the server (``raise StoreUnavailable(...) from exc``); callers never see driver exception types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+
+
+class Issue(msgspec.Struct, frozen=True):
+    """One thing wrong with an input: where (a dotted/indexed path such as ``filters.groups[0].rollout_percentage``)
+    and what."""
+
+    path: str
+    message: str
+
+
+class StoreError(Exception):
+    """Root of every error the store raises."""
+
+
+class NotFound(StoreError):
+    """The entity does not exist, or is not visible to the caller."""
+
+
+class Conflict(StoreError):
+    """The write lost a race: ``expected_version`` is stale, or a unique key is taken."""
+
+    def __init__(self, message: str, *, current_version: int | None = None) -> None:
+        super().__init__(message)
+        self.current_version = current_version
+
+
+class ValidationFailed(StoreError):
+    """The input is invalid; ``issues`` lists every problem found. Nothing was written."""
+
+    def __init__(self, issues: Sequence[Issue]) -> None:
+        self.issues = list(issues)
+        super().__init__("; ".join(f"{i.path}: {i.message}" for i in self.issues) or "invalid input")
+
+
+class StoreUnavailable(StoreError):
+    """A backing server (PostgreSQL, Redis) is unreachable or failing."""
+
+
+class StoreTimeout(StoreUnavailable):
+    """A backing server did not answer before the deadline."""
