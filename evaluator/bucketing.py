@@ -16,7 +16,8 @@ Changing a percentage moves only the users between the old and the new threshold
     * variant: ``h = mmh3(cbor([flag_key, bucketing_id]))``; ``variant_value = h / 2**32`` in [0, 1). The
       percentages become integer weights in hundredths of a percent (``round(pct * 100)``, 33.33 -> 3333),
       ``bucket = (h * total_weight) >> 32`` and the first variant, in stored order, whose cumulative weight
-      exceeds ``bucket`` wins -- bit for bit flagd's ``fractional`` with those weights. Zero total: ``None``.
+      exceeds ``bucket`` wins -- bit for bit flagd's ``fractional`` with those weights. Percentages that do
+      not sum to 100 split everyone in proportion to their sum (flagd's rule); a zero total gives ``None``.
     * rollout: ``h = mmh3(cbor([flag_key, bucketing_id, "rollout"]))``; ``rollout_value = h / 2**32``; in iff
       ``value < pct / 100`` (``pct >= 100`` -> always in, ``pct <= 0`` -> never). The third element is a salt:
       rollout membership and variant come from different hashes, so who is let in says nothing about which
