@@ -1,0 +1,77 @@
+"""The change stream's data: a change read from PostgreSQL's change_log, and an entry of the Redis feed.
+
+A ``Change`` is one change_log row: the entity as it is after the change (``payload``), its version, and the
+global ``seq`` (commit order). The syncer applies changes to Redis and publishes one ``FeedEntry`` per change
+to the feed the nodes follow. Every feed entry names the entry published just before it (``prev``), so a node
+that sees an entry whose ``prev`` is not the last entry it read knows it missed some (the stream was trimmed
+past it, or Redis lost its data) and reloads everything instead of following.
+
+``Backoff`` is the capped, jittered exponential delay both the syncer and the nodes reconnect with.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = ["Backoff", "Change", "FeedEntry", "FeedOp"]
+
+EntityType = Literal["flag", "cohort", "project"]
+FeedOp = Literal["upsert", "delete", "reload"]
+
+
+class Change(msgspec.Struct, frozen=True):
+    """One change_log row. ``committed_at`` is the row's timestamp (epoch seconds), carried to the nodes so
+    they can measure propagation lag."""
+
+    seq: int
+    project_id: int
+    entity_type: EntityType
+    entity_id: int
+    entity_version: int
+    op: Literal["upsert", "delete"]
+    payload: dict[str, Any]
+    committed_at: float = 0.0
+
+
+class FeedEntry(msgspec.Struct, frozen=True):
+    """One entry of the Redis change feed.
+
+    ``op`` is the change's op, or ``"reload"``: the syncer rewrote a project wholesale (``project_id`` > 0:
+    reload that project) or everything (``project_id`` = 0: after a full resync), and followers should reload
+    rather than look for individual changes.
+    """
+
+    id: str  # Redis stream id
+    prev: str  # stream id of the entry published just before this one ("0-0": the first of a new stream)
+    seq: int
+    project_id: int
+    op: FeedOp
+    entity_type: str
+    entity_id: int
+    version: int
+    committed_at: float
+
+
+class Backoff:
+    """Capped exponential backoff with jitter.
+
+    Attempt n waits a random time in [c/2, c] where c = min(cap, base·2ⁿ). The jitter spreads reconnecting
+    clients apart; the lower bound keeps a retry storm from forming."""
+
+    __slots__ = ("attempt", "base", "cap")
+
+    def __init__(self, base: float = 0.05, cap: float = 2.0) -> None:
+        self.base = base
+        self.cap = cap
+        self.attempt = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self.cap, self.base * (2 ** min(self.attempt, 30)))
+        self.attempt += 1
+        return random.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self.attempt = 0

@@ -1,0 +1,388 @@
+"""The Redis flag store: every project's flag definitions, cohorts and metadata, derived from PostgreSQL's
+change_log by the syncer and read by the nodes.
+
+Key layout (``flagd`` is the configurable prefix). A project's keys share the hash tag ``{p<id>}`` and the
+global keys share ``{g}``, so every script touches one Redis Cluster slot::
+
+    flagd:{p<id>}:meta       hash   seq (change_log seq of the newest change applied to the project),
+                                    api_token, secret_token_hash, group_type_mapping (JSON), project_version
+    flagd:{p<id>}:versions   hash   "<entity type>:<entity id>" -> entity version (flag/cohort/project)
+    flagd:{p<id>}:flags      hash   flag id -> FlagRecord.definition() JSON (deleted flags stay as tombstones)
+    flagd:{p<id>}:cohorts    hash   cohort id -> CohortRecord.definition() JSON (tombstones as for flags)
+    flagd:{p<id>}:static     hash   cohort id -> JSON list of member distinct ids (static cohorts only)
+    flagd:{g}:projects       set    project ids
+    flagd:{g}:tokens         hash   public project token -> project id
+    flagd:{g}:cursor         string the seq up to which the syncer has applied and published the change_log.
+                                    Its absence means Redis lost its data (or was never filled): full resync.
+    flagd:{g}:feed           stream the change feed the nodes follow (MAXLEN ~ trimmed); one entry per change,
+                                    each naming the previous entry (``prev``) so followers detect gaps
+
+Writes are Lua scripts, atomic per slot. ``apply`` applies a change only if its seq is newer than the
+project's applied seq AND the entity's version is newer than the stored one, so a replayed, duplicated or
+reordered change never moves anything backwards. ``commit`` publishes a batch of feed entries and advances
+the cursor in one step, only if the cursor is still where the caller read it: each change is published
+exactly once even when two syncers briefly overlap, and a cursor that vanished (Redis flushed) is reported,
+not recreated.
+
+Redis errors are translated once, here: ``StoreTimeout`` for timeouts, ``StoreUnavailable`` otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+
+from store.catalog import ProjectData
+from store.errors import StoreTimeout, StoreUnavailable
+from store.feed import Change, FeedEntry, FeedOp
+
+__all__ = ["APPLIED", "CURSOR_LOST", "CURSOR_MOVED", "SKIPPED", "RedisFlagStore"]
+
+APPLIED, SKIPPED = 1, 0  # apply() results (SKIPPED: already applied, or older than what is stored)
+COMMITTED, CURSOR_LOST, CURSOR_MOVED = 1, -1, -2  # commit() results
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.decode
+
+# KEYS: meta, versions, target hash (flags | cohorts | meta), static
+# ARGV: seq, kind, entity id, version, body JSON, members JSON ('' = unchanged), deleted ('1'|'0'),
+#       api_token, secret_token_hash, group_type_mapping JSON
+_APPLY = """
+local seq = tonumber(ARGV[1])
+if seq <= tonumber(redis.call('HGET', KEYS[1], 'seq') or '0') then return 0 end
+redis.call('HSET', KEYS[1], 'seq', ARGV[1])
+local field = ARGV[2] .. ':' .. ARGV[3]
+if tonumber(ARGV[4]) <= tonumber(redis.call('HGET', KEYS[2], field) or '-1') then return 0 end
+redis.call('HSET', KEYS[2], field, ARGV[4])
+if ARGV[2] == 'project' then
+  redis.call('HSET', KEYS[1], 'api_token', ARGV[8], 'secret_token_hash', ARGV[9],
+             'group_type_mapping', ARGV[10], 'project_version', ARGV[4])
+  return 1
+end
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[5])
+if ARGV[2] == 'cohort' then
+  if ARGV[7] == '1' then redis.call('HDEL', KEYS[4], ARGV[3])
+  elseif ARGV[6] ~= '' then redis.call('HSET', KEYS[4], ARGV[3], ARGV[6]) end
+end
+return 1
+"""
+
+# KEYS: meta, versions, flags, cohorts, static
+# ARGV: seq, api_token, secret_token_hash, group_type_mapping JSON, n flags, (id, version, JSON)*,
+#       n cohorts, (id, version, JSON)*, n static, (id, members JSON)*
+_REPLACE = """
+if tonumber(ARGV[1]) < tonumber(redis.call('HGET', KEYS[1], 'seq') or '0') then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'api_token', ARGV[2], 'secret_token_hash', ARGV[3],
+           'group_type_mapping', ARGV[4], 'project_version', '0')
+local i = 5
+for _, kind in ipairs({'flag', 'cohort'}) do
+  local target = KEYS[3]
+  if kind == 'cohort' then target = KEYS[4] end
+  local n = tonumber(ARGV[i]); i = i + 1
+  for _ = 1, n do
+    redis.call('HSET', target, ARGV[i], ARGV[i + 2])
+    redis.call('HSET', KEYS[2], kind .. ':' .. ARGV[i], ARGV[i + 1])
+    i = i + 3
+  end
+end
+local n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+return 1
+"""
+
+# KEYS: feed.  Appends one entry naming the current last entry as its predecessor. Returns the new id.
+# ARGV: maxlen, then the entry's fields (seq, project, op, type, id, version, committed)
+_PUBLISH_ONE = """
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local prev = '0-0'
+if last[1] then prev = last[1][1] end
+return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'prev', prev, 'seq', ARGV[2],
+                  'project', ARGV[3], 'op', ARGV[4], 'type', ARGV[5], 'id', ARGV[6], 'version', ARGV[7],
+                  'committed', ARGV[8])
+"""
+
+# KEYS: cursor, feed.  ARGV: expected cursor, new cursor, maxlen, then 7 fields per entry.
+_COMMIT = """
+local cur = redis.call('GET', KEYS[1])
+if not cur then return -1 end
+if cur ~= ARGV[1] then return -2 end
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+local prev = '0-0'
+if last[1] then prev = last[1][1] end
+for i = 4, #ARGV, 7 do
+  prev = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'prev', prev, 'seq', ARGV[i],
+                    'project', ARGV[i + 1], 'op', ARGV[i + 2], 'type', ARGV[i + 3], 'id', ARGV[i + 4],
+                    'version', ARGV[i + 5], 'committed', ARGV[i + 6])
+end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+"""
+
+
+@contextlib.contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """Translate redis-py errors, once, at the boundary."""
+    try:
+        yield
+    except redis_errors.TimeoutError as exc:
+        raise StoreTimeout(f"Redis timed out during {what}") from exc
+    except TimeoutError as exc:
+        raise StoreTimeout(f"Redis timed out during {what}") from exc
+    except (redis_errors.RedisError, OSError) as exc:
+        raise StoreUnavailable(f"Redis failed during {what}: {exc}") from exc
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisFlagStore:
+    """Projects, flags and cohorts in Redis (see the module docstring for the layout and guarantees)."""
+
+    def __init__(
+        self, url: str, *, prefix: str = "flagd", socket_timeout: float = 2.0, feed_maxlen: int = 100_000,
+        max_connections: int = 32,
+    ) -> None:
+        self._url = url
+        self._prefix = prefix
+        self._socket_timeout = socket_timeout
+        self.feed_maxlen = feed_maxlen
+        self._redis: aioredis.Redis = aioredis.Redis.from_url(
+            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
+            max_connections=max_connections, health_check_interval=30,
+        )
+        self._blocking: aioredis.Redis | None = None  # separate client for XREAD BLOCK
+        self._apply = self._redis.register_script(_APPLY)
+        self._replace = self._redis.register_script(_REPLACE)
+        self._publish_one = self._redis.register_script(_PUBLISH_ONE)
+        self._commit = self._redis.register_script(_COMMIT)
+        g = f"{prefix}:{{g}}"
+        self.projects_key, self.tokens_key = f"{g}:projects", f"{g}:tokens"
+        self.cursor_key, self.feed_key = f"{g}:cursor", f"{g}:feed"
+
+    # Keys ----------------------------------------------------------------------------------------------
+    def project_keys(self, project_id: int) -> tuple[str, str, str, str, str]:
+        """(meta, versions, flags, cohorts, static) for one project."""
+        p = f"{self._prefix}:{{p{project_id}}}"
+        return f"{p}:meta", f"{p}:versions", f"{p}:flags", f"{p}:cohorts", f"{p}:static"
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+        if self._blocking is not None:
+            await self._blocking.aclose()
+
+    async def ping(self) -> None:
+        with _translated("ping"):
+            await self._redis.ping()
+
+    # Cursor and feed -----------------------------------------------------------------------------------
+    async def cursor(self) -> int | None:
+        """The syncer's cursor, or None when Redis holds no synced data (never filled, or lost)."""
+        with _translated("reading the cursor"):
+            value = await self._redis.get(self.cursor_key)
+        return None if value is None else int(value)
+
+    async def apply(self, changes: Sequence[Change]) -> list[int]:
+        """Apply changes in order; for each, ``APPLIED`` or ``SKIPPED`` (already applied or stale)."""
+        if not changes:
+            return []
+        with _translated("applying changes"):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for change in changes:
+                    await self._queue_apply(pipe, change)
+                results = await pipe.execute()
+        return [int(r) for r in results[::3]]
+
+    async def _queue_apply(self, pipe: Any, change: Change) -> None:
+        meta, versions, flags, cohorts, static = self.project_keys(change.project_id)
+        payload = change.payload
+        members, body, token, secret, gtm = "", "", "", "", "{}"
+        if change.entity_type == "project":
+            target = meta
+            token = str(payload.get("api_token", ""))
+            secret = str(payload.get("secret_token_hash", ""))
+            gtm = _encode(payload.get("group_type_mapping") or {}).decode()
+        elif change.entity_type == "cohort":
+            target = cohorts
+            definition = {k: v for k, v in payload.items() if k != "members"}
+            body = _encode(definition).decode()
+            if "members" in payload:
+                members = _encode(sorted(payload["members"])).decode()
+        else:
+            target = flags
+            body = _encode(payload).decode()
+        deleted = "1" if change.op == "delete" or payload.get("deleted") else "0"
+        await self._apply(
+            keys=[meta, versions, target, static],
+            args=[change.seq, change.entity_type, change.entity_id, change.entity_version, body, members,
+                  deleted, token, secret, gtm],
+            client=pipe,
+        )
+        pipe.sadd(self.projects_key, change.project_id)
+        if token:
+            pipe.hset(self.tokens_key, token, change.project_id)
+        else:
+            pipe.hlen(self.tokens_key)  # keeps three replies per change
+
+    async def commit(self, expected_cursor: int, new_cursor: int, entries: Sequence[Change]) -> int:
+        """Publish one feed entry per change and move the cursor from ``expected_cursor`` to ``new_cursor``,
+        atomically. Returns ``COMMITTED``, ``CURSOR_LOST`` (no cursor: Redis lost its data; nothing done) or
+        ``CURSOR_MOVED`` (another syncer moved it; nothing done)."""
+        args: list[str | int | float] = [expected_cursor, new_cursor, self.feed_maxlen]
+        for c in entries:
+            args += [c.seq, c.project_id, c.op, c.entity_type, c.entity_id, c.entity_version, c.committed_at]
+        with _translated("committing the cursor"):
+            return int(await self._commit(keys=[self.cursor_key, self.feed_key], args=args))
+
+    async def reset_cursor(self, seq: int) -> None:
+        """Set the cursor after a full resync and tell every follower to reload everything."""
+        with _translated("resetting the cursor"):
+            await self._redis.set(self.cursor_key, seq)
+        await self.publish_reload(0, seq)
+
+    async def publish_reload(self, project_id: int, seq: int) -> str:
+        """Publish a ``reload`` entry (``project_id`` 0: every project)."""
+        with _translated("publishing to the feed"):
+            new_id = await self._publish_one(
+                keys=[self.feed_key],
+                args=[self.feed_maxlen, seq, project_id, "reload", "project", project_id, seq, 0],
+            )
+        return _text(new_id)
+
+    async def feed_tail(self) -> str:
+        """The id of the newest feed entry ("0-0" when the feed is empty)."""
+        with _translated("reading the feed"):
+            last: Any = await self._redis.xrevrange(self.feed_key, count=1)
+        return _text(last[0][0]) if last else "0-0"
+
+    async def read_feed(
+        self, after: str, *, count: int = 1000, block_ms: int | None = None
+    ) -> list[FeedEntry]:
+        """Entries after stream id ``after``, oldest first; waits up to ``block_ms`` for one to arrive."""
+        client = self._redis
+        if block_ms is not None:
+            if self._blocking is None:
+                timeout = self._socket_timeout + block_ms / 1000
+                self._blocking = aioredis.Redis.from_url(
+                    self._url, socket_timeout=timeout, socket_connect_timeout=self._socket_timeout,
+                    max_connections=4,
+                )
+            client = self._blocking
+        with _translated("reading the feed"):
+            reply: Any = await client.xread({self.feed_key: after}, count=count, block=block_ms)
+        if not reply:
+            return []
+        return [_feed_entry(entry_id, fields) for entry_id, fields in reply[0][1]]
+
+    async def feed_entries(self) -> list[FeedEntry]:
+        """The whole feed, oldest first (for tests and diagnostics)."""
+        with _translated("reading the feed"):
+            entries: Any = await self._redis.xrange(self.feed_key)
+        return [_feed_entry(entry_id, fields) for entry_id, fields in entries]
+
+    # Whole projects ------------------------------------------------------------------------------------
+    async def replace_project(self, data: ProjectData) -> bool:
+        """Rewrite a project wholesale from ``data`` (full resync, reconciliation), unless Redis already holds
+        a newer seq for it. Returns whether it did."""
+        args: list[str | int] = [data.version, data.api_token, data.secret_token_hash,
+                                 _encode(data.group_type_mapping).decode(), len(data.flags)]
+        for flag in data.flags:
+            args += [flag["id"], flag.get("version", 0), _encode(flag).decode()]
+        args.append(len(data.cohorts))
+        for cohort in data.cohorts:
+            definition = {k: v for k, v in cohort.items() if k != "members"}
+            args += [cohort["id"], cohort.get("version", 0), _encode(definition).decode()]
+        args.append(len(data.static_members))
+        for cohort_id, members in data.static_members.items():
+            args += [cohort_id, _encode(sorted(members)).decode()]
+        with _translated("replacing a project"):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                await self._replace(keys=list(self.project_keys(data.project_id)), args=args, client=pipe)
+                pipe.sadd(self.projects_key, data.project_id)
+                pipe.hset(self.tokens_key, data.api_token, data.project_id)
+                done, _, _ = await pipe.execute()
+        return bool(done)
+
+    async def project_for_token(self, token: str) -> int | None:
+        with _translated("looking up a token"):
+            value = await self._redis.hget(self.tokens_key, token)
+        return None if value is None else int(value)
+
+    async def project_ids(self) -> list[int]:
+        with _translated("listing projects"):
+            members = await self._redis.smembers(self.projects_key)
+        return sorted(int(m) for m in members)
+
+    async def load_project(self, project_id: int) -> ProjectData | None:
+        """One project as stored (live flags and cohorts only), or None when Redis has no metadata for it."""
+        found = await self._load([project_id])
+        return found[0] if found else None
+
+    async def load_all(self) -> list[ProjectData] | None:
+        """Every project, or None when Redis holds no synced data (no cursor): the caller must not mistake an
+        empty or half-rebuilt Redis for a store without projects."""
+        with _translated("loading projects"):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.get(self.cursor_key)
+                pipe.smembers(self.projects_key)
+                cursor, members = await pipe.execute()
+        if cursor is None:
+            return None
+        return await self._load(sorted(int(m) for m in members))
+
+    async def _load(self, project_ids: Sequence[int]) -> list[ProjectData]:
+        if not project_ids:
+            return []
+        with _translated("loading projects"):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for pid in project_ids:
+                    meta, _, flags, cohorts, static = self.project_keys(pid)
+                    pipe.hgetall(meta)
+                    pipe.hgetall(flags)
+                    pipe.hgetall(cohorts)
+                    pipe.hgetall(static)
+                replies = await pipe.execute()
+        loaded = []
+        for n, pid in enumerate(project_ids):
+            meta, flags, cohorts, static = replies[4 * n: 4 * n + 4]
+            if b"api_token" not in meta:
+                continue  # changes seen before the project itself: not servable yet
+            live_flags = [f for f in (_decode(v) for v in flags.values()) if not f.get("deleted")]
+            live_cohorts = [c for c in (_decode(v) for v in cohorts.values()) if not c.get("deleted")]
+            live_ids = {str(c["id"]) for c in live_cohorts}
+            members = {_text(k): _decode(v) for k, v in static.items() if _text(k) in live_ids}
+            loaded.append(ProjectData(
+                project_id=pid,
+                api_token=_text(meta[b"api_token"]),
+                secret_token_hash=_text(meta.get(b"secret_token_hash", b"")),
+                group_type_mapping=_decode(meta.get(b"group_type_mapping", b"{}")),
+                version=int(meta.get(b"seq", b"0")),
+                flags=sorted(live_flags, key=lambda f: int(f["id"])),
+                cohorts=sorted(live_cohorts, key=lambda c: int(c["id"])),
+                static_members=members,
+            ))
+        return loaded
+
+
+def _feed_entry(entry_id: bytes | str, fields: dict[bytes, bytes]) -> FeedEntry:
+    op: FeedOp = _text(fields[b"op"])  # type: ignore[assignment]
+    return FeedEntry(
+        id=_text(entry_id),
+        prev=_text(fields[b"prev"]),
+        seq=int(fields[b"seq"]),
+        project_id=int(fields[b"project"]),
+        op=op,
+        entity_type=_text(fields[b"type"]),
+        entity_id=int(fields[b"id"]),
+        version=int(fields[b"version"]),
+        committed_at=float(fields[b"committed"]),
+    )
