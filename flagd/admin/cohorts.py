@@ -1,0 +1,76 @@
+"""``/api/projects/{project_id}/cohorts/``: list, create, get, partial update, soft delete.
+
+Bodies: ``name``, ``description``, ``filters`` (``{"properties": {"type": "AND"|"OR", "values": [...]}}``),
+``is_static`` and, for static cohorts, ``members`` (distinct ids). Same versioning rules as flags.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from flagd.admin.access import project_caller
+from flagd.admin.errors import invalid
+from flagd.admin.inputs import expected_version, page_params, path_id, read_json
+from flagd.admin.outputs import JSON, envelope, plain
+from store.records import CohortRecord
+
+
+def cohort_response(cohort: CohortRecord, status: int = 200) -> JSON:
+    return JSON(plain(cohort), status_code=status, headers={"ETag": f'"{cohort.version}"'})
+
+
+async def list_cohorts(request: Request) -> Response:
+    who, project_id = await project_caller(request)
+    page = page_params(request)
+    found = await who.services.repository.list_cohorts(project_id, limit=page.limit, offset=page.offset)
+    return envelope(request, found.items, found.total, page)
+
+
+async def create_cohort(request: Request) -> Response:
+    who, project_id = await project_caller(request)
+    body = await read_json(request, who.services.max_body_bytes)
+    await who.services.repository.get_project(project_id)
+    cohort = await who.services.repository.create_cohort(project_id, body, actor=who.actor)
+    return cohort_response(cohort, status=201)
+
+
+async def get_cohort(request: Request) -> Response:
+    who, project_id = await project_caller(request)
+    cohort = await who.services.repository.get_cohort(project_id, path_id(request, "cohort_id"))
+    return cohort_response(cohort)
+
+
+async def update_cohort(request: Request) -> Response:
+    who, project_id = await project_caller(request)
+    cohort_id = path_id(request, "cohort_id")
+    body = await read_json(request, who.services.max_body_bytes)
+    version = expected_version(request, body)
+    repository = who.services.repository
+    deleted = body.pop("deleted", None)
+    if deleted is not None and not isinstance(deleted, bool):
+        raise invalid("deleted", "must be true or false")
+    if deleted:
+        if body:
+            raise invalid("deleted", "deleting a cohort cannot be combined with other changes")
+        cohort = await repository.delete_cohort(
+            project_id, cohort_id, actor=who.actor, expected_version=version
+        )
+        return cohort_response(cohort)
+    if not body:
+        raise invalid("", "nothing to change: send at least one field")
+    cohort = await repository.update_cohort(
+        project_id, cohort_id, body, actor=who.actor, expected_version=version
+    )
+    return cohort_response(cohort)
+
+
+async def delete_cohort(request: Request) -> Response:
+    who, project_id = await project_caller(request)
+    cohort_id = path_id(request, "cohort_id")
+    body = await read_json(request, who.services.max_body_bytes)
+    version = expected_version(request, body)
+    cohort = await who.services.repository.delete_cohort(
+        project_id, cohort_id, actor=who.actor, expected_version=version
+    )
+    return cohort_response(cohort)

@@ -1,0 +1,113 @@
+"""Reading admin requests: bounded JSON bodies, pagination and version parameters; bad ones are 400s."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+
+from flagd.admin.errors import ApiError, invalid
+
+_decoder = msgspec.json.Decoder()
+MAX_LIMIT = 1000
+_ETAG_VERSION = re.compile(r'^(?:W/)?"?(\d+)"?$')
+
+
+async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
+    """The request body as a JSON object; 413 past ``max_bytes`` (checked while reading), 400 if malformed."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(max_bytes)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_large(max_bytes)
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        return {}
+    try:
+        body = _decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "validation_error", "parse_error", f"malformed JSON body: {exc}") from None
+    if not isinstance(body, dict):
+        raise invalid("", "the body must be a JSON object")
+    return body
+
+
+def _too_large(max_bytes: int) -> ApiError:
+    return ApiError(
+        413,
+        "invalid_request",
+        "request_too_large",
+        f"the request body is larger than the admin limit of {max_bytes} bytes",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PageParams:
+    limit: int
+    offset: int
+
+
+def page_params(request: Request, *, default_limit: int = 100) -> PageParams:
+    """``limit`` (1..1000) and ``offset`` (>= 0) from the query string."""
+    return PageParams(
+        limit=_int_param(request, "limit", default_limit, 1, MAX_LIMIT),
+        offset=_int_param(request, "offset", 0, 0, 1 << 31),
+    )
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise invalid(name, f"must be an integer between {low} and {high}") from None
+    if not low <= value <= high:
+        raise invalid(name, f"must be an integer between {low} and {high}")
+    return value
+
+
+def optional_int_param(request: Request, name: str) -> int | None:
+    """An optional positive integer query parameter."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    return _int_param(request, name, 0, 1, 1 << 62)
+
+
+def path_id(request: Request, name: str) -> int:
+    """A numeric id from the path; 404 when it is not one (as if the entity did not exist)."""
+    raw = request.path_params[name]
+    if not raw.isdigit():
+        raise ApiError(404, "invalid_request", "not_found", f"{name} must be a number, got {raw!r}")
+    return int(raw)
+
+
+def expected_version(request: Request, body: dict[str, Any]) -> int | None:
+    """The version a PATCH/DELETE expects: body ``version`` or the ``If-Match`` header (both: must agree)."""
+    from_body: int | None = None
+    if "version" in body:
+        value = body.pop("version")
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise invalid("version", "must be a positive integer (the version you last read)")
+            from_body = value
+    header = request.headers.get("if-match")
+    from_header: int | None = None
+    if header is not None and header.strip() not in ("", "*"):
+        match = _ETAG_VERSION.match(header.strip())
+        if match is None:
+            raise invalid("If-Match", 'must be the version you last read, e.g. If-Match: "3"')
+        from_header = int(match.group(1))
+    if from_body is not None and from_header is not None and from_body != from_header:
+        raise invalid("version", f"the body says version {from_body} but If-Match says {from_header}")
+    return from_body if from_body is not None else from_header

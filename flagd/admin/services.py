@@ -1,0 +1,29 @@
+"""What the admin handlers work with, carried in typed Starlette app state (no module globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from flagd.auth import Authenticator
+from store.catalog import Catalog
+from store.protocols import AdminRepository
+
+
+@dataclass(frozen=True, slots=True)
+class AdminServices:
+    """Opened by the app's lifespan and stored as ``app.state.services``."""
+
+    repository: AdminRepository
+    catalog: Catalog
+    authenticator: Authenticator
+    max_body_bytes: int = 1_048_576
+
+
+def services(request: Request) -> AdminServices:
+    """The services of the app serving this request (set during start-up)."""
+    found = getattr(request.app.state, "services", None)
+    if not isinstance(found, AdminServices):
+        raise RuntimeError("admin services are not set: the app's lifespan did not run")
+    return found
