@@ -149,7 +149,12 @@ class RedisFlagStore:
     """Projects, flags and cohorts in Redis (see the module docstring for the layout and guarantees)."""
 
     def __init__(
-        self, url: str, *, prefix: str = "flagd", socket_timeout: float = 2.0, feed_maxlen: int = 100_000,
+        self,
+        url: str,
+        *,
+        prefix: str = "flagd",
+        socket_timeout: float = 2.0,
+        feed_maxlen: int = 100_000,
         max_connections: int = 32,
     ) -> None:
         self._url = url
@@ -157,8 +162,11 @@ class RedisFlagStore:
         self._socket_timeout = socket_timeout
         self.feed_maxlen = feed_maxlen
         self._redis: aioredis.Redis = aioredis.Redis.from_url(
-            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
-            max_connections=max_connections, health_check_interval=30,
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            max_connections=max_connections,
+            health_check_interval=30,
         )
         self._blocking: aioredis.Redis | None = None  # separate client for XREAD BLOCK
         self._apply = self._redis.register_script(_APPLY)
@@ -223,8 +231,18 @@ class RedisFlagStore:
         deleted = "1" if change.op == "delete" or payload.get("deleted") else "0"
         await self._apply(
             keys=[meta, versions, target, static],
-            args=[change.seq, change.entity_type, change.entity_id, change.entity_version, body, members,
-                  deleted, token, secret, gtm],
+            args=[
+                change.seq,
+                change.entity_type,
+                change.entity_id,
+                change.entity_version,
+                body,
+                members,
+                deleted,
+                token,
+                secret,
+                gtm,
+            ],
             client=pipe,
         )
         pipe.sadd(self.projects_key, change.project_id)
@@ -273,7 +291,9 @@ class RedisFlagStore:
             if self._blocking is None:
                 timeout = self._socket_timeout + block_ms / 1000
                 self._blocking = aioredis.Redis.from_url(
-                    self._url, socket_timeout=timeout, socket_connect_timeout=self._socket_timeout,
+                    self._url,
+                    socket_timeout=timeout,
+                    socket_connect_timeout=self._socket_timeout,
                     max_connections=4,
                 )
             client = self._blocking
@@ -293,8 +313,13 @@ class RedisFlagStore:
     async def replace_project(self, data: ProjectData) -> bool:
         """Rewrite a project wholesale from ``data`` (full resync, reconciliation), unless Redis already holds
         a newer seq for it. Returns whether it did."""
-        args: list[str | int] = [data.version, data.api_token, data.secret_token_hash,
-                                 _encode(data.group_type_mapping).decode(), len(data.flags)]
+        args: list[str | int] = [
+            data.version,
+            data.api_token,
+            data.secret_token_hash,
+            _encode(data.group_type_mapping).decode(),
+            len(data.flags),
+        ]
         for flag in data.flags:
             args += [flag["id"], flag.get("version", 0), _encode(flag).decode()]
         args.append(len(data.cohorts))
@@ -353,23 +378,25 @@ class RedisFlagStore:
                 replies = await pipe.execute()
         loaded = []
         for n, pid in enumerate(project_ids):
-            meta, flags, cohorts, static = replies[4 * n: 4 * n + 4]
+            meta, flags, cohorts, static = replies[4 * n : 4 * n + 4]
             if b"api_token" not in meta:
                 continue  # changes seen before the project itself: not servable yet
             live_flags = [f for f in (_decode(v) for v in flags.values()) if not f.get("deleted")]
             live_cohorts = [c for c in (_decode(v) for v in cohorts.values()) if not c.get("deleted")]
             live_ids = {str(c["id"]) for c in live_cohorts}
             members = {_text(k): _decode(v) for k, v in static.items() if _text(k) in live_ids}
-            loaded.append(ProjectData(
-                project_id=pid,
-                api_token=_text(meta[b"api_token"]),
-                secret_token_hash=_text(meta.get(b"secret_token_hash", b"")),
-                group_type_mapping=_decode(meta.get(b"group_type_mapping", b"{}")),
-                version=int(meta.get(b"seq", b"0")),
-                flags=sorted(live_flags, key=lambda f: int(f["id"])),
-                cohorts=sorted(live_cohorts, key=lambda c: int(c["id"])),
-                static_members=members,
-            ))
+            loaded.append(
+                ProjectData(
+                    project_id=pid,
+                    api_token=_text(meta[b"api_token"]),
+                    secret_token_hash=_text(meta.get(b"secret_token_hash", b"")),
+                    group_type_mapping=_decode(meta.get(b"group_type_mapping", b"{}")),
+                    version=int(meta.get(b"seq", b"0")),
+                    flags=sorted(live_flags, key=lambda f: int(f["id"])),
+                    cohorts=sorted(live_cohorts, key=lambda c: int(c["id"])),
+                    static_members=members,
+                )
+            )
         return loaded
 
 

@@ -19,30 +19,74 @@ pytestmark = pytest.mark.integration
 
 
 def project_change(seq: int, pid: int = 1, version: int = 1, token: str = "phc_a") -> Change:
-    payload = {"id": pid, "api_token": token, "secret_token_hash": "ab" * 32,
-               "group_type_mapping": {"0": "company"}, "version": version}
-    return Change(seq=seq, project_id=pid, entity_type="project", entity_id=pid, entity_version=version,
-                  op="upsert", payload=payload, committed_at=1.0)
+    payload = {
+        "id": pid,
+        "api_token": token,
+        "secret_token_hash": "ab" * 32,
+        "group_type_mapping": {"0": "company"},
+        "version": version,
+    }
+    return Change(
+        seq=seq,
+        project_id=pid,
+        entity_type="project",
+        entity_id=pid,
+        entity_version=version,
+        op="upsert",
+        payload=payload,
+        committed_at=1.0,
+    )
 
 
-def flag_change(seq: int, flag_id: int, version: int, *, pid: int = 1, deleted: bool = False,
-                rollout: int = 100) -> Change:
-    payload = {"id": flag_id, "team_id": pid, "key": f"flag-{flag_id}", "name": "", "active": True,
-               "deleted": deleted, "version": version, "bucketing": "murmur3",
-               "ensure_experience_continuity": False,
-               "filters": {"groups": [{"properties": [], "rollout_percentage": rollout}]}}
-    return Change(seq=seq, project_id=pid, entity_type="flag", entity_id=flag_id, entity_version=version,
-                  op="delete" if deleted else "upsert", payload=payload, committed_at=2.0)
+def flag_change(
+    seq: int, flag_id: int, version: int, *, pid: int = 1, deleted: bool = False, rollout: int = 100
+) -> Change:
+    payload = {
+        "id": flag_id,
+        "team_id": pid,
+        "key": f"flag-{flag_id}",
+        "name": "",
+        "active": True,
+        "deleted": deleted,
+        "version": version,
+        "bucketing": "murmur3",
+        "ensure_experience_continuity": False,
+        "filters": {"groups": [{"properties": [], "rollout_percentage": rollout}]},
+    }
+    return Change(
+        seq=seq,
+        project_id=pid,
+        entity_type="flag",
+        entity_id=flag_id,
+        entity_version=version,
+        op="delete" if deleted else "upsert",
+        payload=payload,
+        committed_at=2.0,
+    )
 
 
-def cohort_change(seq: int, cohort_id: int, version: int, members: list[str] | None, *,
-                  deleted: bool = False) -> Change:
-    payload: dict[str, Any] = {"id": cohort_id, "name": "c", "filters": {}, "is_static": members is not None,
-                               "deleted": deleted, "version": version}
+def cohort_change(
+    seq: int, cohort_id: int, version: int, members: list[str] | None, *, deleted: bool = False
+) -> Change:
+    payload: dict[str, Any] = {
+        "id": cohort_id,
+        "name": "c",
+        "filters": {},
+        "is_static": members is not None,
+        "deleted": deleted,
+        "version": version,
+    }
     if members is not None:
         payload["members"] = members
-    return Change(seq=seq, project_id=1, entity_type="cohort", entity_id=cohort_id, entity_version=version,
-                  op="delete" if deleted else "upsert", payload=payload)
+    return Change(
+        seq=seq,
+        project_id=1,
+        entity_type="cohort",
+        entity_id=cohort_id,
+        entity_version=version,
+        op="delete" if deleted else "upsert",
+        payload=payload,
+    )
 
 
 @pytest.fixture
@@ -147,12 +191,14 @@ async def test_replace_project_rewrites_but_never_goes_back(store: RedisFlagStor
     await store.apply([project_change(1), flag_change(2, 10, 1), flag_change(3, 11, 1)])
     data = await store.load_project(1)
     assert data is not None
-    healed = data.__class__(**{**{f: getattr(data, f) for f in data.__struct_fields__},
-                               "flags": data.flags[:1], "version": 3})
+    healed = data.__class__(
+        **{**{f: getattr(data, f) for f in data.__struct_fields__}, "flags": data.flags[:1], "version": 3}
+    )
     assert await store.replace_project(healed)
     assert await store.load_project(1) == healed
-    older = healed.__class__(**{**{f: getattr(healed, f) for f in healed.__struct_fields__}, "version": 2,
-                                "flags": []})
+    older = healed.__class__(
+        **{**{f: getattr(healed, f) for f in healed.__struct_fields__}, "version": 2, "flags": []}
+    )
     assert not await store.replace_project(older)
     assert await store.load_project(1) == healed
 
