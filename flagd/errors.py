@@ -1,0 +1,90 @@
+"""Errors raised by the flagd server package. The tree::
+
+    FlagdError
+    └── RequestRejected     the request gets an error answer; carries the HTTP status, a code, a detail
+        ├── BadRequest       400: malformed body or query, or a field of the wrong type (names the field)
+        ├── Unauthorized     401: the project token or API key is unknown (``authentication_error``)
+        ├── Forbidden        403: the key is valid but may not read this project
+        ├── NotFound         404: nothing at this path (or the flag is unknown, for OFREP)
+        ├── PayloadTooLarge  413: the body, before or after decompression, is over ``max_body_bytes``
+        ├── LimitExceeded    400: a field is over one of ``flagd.limits.Limits`` (the detail names it)
+        └── Overloaded       503: shed by ``flagd.shedding.LoadShedder``; carries ``Retry-After``
+
+Only the edge (``flagd.sdk``) raises these, while decoding a request; they never escape an endpoint: the
+router turns them into the JSON error shape of the protocol being spoken (PostHog or OFREP).
+"""
+
+from __future__ import annotations
+
+
+class FlagdError(Exception):
+    """Root of every error the flagd server package raises."""
+
+
+class RequestRejected(FlagdError):  # noqa: N818 -- names the outcome, like its subclasses
+    """A request that gets an error answer. ``code`` is machine-readable, ``detail`` says what was wrong."""
+
+    status = 400
+    type = "validation_error"
+    code = "invalid_input"
+
+    def __init__(self, detail: str, *, code: str | None = None, attr: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+        self.attr = attr
+
+
+class BadRequest(RequestRejected):
+    """The request body or query string is malformed."""
+
+
+class Unauthorized(RequestRejected):
+    """The project token or API key is unknown."""
+
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class Forbidden(RequestRejected):
+    """The key is valid but may not read the requested project."""
+
+    status = 403
+    type = "authentication_error"
+    code = "permission_denied"
+
+
+class NotFound(RequestRejected):
+    """Nothing is served at this path, or the named flag does not exist."""
+
+    status = 404
+    type = "invalid_request"
+    code = "not_found"
+
+
+class PayloadTooLarge(RequestRejected):
+    """The body is over the byte limit, before or after decompression."""
+
+    status = 413
+    type = "validation_error"
+    code = "payload_too_large"
+
+
+class LimitExceeded(RequestRejected):
+    """A field of the request is over one of the configured limits."""
+
+    code = "limit_exceeded"
+
+
+class Overloaded(RequestRejected):
+    """The worker shed this request to keep latency low for the ones it admitted."""
+
+    status = 503
+    type = "server_error"
+    code = "overloaded"
+
+    def __init__(self, detail: str, *, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

@@ -1,0 +1,75 @@
+"""What one SDK request may ask for, and what the server logs about it.
+
+Every limit is checked at the edge, before evaluation; a request over a limit gets a clear error naming the
+limit and its value, and nothing else happens. Defaults, and the answer each one produces:
+
+=============================  ===========  ==========================================================
+field                          default      over the limit
+=============================  ===========  ==========================================================
+``max_body_bytes``             1 MiB        413 ``payload_too_large`` (raw body, and again after gzip or
+                                            base64 decoding: a gzip bomb stops here, not in memory)
+``max_event_body_bytes``       5 MiB        413, for the event intake endpoints (``/batch/`` ...)
+``max_distinct_id_chars``      200          never an error: the id is cut to this length (PostHog does)
+``max_properties``             1000         400 ``limit_exceeded`` (person properties, and properties of any
+                                            one group; also OFREP context attributes)
+``max_groups``                 50           400 ``limit_exceeded`` (entries in ``groups``)
+``max_flag_keys``              1000         400 ``limit_exceeded`` (``flag_keys_to_evaluate``)
+``max_property_value_chars``   10000        400 ``limit_exceeded`` (a string value's length; other values
+                                            are measured as compact JSON)
+``max_batch_events``           1000         400 ``limit_exceeded`` (events in one ``/batch/`` body)
+``max_request_id_chars``       128          an incoming ``X-Request-Id`` longer than this is replaced
+``auth_cache_seconds``         10.0         how long a personal API key lookup (``/flags/definitions``)
+                                            is cached, hit or miss, so a poll storm does not reach the DB
+=============================  ===========  ==========================================================
+
+Logging policy (the hot path formats no log line per request by default):
+
+- ``slow_request_seconds`` (0.25): a request slower than this is logged at warning with its route,
+  status, duration and request id.
+- ``log_sample_rate`` (0.0): the fraction of other successful requests logged at info (an access-log
+  sample; 1.0 logs every request, for debugging).
+- Server errors (an unexpected exception → 500) are always logged at error with the traceback; requests
+  rejected with 4xx are logged at debug; shed requests are summed and logged at warning at most once a
+  second per worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-request limits and the logging policy of the SDK endpoints (see the module docstring)."""
+
+    max_body_bytes: int = 1024 * 1024
+    max_event_body_bytes: int = 5 * 1024 * 1024
+    max_distinct_id_chars: int = 200
+    max_properties: int = 1000
+    max_groups: int = 50
+    max_flag_keys: int = 1000
+    max_property_value_chars: int = 10_000
+    max_batch_events: int = 1000
+    max_request_id_chars: int = 128
+    auth_cache_seconds: float = 10.0
+    slow_request_seconds: float = 0.25
+    log_sample_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_body_bytes",
+            "max_event_body_bytes",
+            "max_distinct_id_chars",
+            "max_properties",
+            "max_groups",
+            "max_flag_keys",
+            "max_property_value_chars",
+            "max_batch_events",
+            "max_request_id_chars",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"Limits.{name} must be at least 1, got {getattr(self, name)!r}")
+        if self.auth_cache_seconds < 0 or self.slow_request_seconds < 0:
+            raise ValueError("Limits.auth_cache_seconds and slow_request_seconds must not be negative")
+        if not 0.0 <= self.log_sample_rate <= 1.0:
+            raise ValueError(f"Limits.log_sample_rate must be within 0..1, got {self.log_sample_rate!r}")

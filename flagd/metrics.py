@@ -1,0 +1,216 @@
+"""Prometheus metrics for the SDK endpoints, cheap enough for the hot path, correct with several workers.
+
+Series (namespace ``flagd``):
+
+- ``flagd_request_duration_seconds{route}`` — histogram, buckets from 50 µs to 5 s, fine enough below a
+  millisecond to read p50/p99 of ``/flags``.
+- ``flagd_requests_total{route,status}`` — every answered request.
+- ``flagd_flag_evaluations_total{reason}`` — flag decisions by PostHog reason code (tallied per request, one
+  increment per distinct reason).
+- ``flagd_shed_total{route}`` — requests answered 503 by the load shedder.
+- ``flagd_store_errors_total{operation}`` — a hook for the store side (``Metrics.store_error``).
+- ``flagd_snapshot_version`` and ``flagd_snapshot_lag_seconds`` — read from ``health()`` when scraped.
+
+Multi-worker: Granian runs several processes. ``prepare_multiprocess(dir)`` (called by the CLI before the
+workers
+start) points prometheus_client at a shared directory; each worker then writes its values to mmap files
+there and
+``/metrics`` on any worker aggregates them all (``MultiProcessCollector``). Without it, values are per
+process.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (
+    0.00005,
+    0.0001,
+    0.00015,
+    0.0002,
+    0.0003,
+    0.0004,
+    0.0005,
+    0.00075,
+    0.001,
+    0.0015,
+    0.002,
+    0.003,
+    0.004,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def prepare_multiprocess(directory: str | os.PathLike[str]) -> Path:
+    """Make every metric created from now on (here and in the workers started later) shared across processes.
+
+    Empties ``directory`` (stale files from a previous run would be summed in), sets
+    ``PROMETHEUS_MULTIPROC_DIR`` for the workers, and switches prometheus_client's value class even if it
+    was imported already.
+    """
+    path = Path(directory)
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    os.environ[_ENV] = str(path)
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    return path
+
+
+class _RouteMetrics:
+    __slots__ = ("counters", "latency", "route")
+
+    def __init__(self, route: str, latency: Any) -> None:
+        self.route = route
+        self.latency = latency
+        self.counters: dict[int, Any] = {}
+
+
+class Metrics:
+    """The server's metrics. Built once per worker; the per-request methods touch prebuilt label children
+    only."""
+
+    __slots__ = (
+        "_evaluations",
+        "_lag",
+        "_latency",
+        "_multiprocess_dir",
+        "_reasons",
+        "_requests",
+        "_routes",
+        "_shed",
+        "_shed_children",
+        "_store_errors",
+        "_version",
+        "registry",
+    )
+
+    def __init__(self, *, multiprocess_dir: str | None = None) -> None:
+        # prometheus_client itself keys multiprocess mode on this variable; we follow it when not told.
+        self._multiprocess_dir = multiprocess_dir or os.environ.get(_ENV) or None
+        self.registry = CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        self._latency = Histogram(
+            "flagd_request_duration_seconds",
+            "Time to answer an SDK request, by route.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self._requests = Counter(
+            "flagd_requests_total",
+            "SDK requests answered, by route and HTTP status.",
+            ["route", "status"],
+            registry=reg,
+        )
+        self._evaluations = Counter(
+            "flagd_flag_evaluations_total",
+            "Flag decisions, by reason code.",
+            ["reason"],
+            registry=reg,
+        )
+        self._shed = Counter(
+            "flagd_shed_total", "Requests shed with 503 to protect latency.", ["route"], registry=reg
+        )
+        self._store_errors = Counter(
+            "flagd_store_errors_total",
+            "Errors talking to PostgreSQL or Redis, by operation.",
+            ["operation"],
+            registry=reg,
+        )
+        self._version = Gauge(
+            "flagd_snapshot_version",
+            "Change sequence of the newest flag snapshot this node serves.",
+            registry=reg,
+            multiprocess_mode="livemostrecent",
+        )
+        self._lag = Gauge(
+            "flagd_snapshot_lag_seconds",
+            "Seconds from a change's commit to this node serving it.",
+            registry=reg,
+            multiprocess_mode="livemostrecent",
+        )
+        self._routes: dict[str, _RouteMetrics] = {}
+        self._reasons: dict[str, Any] = {}
+        self._shed_children: dict[str, Any] = {}
+
+    # Hot path ---------------------------------------------------------------------------------------------
+    def route(self, route: str) -> _RouteMetrics:
+        """The prebuilt children for one route (build these once, at app start)."""
+        found = self._routes.get(route)
+        if found is None:
+            found = self._routes[route] = _RouteMetrics(route, self._latency.labels(route))
+        return found
+
+    def observe(self, route: _RouteMetrics, status: int, seconds: float) -> None:
+        """One answered request."""
+        route.latency.observe(seconds)
+        counter = route.counters.get(status)
+        if counter is None:
+            counter = route.counters[status] = self._requests.labels(route.route, str(status))
+        counter.inc()
+
+    def count_evaluations(self, by_reason: Mapping[str, int]) -> None:
+        """Add one request's decisions, already tallied by reason."""
+        children = self._reasons
+        for reason, count in by_reason.items():
+            child = children.get(reason)
+            if child is None:
+                child = children[reason] = self._evaluations.labels(reason)
+            child.inc(count)
+
+    def count_shed(self, route: str) -> None:
+        child = self._shed_children.get(route)
+        if child is None:
+            child = self._shed_children[route] = self._shed.labels(route)
+        child.inc()
+
+    # Off the hot path -------------------------------------------------------------------------------------
+    def store_error(self, operation: str) -> None:
+        """Count one failed PostgreSQL/Redis operation (``operation`` is a short fixed name, e.g.
+        "redis_read")."""
+        self._store_errors.labels(operation).inc()
+
+    def render(self, health: Mapping[str, Any] | None = None) -> bytes:
+        """The Prometheus text exposition of every worker's metrics (refreshing the snapshot gauges first)."""
+        if health:
+            version = health.get("version")
+            if isinstance(version, int | float):
+                self._version.set(version)
+            lag = health.get("lag", health.get("lag_seconds"))
+            if isinstance(lag, int | float):
+                self._lag.set(lag)
+        if self._multiprocess_dir:
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=self._multiprocess_dir)  # type: ignore[no-untyped-call]
+            return generate_latest(registry)
+        return generate_latest(self.registry)
+
+    def close(self) -> None:
+        """Mark this worker dead in multiprocess mode (its live gauges stop being reported)."""
+        if self._multiprocess_dir:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid(), self._multiprocess_dir)  # type: ignore[no-untyped-call]

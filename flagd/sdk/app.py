@@ -1,0 +1,274 @@
+"""``SdkApp``: the raw ASGI front of flagd. SDK paths are answered here; everything else goes to ``fallback``.
+
+Every decision is made in ``__init__``: the route table is a dict from exact path to a prebuilt ``_Route``
+(endpoint, allowed method, whether it may be shed, how errors are rendered, its metric children), so a request
+costs one dict lookup before its endpoint runs — no Starlette routing, no middleware stack on this path.
+Per request the app: admits or sheds (``LoadShedder``; probes are never shed), picks the request id, runs the
+endpoint, turns a ``RequestRejected`` into the protocol's error JSON, sends the answer with ``X-Request-Id``,
+and records latency and status. Logging follows the policy in ``flagd.limits``: nothing per request unless it
+is slow, sampled, an error or shed.
+
+Routes: ``POST /flags[/]``, ``/decide[/]`` · ``GET /flags/definitions[/]``,
+``/api/feature_flag/local_evaluation[/]`` · ``POST /batch[/]``, ``/capture[/]``, ``/e[/]``, ``/i/v0/e[/]`` ·
+``POST /ofrep/v1/evaluate/flags[/{key}]`` · ``GET /healthz``, ``/readyz``, ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable
+
+import msgspec
+import structlog
+
+from flagd.errors import RequestRejected
+from flagd.limits import Limits
+from flagd.logging import RequestIds
+from flagd.metrics import Metrics
+from flagd.sdk import ofrep
+from flagd.sdk.definitions import Authenticate, DefinitionsEndpoint
+from flagd.sdk.events import EventsEndpoint
+from flagd.sdk.flags import CORS, FlagsEndpoint
+from flagd.sdk.http import JSON, Answer, Headers, Receive, Scope, Send, send_answer
+from flagd.sdk.probes import Health, Probes
+from flagd.sdk.responses import RecordCache
+from flagd.shedding import LoadShedder
+from store.catalog import Catalog
+
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Endpoint = Callable[[Scope, Receive, dict[bytes, bytes], str], Awaitable[Answer]]
+ErrorRenderer = Callable[[RequestRejected, Scope], bytes]
+
+_encode = msgspec.json.encode
+_log = structlog.get_logger("flagd.sdk")
+_PREFLIGHT: Headers = [
+    *CORS,
+    (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+    (b"access-control-allow-headers", b"*"),
+    (b"access-control-max-age", b"86400"),
+]
+
+
+def posthog_error(exc: RequestRejected, scope: Scope) -> bytes:
+    """PostHog's error shape: ``{"type", "code", "detail", "attr"}``."""
+    return _encode({"type": exc.type, "code": exc.code, "detail": exc.detail, "attr": exc.attr})
+
+
+def ofrep_error(exc: RequestRejected, scope: Scope) -> bytes:
+    return ofrep.error_body(exc, ofrep.flag_key_of(scope["path"]))
+
+
+class _Route:
+    __slots__ = ("endpoint", "errors", "method", "metrics", "name", "preflight", "shed_status", "shedding")
+
+    def __init__(
+        self,
+        name: str,
+        method: str,
+        endpoint: Endpoint,
+        errors: ErrorRenderer,
+        metrics: Metrics,
+        *,
+        shedding: bool = True,
+        shed_status: int = 503,
+        preflight: bool = False,
+    ) -> None:
+        self.name = name
+        self.method = method
+        self.endpoint = endpoint
+        self.errors = errors
+        self.metrics = metrics.route(name)
+        self.shedding = shedding
+        self.shed_status = shed_status
+        self.preflight = preflight
+
+
+class SdkApp:
+    """The ASGI application for the SDK hot path (see the module docstring)."""
+
+    __slots__ = (
+        "_fallback",
+        "_ids",
+        "_last_shed_log",
+        "_limits",
+        "_metrics",
+        "_ofrep_one",
+        "_routes",
+        "_sample",
+        "_shed_since_log",
+        "_shedder",
+        "_slow",
+        "catalog",
+    )
+
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        fallback: ASGIApp,
+        authenticate: Authenticate,
+        health: Health,
+        limits: Limits | None = None,
+        shedder: LoadShedder | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self._fallback = fallback
+        self._limits = limits = limits or Limits()
+        self._shedder = shedder or LoadShedder()
+        self._metrics = metrics = metrics or Metrics()
+        self._ids = RequestIds(limits.max_request_id_chars)
+        self._slow = limits.slow_request_seconds
+        self._sample = limits.log_sample_rate
+        self._shed_since_log = 0
+        self._last_shed_log = 0.0
+        cache = RecordCache()
+        flags = FlagsEndpoint("flags", catalog, limits, metrics, cache)
+        decide = FlagsEndpoint("decide", catalog, limits, metrics, cache)
+        definitions = DefinitionsEndpoint(catalog, authenticate, limits)
+        events = EventsEndpoint(catalog, limits)
+        probes = Probes(health, metrics)
+        routes: dict[str, _Route] = {}
+
+        def add(paths: tuple[str, ...], route: _Route) -> None:
+            for path in paths:
+                routes[path] = route
+                if not path.endswith("/"):
+                    routes[path + "/"] = route
+
+        add(("/flags",), _Route("flags", "POST", flags, posthog_error, metrics, preflight=True))
+        add(("/decide",), _Route("decide", "POST", decide, posthog_error, metrics, preflight=True))
+        add(
+            ("/flags/definitions", "/api/feature_flag/local_evaluation"),
+            _Route("definitions", "GET", definitions, posthog_error, metrics),
+        )
+        add(
+            ("/batch", "/capture", "/e", "/i/v0/e"),
+            _Route("events", "POST", events, posthog_error, metrics, preflight=True),
+        )
+        add(
+            ("/ofrep/v1/evaluate/flags",),
+            _Route(
+                "ofrep_bulk",
+                "POST",
+                ofrep.OfrepEndpoint(catalog, limits, metrics, bulk=True),
+                ofrep_error,
+                metrics,
+                shed_status=429,
+            ),
+        )
+        add(("/healthz",), _Route("healthz", "GET", probes.healthz, posthog_error, metrics, shedding=False))
+        add(("/readyz",), _Route("readyz", "GET", probes.readyz, posthog_error, metrics, shedding=False))
+        add(("/metrics",), _Route("metrics", "GET", probes.metrics, posthog_error, metrics, shedding=False))
+        self._routes = routes
+        self._ofrep_one = _Route(
+            "ofrep_flag",
+            "POST",
+            ofrep.OfrepEndpoint(catalog, limits, metrics, bulk=False),
+            ofrep_error,
+            metrics,
+            shed_status=429,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._fallback(scope, receive, send)
+            return
+        path: str = scope["path"]
+        route = self._routes.get(path)
+        if route is None:
+            if path.startswith(ofrep.PREFIX) and len(path) > len(ofrep.PREFIX):
+                route = self._ofrep_one
+            else:
+                await self._fallback(scope, receive, send)
+                return
+        start = time.perf_counter()
+        if route.method != scope["method"]:
+            await self._wrong_method(route, scope, send)
+            return
+        shedder = self._shedder
+        if route.shedding and not shedder.admit():
+            await self._shed(route, send, start)
+            return
+        headers = dict(scope["headers"])
+        request_id = self._ids.pick(headers.get(b"x-request-id"))
+        status = 500
+        try:
+            try:
+                status, body, extra = await route.endpoint(scope, receive, headers, request_id)
+            except RequestRejected as exc:
+                status, body, extra = exc.status, route.errors(exc, scope), JSON
+                _log.debug(
+                    "request rejected",
+                    route=route.name,
+                    status=status,
+                    code=exc.code,
+                    detail=exc.detail,
+                    request_id=request_id,
+                )
+            except Exception:
+                _log.exception("request failed", route=route.name, path=path, request_id=request_id)
+                status, body, extra = (
+                    500,
+                    _encode(
+                        {"type": "server_error", "code": "error", "detail": "internal error", "attr": None}
+                    ),
+                    JSON,
+                )
+            await send_answer(send, status, body, [*extra, (b"x-request-id", request_id.encode())])
+        finally:
+            if route.shedding:
+                shedder.release(start)
+            elapsed = time.perf_counter() - start
+            self._metrics.observe(route.metrics, status, elapsed)
+            if elapsed > self._slow:
+                _log.warning(
+                    "slow request",
+                    route=route.name,
+                    status=status,
+                    seconds=round(elapsed, 6),
+                    request_id=request_id,
+                )
+            elif self._sample and random.random() < self._sample:
+                _log.info(
+                    "request",
+                    route=route.name,
+                    status=status,
+                    seconds=round(elapsed, 6),
+                    request_id=request_id,
+                )
+
+    async def _wrong_method(self, route: _Route, scope: Scope, send: Send) -> None:
+        if scope["method"] == "OPTIONS" and route.preflight:
+            await send_answer(send, 204, b"", _PREFLIGHT)
+            return
+        exc = RequestRejected(
+            f"{scope['method']} is not allowed here; use {route.method}", code="method_not_allowed"
+        )
+        exc.status = 405
+        await send_answer(send, 405, route.errors(exc, scope), [*JSON, (b"allow", route.method.encode())])
+
+    async def _shed(self, route: _Route, send: Send, start: float) -> None:
+        retry_after = self._shedder.retry_after
+        self._metrics.count_shed(route.name)
+        exc = RequestRejected("server is overloaded; retry later", code="overloaded")
+        exc.status = route.shed_status
+        exc.type = "server_error"
+        body = route.errors(exc, {"path": ""})
+        await send_answer(send, route.shed_status, body, [*JSON, (b"retry-after", str(retry_after).encode())])
+        self._metrics.observe(route.metrics, route.shed_status, time.perf_counter() - start)
+        self._shed_since_log += 1
+        now = time.monotonic()
+        if now - self._last_shed_log >= 1.0:
+            _log.warning(
+                "shedding load",
+                shed=self._shed_since_log,
+                in_flight=self._shedder.in_flight,
+                overloaded=self._shedder.overloaded,
+            )
+            self._shed_since_log = 0
+            self._last_shed_log = now
+
+
+__all__ = ["SdkApp"]

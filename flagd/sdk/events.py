@@ -1,0 +1,121 @@
+"""Event intake: ``POST /batch/``, ``/capture/``, ``/e/``, ``/i/v0/e/`` (with or without the trailing slash).
+
+PostHog SDKs send ``$feature_flag_called`` and every captured event here. Accepted bodies (JSON, gzip, or a
+base64 form): ``{"api_key", "batch": [event, ...]}``, a single event object, or a bare list of events
+(posthog-js).
+The project token comes from the body (``api_key``/``token``/``$token``), ``?token=``, or the first event's
+``properties.token``. Each event needs a non-empty string ``event`` and a ``distinct_id`` (top level or in
+``properties``). A valid body is answered ``{"status": 1}`` like PostHog; events are not stored yet.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from flagd.errors import BadRequest, LimitExceeded, Unauthorized
+from flagd.limits import Limits
+from flagd.sdk.bodies import decode, unwrap
+from flagd.sdk.http import JSON, Answer, Headers, Receive, Scope, parse_query, read_body
+from store.catalog import Catalog
+
+_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
+_OK = b'{"status":1}'
+HEADERS: Headers = [*JSON, (b"access-control-allow-origin", b"*")]
+
+
+def _token_of(payload: Any, events: list[Any], query: dict[str, str]) -> str | None:
+    if isinstance(payload, dict):
+        for name in ("api_key", "token", "$token"):
+            value = payload.get(name)
+            if isinstance(value, str) and value:
+                return value
+    if query.get("token"):
+        return query["token"]
+    if events and isinstance(events[0], dict):
+        props = events[0].get("properties")
+        if isinstance(props, dict):
+            value = props.get("token") or props.get("api_key")
+            if isinstance(value, str):
+                return value
+        value = events[0].get("api_key")
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def events_of(payload: Any) -> tuple[list[Any], str]:
+    """The events in a body and the path prefix naming them in errors."""
+    if isinstance(payload, list):
+        return payload, ""
+    if not isinstance(payload, dict):
+        raise BadRequest("body must be a JSON object or a list of events", code="invalid_body")
+    batch = payload.get("batch")
+    if batch is not None:
+        if not isinstance(batch, list):
+            raise BadRequest("batch must be a list of events", code="invalid_body", attr="batch")
+        return batch, "batch"
+    if "event" in payload:
+        return [payload], ""
+    raise BadRequest("body has neither 'batch' nor 'event'", code="invalid_body", attr="batch")
+
+
+def _at(path: str, field: str) -> str:
+    return f"{path}.{field}" if path else field
+
+
+def check_event(event: Any, path: str) -> None:
+    """Raise ``BadRequest`` naming the field (``batch[3].distinct_id``) when an event is malformed."""
+    if not isinstance(event, dict):
+        raise BadRequest(f"{path or 'event'} must be an object", code="invalid_event", attr=path or None)
+    name = event.get("event")
+    if not isinstance(name, str) or not name:
+        where = _at(path, "event")
+        raise BadRequest(f"{where} must be a non-empty string", code="invalid_event", attr=where)
+    props = event.get("properties")
+    if props is not None and not isinstance(props, dict):
+        where = _at(path, "properties")
+        raise BadRequest(f"{where} must be an object", code="invalid_event", attr=where)
+    distinct_id = event.get("distinct_id")
+    if distinct_id is None and props:
+        distinct_id = props.get("distinct_id")
+    if distinct_id is None or distinct_id == "" or isinstance(distinct_id, dict | list | bool):
+        where = _at(path, "distinct_id")
+        raise BadRequest(f"{where} is required (a string or number)", code="invalid_event", attr=where)
+
+
+class EventsEndpoint:
+    """Validates event batches and acknowledges them."""
+
+    __slots__ = ("_catalog", "_limits")
+
+    def __init__(self, catalog: Catalog, limits: Limits) -> None:
+        self._catalog = catalog
+        self._limits = limits
+
+    async def __call__(
+        self, scope: Scope, receive: Receive, headers: dict[bytes, bytes], request_id: str
+    ) -> Answer:
+        limits = self._limits
+        limit = limits.max_event_body_bytes
+        query = parse_query(scope["query_string"])
+        raw = await read_body(receive, headers, limit)
+        payload = decode(_decoder, unwrap(raw, query, headers, limit))
+        events, prefix = events_of(payload)
+        token = _token_of(payload, events, query)
+        if not token:
+            raise Unauthorized("No project API key was provided: send it as api_key in the body.")
+        if self._catalog.by_token(token) is None:
+            raise Unauthorized("Project API key invalid.")
+        if len(events) > limits.max_batch_events:
+            raise LimitExceeded(
+                f"batch has {len(events)} events; the limit is max_batch_events={limits.max_batch_events}",
+                attr="batch",
+            )
+        if not events:
+            raise BadRequest("batch has no events", code="invalid_body", attr="batch")
+        single = isinstance(payload, dict) and prefix == ""
+        for index, event in enumerate(events):
+            check_event(event, "" if single else f"{prefix}[{index}]")
+        return 200, _OK, HEADERS

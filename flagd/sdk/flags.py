@@ -1,0 +1,149 @@
+"""``POST /flags`` and ``/decide`` (any ``v``): remote evaluation for PostHog SDKs.
+
+The project token travels in the body (``api_key``, ``token`` or ``$token``; ``?token=`` also works). The body
+is decoded into ``FlagsBody`` by a prebuilt decoder, checked against ``Limits``, turned into an evaluator
+``Context``, evaluated against the project's in-process snapshot, and rendered in the shape the version
+asks for
+(``flagd.sdk.responses``). Nothing here waits on a database.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from operator import attrgetter
+from typing import Any
+
+import msgspec
+
+from evaluator import Context, Decision
+from flagd.errors import BadRequest, LimitExceeded, Unauthorized
+from flagd.limits import Limits
+from flagd.metrics import Metrics
+from flagd.sdk.bodies import check_properties, decode, stringify_id, unwrap
+from flagd.sdk.http import JSON, Answer, Headers, Receive, Scope, parse_query, read_body
+from flagd.sdk.responses import RecordCache, Shape, render, render_disabled, shape_for
+from store.catalog import Catalog
+
+_reason_of = attrgetter("reason")
+_error_of = attrgetter("error")
+CORS: Headers = [(b"access-control-allow-origin", b"*")]
+FLAGS_HEADERS: Headers = [*JSON, *CORS]
+
+
+class FlagsBody(msgspec.Struct):
+    """The fields of a ``/flags`` request flagd reads; others (``geoip_disable``, ``sent_at``, ...) are
+    ignored."""
+
+    distinct_id: str | int | float | None = None
+    api_key: str | None = None
+    token: str | None = None
+    dollar_token: str | None = msgspec.field(default=None, name="$token")
+    groups: dict[str, str | int | float] | None = None
+    person_properties: dict[str, Any] | None = None
+    group_properties: dict[str, dict[str, Any]] | None = None
+    flag_keys_to_evaluate: list[str] | None = None
+    flag_keys: list[str] | None = None
+    disable_flags: bool | None = None
+    device_id: str | None = None
+    dollar_device_id: str | None = msgspec.field(default=None, name="$device_id")
+
+
+_decoder = msgspec.json.Decoder(FlagsBody)
+_EMPTY: dict[str, Any] = {}
+
+
+def _version(query: dict[str, str]) -> int:
+    raw = query.get("v")
+    if raw is None or not raw.isdigit():
+        return 1
+    return int(raw)
+
+
+def context_from(body: FlagsBody, limits: Limits) -> Context:
+    """The evaluator context for a decoded body, enforcing every per-request limit."""
+    if body.distinct_id is None:
+        raise BadRequest("distinct_id is required", code="missing_distinct_id", attr="distinct_id")
+    person = body.person_properties
+    if person:
+        check_properties(person, "person_properties", limits)
+    groups = body.groups
+    if groups:
+        if len(groups) > limits.max_groups:
+            raise LimitExceeded(
+                f"groups has {len(groups)} entries; the limit is max_groups={limits.max_groups}",
+                attr="groups",
+            )
+        groups = {
+            name: key if type(key) is str else stringify_id(key, limits.max_distinct_id_chars)
+            for name, key in groups.items()
+        }
+    group_props = body.group_properties
+    if group_props:
+        if len(group_props) > limits.max_groups:
+            raise LimitExceeded(
+                f"group_properties has {len(group_props)} entries; "
+                f"the limit is max_groups={limits.max_groups}",
+                attr="group_properties",
+            )
+        for name, props in group_props.items():
+            check_properties(props, f"group_properties.{name}", limits)
+    return Context(
+        distinct_id=stringify_id(body.distinct_id, limits.max_distinct_id_chars),
+        person_properties=person or _EMPTY,
+        groups=groups or _EMPTY,
+        group_properties=group_props or _EMPTY,
+        device_id=body.device_id or body.dollar_device_id,
+    )
+
+
+class FlagsEndpoint:
+    """Answers ``/flags`` (``kind="flags"``) or ``/decide`` (``kind="decide"``)."""
+
+    __slots__ = ("_cache", "_catalog", "_kind", "_limits", "_metrics", "_shapes")
+
+    def __init__(
+        self, kind: str, catalog: Catalog, limits: Limits, metrics: Metrics, cache: RecordCache
+    ) -> None:
+        self._kind = kind
+        self._catalog = catalog
+        self._limits = limits
+        self._metrics = metrics
+        self._cache = cache
+        self._shapes: dict[int, Shape] = {}
+
+    async def __call__(
+        self, scope: Scope, receive: Receive, headers: dict[bytes, bytes], request_id: str
+    ) -> Answer:
+        limits = self._limits
+        query = parse_query(scope["query_string"])
+        raw = await read_body(receive, headers, limits.max_body_bytes)
+        body = decode(_decoder, unwrap(raw, query, headers, limits.max_body_bytes))
+        token = body.api_key or body.token or body.dollar_token or query.get("token")
+        if not token:
+            raise Unauthorized("No project API key was provided: send it as api_key (or token) in the body.")
+        state = self._catalog.by_token(token)
+        if state is None:
+            raise Unauthorized(
+                "Project API key invalid. You can find your project API key in flagd's admin API."
+            )
+        ctx = context_from(body, limits)
+        version = _version(query)
+        shape = self._shapes.get(version)
+        if shape is None:
+            shape = self._shapes[version] = shape_for(self._kind, version)
+        now_ms = int(time.time() * 1000)
+        if body.disable_flags:
+            return 200, render_disabled(shape, request_id, now_ms), FLAGS_HEADERS
+        keys = body.flag_keys_to_evaluate or body.flag_keys
+        if keys is not None and len(keys) > limits.max_flag_keys:
+            raise LimitExceeded(
+                f"flag_keys_to_evaluate has {len(keys)} keys; "
+                f"the limit is max_flag_keys={limits.max_flag_keys}",
+                attr="flag_keys_to_evaluate",
+            )
+        decisions: dict[str, Decision] = state.snapshot.evaluate(ctx, keys=keys)
+        values = decisions.values()
+        self._metrics.count_evaluations(Counter(map(_reason_of, values)))
+        errors = any(map(_error_of, values))
+        return 200, render(shape, decisions, self._cache, request_id, now_ms, errors), FLAGS_HEADERS

@@ -1,0 +1,201 @@
+"""OpenFeature Remote Evaluation Protocol: ``POST /ofrep/v1/evaluate/flags/{key}`` and bulk ``.../flags``.
+
+Auth: the project token as ``Authorization: Bearer <phc_...>`` (or ``X-API-Key``). Body ``{"context":
+{...}}``:
+``targetingKey`` becomes the distinct id; ``groups`` ({type: key}) and ``groupProperties`` /
+``group_properties`` ({type: {prop: value}}) feed group flags; every other attribute is a person property.
+
+Reasons map from PostHog's: ``flag_disabled`` → ``DISABLED``; ``condition_match`` → ``SPLIT`` when a
+variant was
+picked, else ``TARGETING_MATCH``; ``super_condition_value`` → ``TARGETING_MATCH``; ``holdout_condition_value``
+and ``out_of_rollout_bound`` → ``SPLIT``; ``no_condition_match``, ``no_group_type`` → ``DEFAULT``; a decision
+with an error → ``ERROR``. The value is the variant key for multivariate flags, else the boolean; metadata
+carries ``flagId``, ``version``, the PostHog ``reasonCode`` and the ``payload`` (JSON text) when there is one.
+
+Errors (``{"key", "errorCode", "errorDetails"}``): 400 ``PARSE_ERROR`` (body not JSON / wrong types),
+400 ``INVALID_CONTEXT`` (context not an object, over a limit), 400 ``TARGETING_KEY_MISSING``, 401 (no or
+unknown token), 404 ``FLAG_NOT_FOUND``, 400 ``GENERAL`` for a flag that failed to evaluate. Bulk answers
+carry an
+``ETag`` (a hash of the body); a matching ``If-None-Match`` gets 304.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import msgspec
+
+from evaluator import Context, Decision
+from flagd.errors import LimitExceeded, RequestRejected, Unauthorized
+from flagd.limits import Limits
+from flagd.metrics import Metrics
+from flagd.sdk.bodies import check_properties, stringify_id
+from flagd.sdk.definitions import bearer
+from flagd.sdk.http import JSON, Answer, Receive, Scope, read_body
+from store.catalog import Catalog, ProjectState
+
+PREFIX = "/ofrep/v1/evaluate/flags/"
+_encode = msgspec.json.encode
+_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
+_SPECIAL = frozenset({"targetingKey", "groups", "groupProperties", "group_properties"})
+
+
+class OfrepError(RequestRejected):
+    """An OFREP error answer: ``errorCode`` in the body, ``status`` on the wire."""
+
+    def __init__(self, status: int, error_code: str, detail: str) -> None:
+        super().__init__(detail, code=error_code)
+        self.status = status
+
+
+def reason_of(d: Decision) -> str:
+    if d.error is not None:
+        return "ERROR"
+    code = d.reason
+    if code == "condition_match":
+        return "SPLIT" if d.variant is not None else "TARGETING_MATCH"
+    if code == "flag_disabled":
+        return "DISABLED"
+    if code in ("holdout_condition_value", "out_of_rollout_bound"):
+        return "SPLIT"
+    if code == "super_condition_value":
+        return "TARGETING_MATCH"
+    return "DEFAULT"
+
+
+def success(d: Decision) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"reasonCode": d.reason}
+    if d.flag_id is not None:
+        metadata["flagId"] = d.flag_id
+    if d.version is not None:
+        metadata["version"] = d.version
+    if d.payload is not None and d.enabled:
+        metadata["payload"] = d.payload
+    return {
+        "key": d.key,
+        "value": d.value,
+        "reason": reason_of(d),
+        "variant": d.variant if d.variant is not None else ("true" if d.enabled else "false"),
+        "metadata": metadata,
+    }
+
+
+def failure(d: Decision) -> dict[str, Any]:
+    return {"key": d.key, "errorCode": "GENERAL", "errorDetails": f"flag failed to evaluate: {d.error}"}
+
+
+def error_body(exc: RequestRejected, key: str | None) -> bytes:
+    """The OFREP error JSON for a rejected request."""
+    if isinstance(exc, OfrepError):
+        code = exc.code
+    elif exc.status == 400:
+        code = "PARSE_ERROR" if exc.code in ("invalid_json", "invalid_body") else "INVALID_CONTEXT"
+    else:
+        code = "GENERAL"
+    body: dict[str, Any] = {"errorCode": code, "errorDetails": exc.detail}
+    if key is not None:
+        body = {"key": key, **body}
+    return _encode(body)
+
+
+class OfrepEndpoint:
+    """One endpoint object serves both the single-flag and the bulk route (``bulk`` picks which)."""
+
+    __slots__ = ("_bulk", "_catalog", "_limits", "_metrics")
+
+    def __init__(self, catalog: Catalog, limits: Limits, metrics: Metrics, *, bulk: bool) -> None:
+        self._catalog = catalog
+        self._limits = limits
+        self._metrics = metrics
+        self._bulk = bulk
+
+    def _project(self, headers: dict[bytes, bytes]) -> ProjectState:
+        token = bearer(headers)
+        if token is None:
+            raw = headers.get(b"x-api-key")
+            token = raw.decode("latin-1").strip() if raw else None
+        if not token:
+            raise Unauthorized("Send the project token as 'Authorization: Bearer <token>' or X-API-Key.")
+        state = self._catalog.by_token(token)
+        if state is None:
+            raise Unauthorized("Project token invalid.")
+        return state
+
+    def _context(self, raw: bytes) -> Context:
+        limits = self._limits
+        try:
+            payload = _decoder.decode(raw) if raw.strip() else {}
+        except msgspec.DecodeError as exc:
+            raise OfrepError(400, "PARSE_ERROR", f"request body is not valid JSON: {exc}") from exc
+        if not isinstance(payload, dict):
+            raise OfrepError(400, "PARSE_ERROR", "request body must be a JSON object")
+        context = payload.get("context", {})
+        if not isinstance(context, dict):
+            raise OfrepError(400, "INVALID_CONTEXT", "context must be an object")
+        key = context.get("targetingKey")
+        if key is None or key == "":
+            raise OfrepError(400, "TARGETING_KEY_MISSING", "context.targetingKey is required")
+        if not isinstance(key, str | int | float) or isinstance(key, bool):
+            raise OfrepError(400, "INVALID_CONTEXT", "context.targetingKey must be a string")
+        groups = context.get("groups") or {}
+        group_props = context.get("groupProperties", context.get("group_properties")) or {}
+        if not isinstance(groups, dict) or not all(isinstance(v, str | int) for v in groups.values()):
+            raise OfrepError(400, "INVALID_CONTEXT", "context.groups must map group types to keys")
+        if not isinstance(group_props, dict) or not all(isinstance(v, dict) for v in group_props.values()):
+            raise OfrepError(
+                400, "INVALID_CONTEXT", "context.groupProperties must map group types to objects"
+            )
+        person = {k: v for k, v in context.items() if k not in _SPECIAL}
+        try:
+            check_properties(person, "context", limits)
+            if len(groups) > limits.max_groups:
+                raise LimitExceeded(
+                    f"context.groups has {len(groups)} entries; the limit is max_groups={limits.max_groups}"
+                )
+            for name, props in group_props.items():
+                check_properties(props, f"context.groupProperties.{name}", limits)
+        except LimitExceeded as exc:
+            raise OfrepError(400, "INVALID_CONTEXT", exc.detail) from exc
+        return Context(
+            distinct_id=stringify_id(key, limits.max_distinct_id_chars),
+            person_properties=person,
+            groups={str(k): str(v) for k, v in groups.items()},
+            group_properties=group_props,
+        )
+
+    async def __call__(
+        self, scope: Scope, receive: Receive, headers: dict[bytes, bytes], request_id: str
+    ) -> Answer:
+        state = self._project(headers)
+        raw = await read_body(receive, headers, self._limits.max_body_bytes)
+        ctx = self._context(raw)
+        if not self._bulk:
+            key = scope["path"][len(PREFIX) :]
+            decision = state.snapshot.evaluate(ctx, keys=[key]).get(key)
+            if decision is None:
+                raise OfrepError(404, "FLAG_NOT_FOUND", f"flag {key!r} does not exist in this project")
+            self._metrics.count_evaluations({decision.reason: 1})
+            if decision.error is not None:
+                return 400, _encode(failure(decision)), JSON
+            return 200, _encode(success(decision)), JSON
+        decisions = state.snapshot.evaluate(ctx, keys=None)
+        tally: dict[str, int] = {}
+        items = []
+        for d in decisions.values():
+            tally[d.reason] = tally.get(d.reason, 0) + 1
+            items.append(failure(d) if d.error is not None else success(d))
+        self._metrics.count_evaluations(tally)
+        body = _encode({"flags": items})
+        etag = '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+        inm = headers.get(b"if-none-match")
+        if inm is not None and etag.encode() in [t.strip() for t in inm.split(b",")]:
+            return 304, b"", [(b"etag", etag.encode())]
+        return 200, body, [*JSON, (b"etag", etag.encode())]
+
+
+def flag_key_of(path: str) -> str | None:
+    """The flag key in a single-flag OFREP path, or None when the path is not one."""
+    if path.startswith(PREFIX) and len(path) > len(PREFIX):
+        return path[len(PREFIX) :]
+    return None
