@@ -1,0 +1,99 @@
+"""Prometheus metrics: what the SDK path records, and aggregation across worker processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from flagd.metrics import LATENCY_BUCKETS, Metrics
+
+
+def _samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text.decode()):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def test_request_latency_and_status_are_recorded_per_route() -> None:
+    """Observed requests show up in the histogram (with sub-millisecond buckets) and the status counter."""
+    metrics = Metrics()
+    flags = metrics.route("flags")
+    metrics.observe(flags, 200, 0.00012)
+    metrics.observe(flags, 200, 0.0009)
+    metrics.observe(flags, 401, 0.00004)
+    samples = _samples(metrics.render())
+    assert samples[("flagd_requests_total", (("route", "flags"), ("status", "200")))] == 2
+    assert samples[("flagd_requests_total", (("route", "flags"), ("status", "401")))] == 1
+    assert samples[("flagd_request_duration_seconds_count", (("route", "flags"),))] == 3
+    assert samples[("flagd_request_duration_seconds_bucket", (("le", "5e-05"), ("route", "flags")))] == 1
+    assert samples[("flagd_request_duration_seconds_bucket", (("le", "0.00015"), ("route", "flags")))] == 2
+    assert samples[("flagd_request_duration_seconds_bucket", (("le", "0.001"), ("route", "flags")))] == 3
+    assert LATENCY_BUCKETS[0] == 0.00005 and LATENCY_BUCKETS[-1] == 5.0
+
+
+def test_evaluations_are_counted_by_reason_and_sheds_by_route() -> None:
+    """Per-request reason tallies add up; sheds and store errors have their own counters."""
+    metrics = Metrics()
+    metrics.count_evaluations({"condition_match": 3, "flag_disabled": 1})
+    metrics.count_evaluations({"condition_match": 2})
+    metrics.count_shed("flags")
+    metrics.store_error("redis_read")
+    samples = _samples(metrics.render())
+    assert samples[("flagd_flag_evaluations_total", (("reason", "condition_match"),))] == 5
+    assert samples[("flagd_flag_evaluations_total", (("reason", "flag_disabled"),))] == 1
+    assert samples[("flagd_shed_total", (("route", "flags"),))] == 1
+    assert samples[("flagd_store_errors_total", (("operation", "redis_read"),))] == 1
+
+
+def test_snapshot_gauges_come_from_health() -> None:
+    """Rendering with a health dict publishes the snapshot version and propagation lag."""
+    metrics = Metrics()
+    samples = _samples(metrics.render({"ready": True, "version": 42, "lag": 0.125}))
+    assert samples[("flagd_snapshot_version", ())] == 42
+    assert samples[("flagd_snapshot_lag_seconds", ())] == 0.125
+
+
+def test_two_instances_do_not_share_series() -> None:
+    """Each Metrics has its own registry, so building one per app (or per test) never collides."""
+    first, second = Metrics(), Metrics()
+    first.observe(first.route("flags"), 200, 0.001)
+    samples = _samples(second.render())
+    assert ("flagd_requests_total", (("route", "flags"), ("status", "200"))) not in samples
+
+
+_WORKER = textwrap.dedent(
+    """
+    import sys
+    from flagd.metrics import Metrics, prepare_multiprocess
+    if sys.argv[2] == "prepare":
+        prepare_multiprocess(sys.argv[1])
+    m = Metrics()
+    m.observe(m.route("flags"), 200, 0.0002)
+    m.count_evaluations({"condition_match": 5})
+    """
+)
+
+
+def test_multiprocess_mode_aggregates_every_worker(tmp_path: Path) -> None:
+    """Two worker processes writing to the shared directory are summed by any process rendering /metrics."""
+    shared = tmp_path / "prom"
+    (shared).mkdir()
+    (shared / "stale_junk.db").write_bytes(b"")
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    # The first one prepares the directory (clearing stale files), the second inherits it through the env.
+    subprocess.run([sys.executable, "-c", _WORKER, str(shared), "prepare"], check=True, env=env, timeout=30)
+    assert not (shared / "stale_junk.db").exists()
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(shared)
+    subprocess.run([sys.executable, "-c", _WORKER, str(shared), "inherit"], check=True, env=env, timeout=30)
+    samples = _samples(Metrics(multiprocess_dir=str(shared)).render())
+    assert samples[("flagd_requests_total", (("route", "flags"), ("status", "200")))] == 2
+    assert samples[("flagd_flag_evaluations_total", (("reason", "condition_match"),))] == 10
