@@ -445,7 +445,7 @@ def build_document() -> dict[str, Any]:
 
 @functools.cache
 def _encoded() -> bytes:
-    return JSON(build_document()).body
+    return bytes(JSON(build_document()).body)
 
 
 async def document(request: Request) -> Response:

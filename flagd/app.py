@@ -1,0 +1,233 @@
+"""Composition: the ASGI app flagd serves, and the backend its lifespan opens.
+
+``create_app(settings)`` returns ``SdkApp`` (raw ASGI, the SDK hot path) with the Starlette admin API as its
+fallback; nothing wraps ``SdkApp``. The admin app's lifespan (the ASGI lifespan scope falls through to it)
+opens the backend — embedded (SQLite, one process) or distributed (PostgreSQL + Redis: a ``NodeFollower``
+filling the catalog from the change feed and, unless ``FLAGD_SYNCER=0``, a ``Syncer`` contender) — runs
+bootstrap when asked, stores ``AdminServices`` in the admin app's state and closes everything on shutdown.
+
+``app_factory()`` is Granian's factory target (``flagd.app:app_factory``): it reads ``Settings`` once,
+configures logging once and builds the app; the CLI has already bootstrapped, so workers do not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+import structlog
+from starlette.applications import Starlette
+
+from flagd.admin import AdminServices, create_admin_app
+from flagd.auth import Authenticator
+from flagd.bootstrap import bootstrap
+from flagd.logging import configure_logging
+from flagd.metrics import Metrics
+from flagd.sdk import SdkApp
+from flagd.settings import Settings, make_limits, make_shedder
+from store.catalog import Catalog
+from store.embedded import EmbeddedBackend
+from store.protocols import AdminRepository
+from store.records import ApiKey
+
+_log = structlog.get_logger("flagd.app")
+
+
+class Backend(Protocol):
+    """What the app needs from a storage mode."""
+
+    @property
+    def repository(self) -> AdminRepository: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+    async def close(self) -> None: ...
+
+
+class EmbeddedMode:
+    """One process on a SQLite file: writes install into the catalog as they commit."""
+
+    def __init__(self, backend: EmbeddedBackend) -> None:
+        self._backend = backend
+
+    @property
+    def repository(self) -> AdminRepository:
+        return self._backend.repository
+
+    def health(self) -> dict[str, Any]:
+        catalog = self._backend.catalog
+        return {
+            "ready": catalog.loaded,
+            "mode": "embedded",
+            "source": "sqlite",
+            "version": catalog.version,
+            "projects": sum(1 for _ in catalog.projects()),
+            "stale": self._backend.last_error is not None,
+            "last_error": self._backend.last_error,
+            "lag": 0.0,
+        }
+
+    async def close(self) -> None:
+        await self._backend.close()
+
+
+class DistributedMode:
+    """PostgreSQL (admin writes) + Redis (flag store and change feed) + a node follower (+ a syncer)."""
+
+    def __init__(self, repository: Any, store: Any, follower: Any, syncer: Any | None) -> None:
+        self._repository = repository
+        self._store = store
+        self._follower = follower
+        self._syncer = syncer
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def repository(self) -> AdminRepository:
+        repository: AdminRepository = self._repository
+        return repository
+
+    def start_syncer(self) -> None:
+        if self._syncer is not None:
+            self._tasks.append(asyncio.create_task(self._syncer.run(), name="flagd-syncer"))
+
+    def health(self) -> dict[str, Any]:
+        status = self._follower.status
+        health: dict[str, Any] = dict(status) if isinstance(status, dict) else _struct_dict(status)
+        health.setdefault("ready", bool(health.get("loaded")))
+        health["mode"] = "distributed"
+        if self._syncer is not None:
+            health["syncer"] = self._syncer.status
+        return health
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await self._follower.close()
+        with contextlib.suppress(Exception):
+            await self._store.close()
+        await self._repository.close()
+
+
+def _struct_dict(status: Any) -> dict[str, Any]:
+    import msgspec
+
+    result: dict[str, Any] = msgspec.to_builtins(status)
+    return result
+
+
+async def open_backend(settings: Settings, catalog: Catalog) -> Backend:
+    """Open the storage mode ``settings`` select and fill ``catalog`` (``StoreError`` if unreachable)."""
+    if not settings.distributed:
+        from store.sqlite import SqliteRepository
+
+        backend = EmbeddedBackend(await SqliteRepository.open(settings.data_path), catalog)
+        try:
+            await backend.start()
+        except BaseException:
+            await backend.close()
+            raise
+        return EmbeddedMode(backend)
+    from store.node import NodeFollower
+
+    from store.postgres import PostgresRepository
+    from store.redis_store import RedisFlagStore
+    from store.syncer import Syncer
+
+    assert settings.database_url is not None
+    assert settings.redis_url is not None
+    repository = await PostgresRepository.connect(settings.database_url)
+    store = RedisFlagStore(settings.redis_url)
+    syncer = (
+        Syncer(settings.database_url, store, repository, reconcile_seconds=settings.reconcile_seconds)
+        if settings.run_syncer
+        else None
+    )
+    follower = NodeFollower(store, catalog, fallback=repository)
+    mode = DistributedMode(repository, store, follower, syncer)
+    try:
+        mode.start_syncer()
+        await follower.start()
+    except BaseException:
+        await mode.close()
+        raise
+    return mode
+
+
+class _Runtime:
+    """The per-app holder the lifespan fills; the SDK app's callbacks read through it."""
+
+    __slots__ = ("backend", "catalog", "settings", "started_at")
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.catalog = Catalog()
+        self.backend: Backend | None = None
+        self.started_at = time.time()
+
+    async def authenticate(self, raw_key: str) -> ApiKey | None:
+        if self.backend is None:
+            return None
+        return await self.backend.repository.authenticate(raw_key)
+
+    def health(self) -> dict[str, Any]:
+        if self.backend is None:
+            return {
+                "ready": False,
+                "mode": "distributed" if self.settings.distributed else "embedded",
+                "status": "starting",
+            }
+        return self.backend.health()
+
+
+def create_app(settings: Settings, *, run_bootstrap: bool = True, metrics: Metrics | None = None) -> SdkApp:
+    """The flagd ASGI app; ``run_bootstrap`` creates the default project and admin key on an empty store."""
+    runtime = _Runtime(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        backend = await open_backend(settings, runtime.catalog)
+        try:
+            if run_bootstrap:
+                await bootstrap(backend.repository, settings, demo=settings.demo)
+            app.state.services = AdminServices(
+                repository=backend.repository,
+                catalog=runtime.catalog,
+                authenticator=Authenticator(
+                    backend.repository.authenticate, ttl=make_limits(settings).auth_cache_seconds
+                ),
+                max_body_bytes=settings.admin_max_body_bytes,
+            )
+            runtime.backend = backend
+            _log.info(
+                "flagd.started", **{k: v for k, v in backend.health().items() if k in ("mode", "version")}
+            )
+            yield
+        finally:
+            runtime.backend = None
+            await backend.close()
+
+    admin = create_admin_app(lifespan)
+    return SdkApp(
+        catalog=runtime.catalog,
+        fallback=admin,
+        authenticate=runtime.authenticate,
+        health=runtime.health,
+        limits=make_limits(settings),
+        shedder=make_shedder(settings),
+        metrics=metrics
+        or Metrics(multiprocess_dir=str(settings.metrics_dir) if settings.metrics_dir is not None else None),
+    )
+
+
+def app_factory() -> SdkApp:
+    """Granian's factory target: settings from the environment, logging configured, no bootstrap."""
+    settings = Settings.from_env()
+    configure_logging(settings.log_format, settings.log_level)
+    return create_app(settings, run_bootstrap=False)
