@@ -218,3 +218,31 @@ def test_murmur3_matches_flagd_fractional_on_2000_ids(split: list[int]) -> None:
         assert murmur3_variant("checkout-experiment", targeting_key, weights) == flagd_fractional(
             "checkout-experiment", targeting_key, weights
         ), targeting_key
+
+
+def test_engine_default_bucketing_matches_flagd_fractional() -> None:
+    """A multivariate flag compiled with no "bucketing" field splits 1000 ids as flagd's fractional does."""
+    evaluator = _engine()
+    split = [("control", 3334), ("test-a", 3333), ("test-b", 3333)]
+    flag = {
+        "id": 7,
+        "team_id": 1,
+        "key": "checkout-experiment",
+        "name": "checkout experiment",
+        "active": True,
+        "deleted": False,
+        "version": 1,
+        "filters": {
+            "groups": [{"properties": [], "rollout_percentage": None}],
+            "multivariate": {
+                "variants": [{"key": k, "name": k, "rollout_percentage": w / 100} for k, w in split]
+            },
+        },
+    }
+    snapshot = evaluator.compile_flags([flag])
+    for i in range(1000):
+        targeting_key = f"user-{i}"
+        decision = snapshot.evaluate(evaluator.Context(distinct_id=targeting_key))["checkout-experiment"]
+        assert decision.variant == flagd_fractional("checkout-experiment", targeting_key, split), (
+            targeting_key
+        )
