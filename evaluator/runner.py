@@ -1,0 +1,173 @@
+"""The evaluation closures of a compiled flag: the hot path.
+
+``build_run`` picks, per flag and at compile time, the smallest closure that can evaluate it: person flags
+without holdout or enrollment get a loop with nothing else in it. Inside, everything is a local variable,
+conditions are plain tuples, hashing happens at most once per flag and only when a rollout below 100 or a
+multivariate match needs it, and every return value is a Decision prepared at compile time.
+
+Reason when no condition matches (PostHog's priority): ``no_group_type`` over ``out_of_rollout_bound`` over
+``no_condition_match``; among conditions of the same reason the first one (lowest index) is reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from evaluator.filters import EMPTY
+from evaluator.model import Context, Decision
+
+if TYPE_CHECKING:
+    from evaluator.flag import CompiledFlag, ConditionInfo
+
+Run = Callable[[Context, dict[str, Decision]], Decision]
+
+
+def build_run(flag: CompiledFlag, live: list[ConditionInfo]) -> Run:
+    """The closure evaluating ``flag`` over its still-live conditions (those not folded to False)."""
+    if any(c.group != flag.group for c in live):
+        return _mixed(flag, live)
+    if flag.group is None and flag.holdout is None and flag.enrollment is None and not flag.bucket_on_device:
+        return _person(flag, live)
+    return _general(flag, live)
+
+
+def _tuples(live: list[ConditionInfo]) -> tuple[tuple[Any, float | None, Any, Decision], ...]:
+    return tuple((None if c.check is True else c.check, c.rollout, c.outcome, c.out_of_rollout) for c in live)
+
+
+def _person(flag: CompiledFlag, live: list[ConditionInfo]) -> Run:
+    assert flag.scheme is not None
+    assert flag.no_match is not None
+    key, variants, no_match = flag.key, flag.variants, flag.no_match
+    rollout_value, in_rollout = flag.scheme.rollout_value, flag.scheme.in_rollout
+    variant_value, pick_variant = flag.scheme.variant_value, flag.scheme.pick_variant
+    conds = _tuples(live)
+
+    def run_person(ctx: Context, memo: dict[str, Decision]) -> Decision:
+        props = ctx.person_properties
+        position = -1.0
+        best = no_match
+        for check, pct, outcome, out_of_rollout in conds:
+            if check is not None and not check(props, ctx, memo):
+                continue
+            if pct is not None:
+                if position < 0.0:
+                    position = rollout_value(key, ctx.distinct_id)
+                if not in_rollout(position, pct):
+                    if best is no_match:
+                        best = out_of_rollout
+                    continue
+            if outcome.__class__ is dict:
+                return outcome[pick_variant(variant_value(key, ctx.distinct_id), variants)]  # type: ignore[no-any-return]
+            return outcome  # type: ignore[no-any-return]
+        return best
+
+    return run_person
+
+
+def _general(flag: CompiledFlag, live: list[ConditionInfo]) -> Run:
+    """Group flags, holdouts, feature enrollment, device-id bucketing."""
+    assert flag.scheme is not None
+    assert flag.no_match is not None
+    assert flag.no_group is not None
+    key, variants, no_match, no_group, group = (
+        flag.key,
+        flag.variants,
+        flag.no_match,
+        flag.no_group,
+        flag.group,
+    )
+    scheme = flag.scheme
+    rollout_value, in_rollout = scheme.rollout_value, scheme.in_rollout
+    variant_value, pick_variant = scheme.variant_value, scheme.pick_variant
+    holdout_value, in_holdout = scheme.holdout_value, scheme.in_holdout
+    holdout = flag.holdout
+    enrollment_key, enrollment = flag.enrollment_key, flag.enrollment
+    on_device = flag.bucket_on_device
+    conds = _tuples(live)
+
+    def run_general(ctx: Context, memo: dict[str, Decision]) -> Decision:
+        if group is None:
+            props = ctx.person_properties
+            bucketing_id = ctx.device_id or ctx.distinct_id if on_device else ctx.distinct_id
+        else:
+            group_key = ctx.groups.get(group)
+            if group_key is None:
+                return no_group
+            bucketing_id = group_key if group_key.__class__ is str else str(group_key)
+            props = ctx.group_properties.get(group, EMPTY)
+        if enrollment is not None:
+            enrolled = ctx.person_properties.get(enrollment_key, _ABSENT)  # type: ignore[arg-type]
+            if enrolled is not _ABSENT:
+                yes = enrolled is True or (enrolled.__class__ is str and enrolled.lower() == "true")
+                return enrollment[0] if yes else enrollment[1]
+        if holdout is not None and in_holdout(holdout_value(holdout.id, bucketing_id), holdout.percentage):
+            return holdout.decision
+        position = -1.0
+        best = no_match
+        for check, pct, outcome, out_of_rollout in conds:
+            if check is not None and not check(props, ctx, memo):
+                continue
+            if pct is not None:
+                if position < 0.0:
+                    position = rollout_value(key, bucketing_id)
+                if not in_rollout(position, pct):
+                    if best is no_match:
+                        best = out_of_rollout
+                    continue
+            if outcome.__class__ is dict:
+                return outcome[pick_variant(variant_value(key, bucketing_id), variants)]  # type: ignore[no-any-return]
+            return outcome  # type: ignore[no-any-return]
+        return best
+
+    return run_general
+
+
+_ABSENT = object()
+
+
+def _mixed(flag: CompiledFlag, live: list[ConditionInfo]) -> Run:
+    """Conditions aggregating on different groups (or the person): each resolves its own properties and
+    bucketing id. A condition whose group is absent from the request reports ``no_group_type``."""
+    general = _general(flag, [])  # the prelude (enrollment, holdout) of the flag itself
+    assert flag.scheme is not None
+    assert flag.no_match is not None
+    key, variants, no_match = flag.key, flag.variants, flag.no_match
+    scheme = flag.scheme
+    conds: tuple[tuple[Any, ...], ...] = tuple(
+        (c.group, None if c.check is True else c.check, c.rollout, c.outcome, c.out_of_rollout, c.no_group)
+        for c in live
+    )
+    flag_group = flag.group
+    prelude_possible = flag.holdout is not None or flag.enrollment is not None or flag_group is not None
+
+    def run_mixed(ctx: Context, memo: dict[str, Decision]) -> Decision:
+        if prelude_possible:
+            first = general(ctx, memo)
+            if first is not no_match:
+                return first
+        best, rank = no_match, 0
+        for group, check, pct, outcome, out_of_rollout, no_group in conds:
+            props: Mapping[str, Any]
+            if group is None:
+                props, bucketing_id = ctx.person_properties, ctx.distinct_id
+            else:
+                group_key = ctx.groups.get(group)
+                if group_key is None:
+                    if rank < 2:
+                        best, rank = no_group, 2
+                    continue
+                props, bucketing_id = ctx.group_properties.get(group, EMPTY), str(group_key)
+            if check is not None and not check(props, ctx, memo):
+                continue
+            if pct is not None and not scheme.in_rollout(scheme.rollout_value(key, bucketing_id), pct):
+                if rank < 1:
+                    best, rank = out_of_rollout, 1
+                continue
+            if outcome.__class__ is dict:
+                return outcome[scheme.pick_variant(scheme.variant_value(key, bucketing_id), variants)]  # type: ignore[no-any-return]
+            return outcome  # type: ignore[no-any-return]
+        return best
+
+    return run_mixed
