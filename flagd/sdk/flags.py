@@ -91,7 +91,7 @@ def context_from(body: FlagsBody, limits: Limits) -> Context:
     return Context(
         distinct_id=stringify_id(body.distinct_id, limits.max_distinct_id_chars),
         person_properties=person or _EMPTY,
-        groups=groups or _EMPTY,
+        groups=groups or _EMPTY,  # type: ignore[arg-type]  # stringified above
         group_properties=group_props or _EMPTY,
         device_id=body.device_id or body.dollar_device_id,
     )

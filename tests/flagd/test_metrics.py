@@ -35,7 +35,8 @@ def test_request_latency_and_status_are_recorded_per_route() -> None:
     assert samples[("flagd_request_duration_seconds_bucket", (("le", "5e-05"), ("route", "flags")))] == 1
     assert samples[("flagd_request_duration_seconds_bucket", (("le", "0.00015"), ("route", "flags")))] == 2
     assert samples[("flagd_request_duration_seconds_bucket", (("le", "0.001"), ("route", "flags")))] == 3
-    assert LATENCY_BUCKETS[0] == 0.00005 and LATENCY_BUCKETS[-1] == 5.0
+    assert LATENCY_BUCKETS[0] == 0.00005
+    assert LATENCY_BUCKETS[-1] == 5.0
 
 
 def test_evaluations_are_counted_by_reason_and_sheds_by_route() -> None:

@@ -63,9 +63,11 @@ async def test_admits_again_once_requests_finish() -> None:
 
 
 async def test_standing_queue_enters_overloaded_state_and_leaves_it() -> None:
-    """An interval in which even the fastest request exceeded the target shrinks admission; a good one restores it."""
+    """An interval whose fastest request exceeded the target shrinks admission; a good one restores it."""
     clock = FakeClock()
-    shedder = LoadShedder(max_in_flight=100, overload_in_flight=2, target_delay=0.01, interval=0.1, clock=clock)
+    shedder = LoadShedder(
+        max_in_flight=100, overload_in_flight=2, target_delay=0.01, interval=0.1, clock=clock
+    )
     # A whole interval of slow requests (each 50 ms).
     for _ in range(3):
         assert shedder.admit()
@@ -107,7 +109,7 @@ async def test_one_fast_request_in_an_interval_means_no_standing_queue() -> None
 
 
 async def test_real_clock_concurrency_keeps_count_exact() -> None:
-    """Many concurrent tasks that yield to the loop leave the in-flight count at zero and never exceed the cap."""
+    """Many concurrent tasks yielding to the loop never exceed the cap and leave in-flight at zero."""
     shedder = LoadShedder(max_in_flight=16)
     peak = 0
 
