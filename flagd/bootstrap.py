@@ -47,13 +47,13 @@ class BootstrapResult:
             lines.append(f"  loaded {self.demo_flags} demo flags")
         lines += [
             "Evaluate flags for a user:",
-            f"  curl -s {base_url}/flags/?v=2 -H 'Content-Type: application/json' "
+            f"  curl -s '{base_url}/flags/?v=2' -H 'Content-Type: application/json' "
             f"""-d '{{"api_key": "{p.api_token}", "distinct_id": "user-1"}}'""",
         ]
         if self.admin_key:
             lines += [
                 "List flags (admin API):",
-                f"  curl -s {base_url}/api/projects/{p.id}/feature_flags/ "
+                f"  curl -s '{base_url}/api/projects/{p.id}/feature_flags/' "
                 f"-H 'Authorization: Bearer {self.admin_key}'",
             ]
         if self.created_project and (self.project_secret or self.admin_key):

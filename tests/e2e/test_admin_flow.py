@@ -1,0 +1,76 @@
+"""An admin edit over REST reaches the SDK's next ``/flags`` answer on the real server."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.conftest import FlagdServer, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def _enabled(server: FlagdServer, key: str, distinct_id: str = "user-1") -> bool | None:
+    record = server.flags(distinct_id)["flags"].get(key)
+    return None if record is None else bool(record["enabled"])
+
+
+def test_embedded_edit_is_served_on_the_next_request(flagd_embedded: FlagdServer) -> None:
+    """In embedded mode a created, disabled, re-targeted or deleted flag shows in the next /flags answer."""
+    server = flagd_embedded
+    flag = server.create_flag("checkout")
+    assert _enabled(server, "checkout") is True
+    flag = server.update_flag(flag, active=False)
+    assert _enabled(server, "checkout") is False
+    targeted = {
+        "groups": [
+            {"properties": [{"key": "plan", "type": "person", "value": "pro"}], "rollout_percentage": 100}
+        ]
+    }
+    flag = server.update_flag(flag, active=True, filters=targeted)
+    assert _enabled(server, "checkout") is False
+    pro = server.flags("user-1", person_properties={"plan": "pro"})["flags"]["checkout"]
+    assert pro["enabled"] is True
+    assert pro["metadata"]["version"] == flag["version"]
+    server.admin(
+        "DELETE",
+        f"/api/projects/{server.project_id}/feature_flags/{flag['id']}/",
+        json={"version": flag["version"]},
+    )
+    assert _enabled(server, "checkout") is None
+
+
+def test_stale_edit_is_rejected_and_not_served(flagd_embedded: FlagdServer) -> None:
+    """A PATCH with an old version gets 409 with the current version, and /flags keeps the newer value."""
+    server = flagd_embedded
+    first = server.create_flag("banner")
+    server.update_flag(first, active=False)
+    conflict = server.admin(
+        "PATCH",
+        f"/api/projects/{server.project_id}/feature_flags/{first['id']}/",
+        json={"active": True, "version": first["version"]},
+        expect=409,
+    )
+    assert conflict["current_version"] == first["version"] + 1
+    assert _enabled(server, "banner") is False
+
+
+@pytest.mark.integration
+def test_distributed_edit_reaches_the_sdk(flagd_distributed: FlagdServer) -> None:
+    """On PostgreSQL + Redis an edit goes through the change log and syncer to the node's next answers."""
+    server = flagd_distributed
+    flag = server.create_flag("search-v2")
+    wait_until(lambda: _enabled(server, "search-v2") is True, timeout=5)
+    server.update_flag(flag, active=False)
+    wait_until(lambda: _enabled(server, "search-v2") is False, timeout=5)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_edit_on_one_node_reaches_the_other(flagd_cluster: list[FlagdServer]) -> None:
+    """Two nodes share PostgreSQL and Redis: a flag written through node A is served by node B."""
+    a, b = flagd_cluster
+    flag = a.create_flag("shared")
+    wait_until(lambda: _enabled(b, "shared") is True, timeout=5)
+    a.update_flag(flag, active=False)
+    wait_until(lambda: _enabled(b, "shared") is False, timeout=5)
+    assert _enabled(a, "shared") is False
