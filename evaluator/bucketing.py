@@ -131,7 +131,7 @@ class Murmur3Bucketing:
 
     name = "murmur3"
 
-    __slots__ = ("_pair_prefix", "_tables", "_triple_prefix")
+    __slots__ = ("_last_id", "_pair_prefix", "_tables", "_triple_prefix")
 
     def __init__(self) -> None:
         # The CBOR head of a flag key (or holdout id) and a variant list's cumulative weights are the same
@@ -139,33 +139,42 @@ class Murmur3Bucketing:
         self._pair_prefix: dict[str, bytes] = {}
         self._triple_prefix: dict[str, bytes] = {}
         self._tables: dict[tuple[tuple[str, float], ...], tuple[int, tuple[tuple[str, int], ...]]] = {}
+        # One request hashes the same id object for every flag: keep its encoding. A single tuple, replaced
+        # whole, so threads never see an id paired with another id's bytes; the tuple holds the id alive, so
+        # the identity test cannot match a recycled object.
+        self._last_id: tuple[str, bytes] = ("", _cbor_text(""))
+
+    def _encoded_id(self, bucketing_id: str) -> bytes:
+        last = self._last_id
+        if last[0] is bucketing_id:
+            return last[1]
+        encoded = _cbor_text(bucketing_id)
+        self._last_id = (bucketing_id, encoded)
+        return encoded
 
     def _pair(self, first: str) -> bytes:
-        prefix = self._pair_prefix.get(first)
-        if prefix is None:
-            if len(self._pair_prefix) >= _CACHE_LIMIT:
-                self._pair_prefix.clear()
-            prefix = self._pair_prefix[first] = b"\x82" + _cbor_text(first)
+        if len(self._pair_prefix) >= _CACHE_LIMIT:
+            self._pair_prefix.clear()
+        prefix = self._pair_prefix[first] = b"\x82" + _cbor_text(first)
         return prefix
 
     def _triple(self, first: str) -> bytes:
-        prefix = self._triple_prefix.get(first)
-        if prefix is None:
-            if len(self._triple_prefix) >= _CACHE_LIMIT:
-                self._triple_prefix.clear()
-            prefix = self._triple_prefix[first] = b"\x83" + _cbor_text(first)
+        if len(self._triple_prefix) >= _CACHE_LIMIT:
+            self._triple_prefix.clear()
+        prefix = self._triple_prefix[first] = b"\x83" + _cbor_text(first)
         return prefix
 
     def variant_hash(self, flag_key: str, bucketing_id: str) -> int:
         """flagd's ``fractional`` hash for ``targetingKey=bucketing_id``: unsigned 32-bit."""
-        data = _utf8(bucketing_id)
-        return _mmh3_hash(self._pair(flag_key) + _cbor_header(len(data)) + data, 0, False)
+        head = self._pair_prefix.get(flag_key) or self._pair(flag_key)
+        return _mmh3_hash(head + self._encoded_id(bucketing_id), 0, False)
 
     def rollout_value(self, flag_key: str, bucketing_id: str) -> float:
         """``mmh3(cbor([flag_key, bucketing_id, "rollout"])) / 2**32``, in [0, 1)."""
-        data = _utf8(bucketing_id)
-        head = self._triple(flag_key)
-        return _mmh3_hash(head + _cbor_header(len(data)) + data + _ROLLOUT_SALT, 0, False) / _TWO_32
+        last = self._last_id
+        encoded = last[1] if last[0] is bucketing_id else self._encoded_id(bucketing_id)
+        head = self._triple_prefix.get(flag_key) or self._triple(flag_key)
+        return _mmh3_hash(head + encoded + _ROLLOUT_SALT, 0, False) / _TWO_32
 
     def in_rollout(self, value: float, percentage: float) -> bool:
         """In iff ``value < percentage / 100``; 100 or more is everyone, 0 or less is nobody."""
@@ -173,16 +182,17 @@ class Murmur3Bucketing:
 
     def variant_value(self, flag_key: str, bucketing_id: str) -> float:
         """``mmh3(cbor([flag_key, bucketing_id])) / 2**32``, in [0, 1); exact, so the hash is recoverable."""
-        data = _utf8(bucketing_id)
-        return _mmh3_hash(self._pair(flag_key) + _cbor_header(len(data)) + data, 0, False) / _TWO_32
+        last = self._last_id
+        encoded = last[1] if last[0] is bucketing_id else self._encoded_id(bucketing_id)
+        head = self._pair_prefix.get(flag_key) or self._pair(flag_key)
+        return _mmh3_hash(head + encoded, 0, False) / _TWO_32
 
     def pick_variant(self, value: float, variants: Sequence[tuple[str, float]]) -> str | None:
         """flagd's walk: weights in 1/100 %, ``bucket = (h * total) >> 32``, first cumulative above it."""
-        key = variants if type(variants) is tuple else tuple(variants)
-        table = self._tables.get(key)
-        if table is None:
-            table = self._table(key)
-        total, cumulative = table
+        try:
+            total, cumulative = self._tables[variants]  # type: ignore[index]
+        except (KeyError, TypeError):  # not seen yet, or a list (unhashable): computed, not cached
+            total, cumulative = self._table(variants)
         if total <= 0:
             return None
         # value = h / 2**32 is exact in a double (h < 2**32), so this recovers h bit for bit.
@@ -192,22 +202,24 @@ class Murmur3Bucketing:
                 return variant
         return None
 
-    def _table(self, variants: tuple[tuple[str, float], ...]) -> tuple[int, tuple[tuple[str, int], ...]]:
+    def _table(self, variants: Sequence[tuple[str, float]]) -> tuple[int, tuple[tuple[str, int], ...]]:
         total = 0
         cumulative: list[tuple[str, int]] = []
         for variant, pct in variants:
             total += max(0, round(pct * 100))
             cumulative.append((variant, total))
-        if len(self._tables) >= _CACHE_LIMIT:
-            self._tables.clear()
-        table = self._tables[variants] = (total, tuple(cumulative))
+        table = (total, tuple(cumulative))
+        if type(variants) is tuple:
+            if len(self._tables) >= _CACHE_LIMIT:
+                self._tables.clear()
+            self._tables[variants] = table
         return table
 
     def holdout_value(self, holdout_id: int | str, bucketing_id: str) -> float:
         """``mmh3(cbor([str(holdout_id), bucketing_id, "holdout"])) / 2**32``, in [0, 1)."""
-        data = _utf8(bucketing_id)
-        head = self._triple(str(holdout_id))
-        return _mmh3_hash(head + _cbor_header(len(data)) + data + _HOLDOUT_SALT, 0, False) / _TWO_32
+        key = str(holdout_id)
+        head = self._triple_prefix.get(key) or self._triple(key)
+        return _mmh3_hash(head + self._encoded_id(bucketing_id) + _HOLDOUT_SALT, 0, False) / _TWO_32
 
     def in_holdout(self, value: float, exclusion_percentage: float) -> bool:
         """In iff ``value < exclusion_percentage / 100``; 100 or more is everyone, 0 or less is nobody."""
@@ -221,8 +233,12 @@ _from_bytes = int.from_bytes
 
 def _hash01(text: str) -> float:
     """PostHog's hash: the first 15 hex digits (60 bits) of SHA-1, scaled to [0, 1]."""
+    try:
+        data = text.encode()  # the argument-free call is CPython's fast path
+    except UnicodeEncodeError:
+        data = text.encode("utf-8", "surrogatepass")
     # The first 15 hex digits are the top 60 bits of the first 8 bytes: no hex string round trip.
-    return (_from_bytes(_sha1(_utf8(text), usedforsecurity=False).digest()[:8], "big") >> 4) / _LONG_SCALE
+    return (_from_bytes(_sha1(data, usedforsecurity=False).digest()[:8], "big") >> 4) / _LONG_SCALE
 
 
 class PostHogBucketing:
