@@ -15,26 +15,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import msgspec
+# One Issue type for the whole system: the evaluator's validators produce them, the store reports them.
+from evaluator import Issue
 
-
-class Issue(msgspec.Struct, frozen=True):
-    """One thing wrong with an input: where (a dotted/indexed path such as ``filters.groups[0].rollout_percentage``)
-    and what."""
-
-    path: str
-    message: str
+__all__ = [
+    "Conflict",
+    "Issue",
+    "NotFound",
+    "StoreError",
+    "StoreTimeout",
+    "StoreUnavailable",
+    "ValidationFailed",
+]
 
 
 class StoreError(Exception):
     """Root of every error the store raises."""
 
 
-class NotFound(StoreError):
+class NotFound(StoreError):  # noqa: N818 - public contract names, used by every caller
     """The entity does not exist, or is not visible to the caller."""
 
 
-class Conflict(StoreError):
+class Conflict(StoreError):  # noqa: N818 - public contract names, used by every caller
     """The write lost a race: ``expected_version`` is stale, or a unique key is taken."""
 
     def __init__(self, message: str, *, current_version: int | None = None) -> None:
@@ -42,7 +45,7 @@ class Conflict(StoreError):
         self.current_version = current_version
 
 
-class ValidationFailed(StoreError):
+class ValidationFailed(StoreError):  # noqa: N818 - public contract names, used by every caller
     """The input is invalid; ``issues`` lists every problem found. Nothing was written."""
 
     def __init__(self, issues: Sequence[Issue]) -> None:
@@ -50,7 +53,7 @@ class ValidationFailed(StoreError):
         super().__init__("; ".join(f"{i.path}: {i.message}" for i in self.issues) or "invalid input")
 
 
-class StoreUnavailable(StoreError):
+class StoreUnavailable(StoreError):  # noqa: N818 - public contract names, used by every caller
     """A backing server (PostgreSQL, Redis) is unreachable or failing."""
 
 

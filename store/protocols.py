@@ -43,7 +43,11 @@ class AdminRepository(Protocol):
     async def list_projects(self) -> list[Project]: ...
 
     async def update_project(
-        self, project_id: int, *, actor: str, name: str | None = None,
+        self,
+        project_id: int,
+        *,
+        actor: str,
+        name: str | None = None,
         group_type_mapping: Mapping[str, str] | None = None,
     ) -> Project:
         """Rename a project or replace its group type mapping (a change-log event: nodes recompile)."""
@@ -70,7 +74,12 @@ class AdminRepository(Protocol):
 
     # Flags ----------------------------------------------------------------------------------------------
     async def list_flags(
-        self, project_id: int, *, search: str | None = None, limit: int = 100, offset: int = 0,
+        self,
+        project_id: int,
+        *,
+        search: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
         include_deleted: bool = False,
     ) -> Page[FlagRecord]:
         """Flags ordered by id; ``search`` matches key or name, case-insensitively."""
@@ -85,7 +94,12 @@ class AdminRepository(Protocol):
         ...
 
     async def update_flag(
-        self, project_id: int, flag_id: int, changes: Mapping[str, Any], *, actor: str,
+        self,
+        project_id: int,
+        flag_id: int,
+        changes: Mapping[str, Any],
+        *,
+        actor: str,
         expected_version: int | None = None,
     ) -> FlagRecord:
         """Partial update; ``Conflict`` (with the current version) when ``expected_version`` is stale."""
@@ -98,16 +112,23 @@ class AdminRepository(Protocol):
         ...
 
     # Cohorts --------------------------------------------------------------------------------------------
-    async def list_cohorts(self, project_id: int, *, limit: int = 100, offset: int = 0) -> Page[CohortRecord]: ...
+    async def list_cohorts(
+        self, project_id: int, *, limit: int = 100, offset: int = 0
+    ) -> Page[CohortRecord]: ...
 
     async def get_cohort(self, project_id: int, cohort_id: int) -> CohortRecord: ...
 
     async def create_cohort(self, project_id: int, data: Mapping[str, Any], *, actor: str) -> CohortRecord:
-        """``data``: name, description, filters, is_static, and for static cohorts ``members`` (distinct ids)."""
+        """``data``: name, description, filters, is_static, and for static cohorts ``members`` (ids)."""
         ...
 
     async def update_cohort(
-        self, project_id: int, cohort_id: int, changes: Mapping[str, Any], *, actor: str,
+        self,
+        project_id: int,
+        cohort_id: int,
+        changes: Mapping[str, Any],
+        *,
+        actor: str,
         expected_version: int | None = None,
     ) -> CohortRecord: ...
 
@@ -117,8 +138,13 @@ class AdminRepository(Protocol):
 
     # Audit ----------------------------------------------------------------------------------------------
     async def audit_log(
-        self, project_id: int, *, entity_type: str | None = None, entity_id: int | None = None,
-        limit: int = 100, offset: int = 0,
+        self,
+        project_id: int,
+        *,
+        entity_type: str | None = None,
+        entity_id: int | None = None,
+        limit: int = 100,
+        offset: int = 0,
     ) -> Page[AuditEntry]:
         """Newest first."""
         ...

@@ -125,6 +125,24 @@ class AuditEntry(msgspec.Struct, frozen=True):
     created_at: datetime
 
 
+class ChangeRow(msgspec.Struct, frozen=True):
+    """One change_log row: the entity as it is after a committed write, in commit (``seq``) order.
+
+    ``payload`` is ``FlagRecord.definition()`` for flags, ``CohortRecord.definition()`` (+ ``"members"`` for
+    static cohorts) for cohorts, and ``{"id", "api_token", "secret_token_hash", "group_type_mapping",
+    "version"}`` for projects. ``created_at`` is the writing transaction's timestamp (for propagation lag).
+    """
+
+    seq: int
+    project_id: int
+    entity_type: Literal["flag", "cohort", "project"]
+    entity_id: int
+    entity_version: int
+    op: Literal["upsert", "delete"]
+    payload: dict[str, Any]
+    created_at: datetime | None = None
+
+
 class Page(msgspec.Struct, Generic[T], frozen=True):
     items: list[T]
     total: int

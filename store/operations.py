@@ -1,0 +1,536 @@
+"""The admin write operations, written once over a small ``Transaction`` protocol each backend implements.
+
+``WriteOperations`` implements every write method of ``store.protocols.AdminRepository``. A backend
+(``store.postgres`` on asyncpg, ``store.sqlite`` on sqlite3) supplies ``_transaction()``: an async context
+manager yielding a ``Transaction`` whose statements commit together or not at all. The SQL differs per
+backend; the rules (``store.writes``), the order of steps and what goes into the audit and change logs do not.
+
+Every write follows the same steps, in one transaction:
+
+1. lock the project row (writes to one project serialise, so validation against the project's other flags
+   cannot race with a concurrent write; ``NotFound`` when absent);
+2. read the current row and check ``expected_version`` (``Conflict`` with the current version);
+3. normalise and validate the input (``ValidationFailed``, nothing written);
+4. write the row; the UPDATE itself matches on the version it read (``... WHERE version = $n``), so a write
+   never lands on a row it did not validate against;
+5. append an audit_log row (actor, action, before/after) and a change_log row (the entity after the change).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+import msgspec
+
+from store import tokens, writes
+from store.catalog import ProjectData
+from store.errors import Conflict, NotFound
+from store.records import ApiKey, CohortRecord, FlagRecord, NewApiKey, NewProject, Project, Scope
+
+__all__ = [
+    "ProjectHead",
+    "ProjectRow",
+    "Transaction",
+    "WriteOperations",
+    "assemble_projects",
+    "cohort_payload",
+]
+
+EntityType = Literal["flag", "cohort", "project"]
+
+
+class ProjectRow(msgspec.Struct, frozen=True):
+    """A project as stored, including what ``Project`` does not expose (secret hash, version)."""
+
+    id: int
+    name: str
+    api_token: str
+    secret_token_hash: str
+    group_type_mapping: dict[str, str]
+    version: int
+    created_at: datetime
+    created_by: str
+
+    def record(self) -> Project:
+        return Project(
+            id=self.id,
+            name=self.name,
+            api_token=self.api_token,
+            group_type_mapping=self.group_type_mapping,
+            created_at=self.created_at,
+            created_by=self.created_by,
+        )
+
+    def payload(self) -> dict[str, Any]:
+        """The change_log payload of a project change."""
+        return {
+            "id": self.id,
+            "api_token": self.api_token,
+            "secret_token_hash": self.secret_token_hash,
+            "group_type_mapping": self.group_type_mapping,
+            "version": self.version,
+        }
+
+    def audit(self) -> dict[str, Any]:
+        """What the audit log keeps of a project (never the secret's hash)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "api_token": self.api_token,
+            "group_type_mapping": self.group_type_mapping,
+            "version": self.version,
+        }
+
+
+class ProjectHead(msgspec.Struct, frozen=True):
+    """What ``assemble_projects`` needs of a project row; ``seq`` is its newest change_log seq."""
+
+    id: int
+    api_token: str
+    secret_token_hash: str
+    group_type_mapping: dict[str, str]
+    seq: int
+
+
+def assemble_projects(
+    projects: Iterable[ProjectHead],
+    flags: Iterable[FlagRecord],
+    cohorts: Iterable[CohortRecord],
+    members: Iterable[tuple[int, str]],
+) -> list[ProjectData]:
+    """Group live flags, live cohorts and static members (cohort id, distinct id) under their projects."""
+    heads = list(projects)
+    flag_defs: dict[int, list[dict[str, Any]]] = {p.id: [] for p in heads}
+    cohort_defs: dict[int, list[dict[str, Any]]] = {p.id: [] for p in heads}
+    static: dict[int, dict[str, list[str]]] = {p.id: {} for p in heads}
+    for flag in flags:
+        flag_defs[flag.project_id].append(flag.definition())
+    owner: dict[int, int] = {}
+    for cohort in cohorts:
+        cohort_defs[cohort.project_id].append(cohort.definition())
+        owner[cohort.id] = cohort.project_id
+    for cohort_id, distinct_id in members:
+        static[owner[cohort_id]].setdefault(str(cohort_id), []).append(distinct_id)
+    return [
+        ProjectData(
+            project_id=p.id,
+            api_token=p.api_token,
+            secret_token_hash=p.secret_token_hash,
+            group_type_mapping=p.group_type_mapping,
+            version=p.seq,
+            flags=flag_defs[p.id],
+            cohorts=cohort_defs[p.id],
+            static_members=static[p.id],
+        )
+        for p in heads
+    ]
+
+
+def cohort_payload(cohort: CohortRecord, members: list[str] | None) -> dict[str, Any]:
+    """The change_log payload of a cohort: its definition, plus ``members`` for a static cohort."""
+    payload = cohort.definition()
+    if cohort.is_static:
+        payload["members"] = sorted(members or [])
+    return payload
+
+
+def _key_audit(key: ApiKey) -> dict[str, Any]:
+    return msgspec.to_builtins(key)  # type: ignore[no-any-return]
+
+
+class Transaction(Protocol):
+    """The statements a write needs; they all commit together when the transaction's context exits cleanly."""
+
+    async def lock_project(self, project_id: int) -> ProjectRow | None: ...
+    async def insert_project(self, name: str, api_token: str, secret_hash: str, actor: str) -> ProjectRow:
+        """``Conflict`` when the token is taken."""
+        ...
+
+    async def update_project(
+        self,
+        project_id: int,
+        *,
+        name: str,
+        group_type_mapping: Mapping[str, str],
+        secret_token_hash: str,
+        expected_version: int,
+    ) -> ProjectRow | None:
+        """Set the fields and bump the version, only if the version still is ``expected_version``."""
+        ...
+
+    async def live_flags(self, project_id: int) -> list[FlagRecord]: ...
+    async def live_cohort_ids(self, project_id: int) -> list[str]: ...
+    async def get_flag(self, project_id: int, flag_id: int) -> FlagRecord | None: ...
+    async def insert_flag(self, project_id: int, values: writes.FlagValues, actor: str) -> FlagRecord:
+        """``Conflict`` when a live flag of the project has the key."""
+        ...
+
+    async def update_flag(
+        self, flag_id: int, values: writes.FlagValues, *, deleted: bool, expected_version: int, actor: str
+    ) -> FlagRecord | None:
+        """Set the fields and bump the version, only if the version still is ``expected_version``."""
+        ...
+
+    async def get_cohort(self, project_id: int, cohort_id: int) -> CohortRecord | None: ...
+    async def insert_cohort(
+        self, project_id: int, values: writes.CohortValues, actor: str
+    ) -> CohortRecord: ...
+    async def update_cohort(
+        self, cohort_id: int, values: writes.CohortValues, *, deleted: bool, expected_version: int, actor: str
+    ) -> CohortRecord | None: ...
+    async def replace_members(self, cohort_id: int, members: tuple[str, ...]) -> None: ...
+    async def members(self, cohort_id: int) -> list[str]: ...
+    async def insert_api_key(
+        self, *, label: str, key_hash: str, key_prefix: str, project_id: int | None, scope: Scope, actor: str
+    ) -> ApiKey:
+        """``Conflict`` when the key (hash) exists."""
+        ...
+
+    async def get_api_key(self, key_id: int) -> ApiKey | None: ...
+    async def revoke_api_key(self, key_id: int) -> ApiKey | None: ...
+    async def audit(
+        self,
+        *,
+        project_id: int | None,
+        actor: str,
+        action: str,
+        entity_type: str,
+        entity_id: int | None,
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+    ) -> None: ...
+    async def change(
+        self,
+        *,
+        project_id: int,
+        entity_type: EntityType,
+        entity_id: int,
+        entity_version: int,
+        op: Literal["upsert", "delete"],
+        payload: dict[str, Any],
+    ) -> None: ...
+
+
+class WriteOperations:
+    """Every ``AdminRepository`` write, over the backend's ``_transaction()``."""
+
+    def _transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        raise NotImplementedError
+
+    # Projects -------------------------------------------------------------------------------------------
+    @staticmethod
+    async def _project(tx: Transaction, project_id: int) -> ProjectRow:
+        row = await tx.lock_project(project_id)
+        if row is None:
+            raise NotFound(f"project {project_id} not found")
+        return row
+
+    @staticmethod
+    async def _project_changed(
+        tx: Transaction, action: str, actor: str, before: ProjectRow | None, after: ProjectRow
+    ) -> None:
+        await tx.audit(
+            project_id=after.id,
+            actor=actor,
+            action=action,
+            entity_type="project",
+            entity_id=after.id,
+            before=before.audit() if before else None,
+            after=after.audit(),
+        )
+        await tx.change(
+            project_id=after.id,
+            entity_type="project",
+            entity_id=after.id,
+            entity_version=after.version,
+            op="upsert",
+            payload=after.payload(),
+        )
+
+    async def create_project(
+        self, name: str, *, actor: str, api_token: str | None = None, secret_token: str | None = None
+    ) -> NewProject:
+        writes.check_project_fields(name=name)
+        secret = secret_token or tokens.new_project_secret()
+        async with self._transaction() as tx:
+            row = await tx.insert_project(
+                name, api_token or tokens.new_project_token(), tokens.hash_secret(secret), actor
+            )
+            await self._project_changed(tx, "project.created", actor, None, row)
+        return NewProject(project=row.record(), secret_token=secret)
+
+    async def update_project(
+        self,
+        project_id: int,
+        *,
+        actor: str,
+        name: str | None = None,
+        group_type_mapping: Mapping[str, str] | None = None,
+    ) -> Project:
+        mapping = writes.check_project_fields(name=name, group_type_mapping=group_type_mapping)
+        async with self._transaction() as tx:
+            before = await self._project(tx, project_id)
+            after = await tx.update_project(
+                project_id,
+                name=before.name if name is None else name,
+                group_type_mapping=before.group_type_mapping if mapping is None else mapping,
+                secret_token_hash=before.secret_token_hash,
+                expected_version=before.version,
+            )
+            assert after is not None  # the row is locked: its version cannot have moved
+            await self._project_changed(tx, "project.updated", actor, before, after)
+        return after.record()
+
+    async def rotate_project_secret(self, project_id: int, *, actor: str) -> str:
+        secret = tokens.new_project_secret()
+        async with self._transaction() as tx:
+            before = await self._project(tx, project_id)
+            after = await tx.update_project(
+                project_id,
+                name=before.name,
+                group_type_mapping=before.group_type_mapping,
+                secret_token_hash=tokens.hash_secret(secret),
+                expected_version=before.version,
+            )
+            assert after is not None
+            await self._project_changed(tx, "project.secret_rotated", actor, before, after)
+        return secret
+
+    # API keys -------------------------------------------------------------------------------------------
+    async def create_api_key(
+        self, *, label: str, scope: Scope, project_id: int | None, actor: str, raw_key: str | None = None
+    ) -> NewApiKey:
+        writes.validate_api_key_fields(label=label, scope=scope)
+        raw = raw_key or tokens.new_api_key()
+        async with self._transaction() as tx:
+            if project_id is not None:
+                await self._project(tx, project_id)
+            key = await tx.insert_api_key(
+                label=label,
+                key_hash=tokens.hash_secret(raw),
+                key_prefix=tokens.display_prefix(raw),
+                project_id=project_id,
+                scope=scope,
+                actor=actor,
+            )
+            await tx.audit(
+                project_id=project_id,
+                actor=actor,
+                action="api_key.created",
+                entity_type="api_key",
+                entity_id=key.id,
+                before=None,
+                after=_key_audit(key),
+            )
+        return NewApiKey(api_key=key, raw_key=raw)
+
+    async def revoke_api_key(self, key_id: int, *, actor: str) -> ApiKey:
+        async with self._transaction() as tx:
+            before = await tx.get_api_key(key_id)
+            if before is None:
+                raise NotFound(f"API key {key_id} not found")
+            if before.revoked_at is not None:
+                return before
+            after = await tx.revoke_api_key(key_id)
+            assert after is not None
+            await tx.audit(
+                project_id=after.project_id,
+                actor=actor,
+                action="api_key.revoked",
+                entity_type="api_key",
+                entity_id=key_id,
+                before=_key_audit(before),
+                after=_key_audit(after),
+            )
+        return after
+
+    # Flags ----------------------------------------------------------------------------------------------
+    @staticmethod
+    async def _flag_changed(
+        tx: Transaction, action: str, actor: str, before: FlagRecord | None, after: FlagRecord
+    ) -> None:
+        payload = after.definition()
+        await tx.audit(
+            project_id=after.project_id,
+            actor=actor,
+            action=action,
+            entity_type="flag",
+            entity_id=after.id,
+            before=before.definition() if before else None,
+            after=payload,
+        )
+        await tx.change(
+            project_id=after.project_id,
+            entity_type="flag",
+            entity_id=after.id,
+            entity_version=after.version,
+            op="delete" if after.deleted else "upsert",
+            payload=payload,
+        )
+
+    @staticmethod
+    async def _live_flag(
+        tx: Transaction, project_id: int, flag_id: int, expected_version: int | None
+    ) -> FlagRecord:
+        current = await tx.get_flag(project_id, flag_id)
+        if current is None or current.deleted:
+            raise NotFound(f"flag {flag_id} not found in project {project_id}")
+        if expected_version is not None and expected_version != current.version:
+            raise Conflict(
+                f"flag {flag_id} is at version {current.version}, not {expected_version}",
+                current_version=current.version,
+            )
+        return current
+
+    async def create_flag(self, project_id: int, data: Mapping[str, Any], *, actor: str) -> FlagRecord:
+        values = writes.flag_values(data)
+        async with self._transaction() as tx:
+            project = await self._project(tx, project_id)
+            writes.check_flag(
+                values,
+                flag_id=0,
+                project_id=project_id,
+                others=await tx.live_flags(project_id),
+                cohort_ids=await tx.live_cohort_ids(project_id),
+                group_type_mapping=project.group_type_mapping,
+            )
+            flag = await tx.insert_flag(project_id, values, actor)
+            await self._flag_changed(tx, "flag.created", actor, None, flag)
+        return flag
+
+    async def update_flag(
+        self,
+        project_id: int,
+        flag_id: int,
+        changes: Mapping[str, Any],
+        *,
+        actor: str,
+        expected_version: int | None = None,
+    ) -> FlagRecord:
+        async with self._transaction() as tx:
+            project = await self._project(tx, project_id)
+            current = await self._live_flag(tx, project_id, flag_id, expected_version)
+            values = writes.flag_values(changes, current=current)
+            writes.check_flag(
+                values,
+                flag_id=flag_id,
+                project_id=project_id,
+                others=await tx.live_flags(project_id),
+                cohort_ids=await tx.live_cohort_ids(project_id),
+                group_type_mapping=project.group_type_mapping,
+            )
+            flag = await tx.update_flag(
+                flag_id, values, deleted=False, expected_version=current.version, actor=actor
+            )
+            if flag is None:
+                raise Conflict(f"flag {flag_id} changed concurrently")
+            await self._flag_changed(tx, "flag.updated", actor, current, flag)
+        return flag
+
+    async def delete_flag(
+        self, project_id: int, flag_id: int, *, actor: str, expected_version: int | None = None
+    ) -> FlagRecord:
+        async with self._transaction() as tx:
+            await self._project(tx, project_id)
+            current = await self._live_flag(tx, project_id, flag_id, expected_version)
+            values = writes.flag_values({}, current=current)
+            flag = await tx.update_flag(
+                flag_id, values, deleted=True, expected_version=current.version, actor=actor
+            )
+            if flag is None:
+                raise Conflict(f"flag {flag_id} changed concurrently")
+            await self._flag_changed(tx, "flag.deleted", actor, current, flag)
+        return flag
+
+    # Cohorts --------------------------------------------------------------------------------------------
+    @staticmethod
+    async def _cohort_changed(
+        tx: Transaction, action: str, actor: str, before: CohortRecord | None, after: CohortRecord
+    ) -> None:
+        members = await tx.members(after.id) if after.is_static else None
+        await tx.audit(
+            project_id=after.project_id,
+            actor=actor,
+            action=action,
+            entity_type="cohort",
+            entity_id=after.id,
+            before=msgspec.to_builtins(before) if before else None,
+            after=msgspec.to_builtins(after),
+        )
+        await tx.change(
+            project_id=after.project_id,
+            entity_type="cohort",
+            entity_id=after.id,
+            entity_version=after.version,
+            op="delete" if after.deleted else "upsert",
+            payload=cohort_payload(after, members),
+        )
+
+    @staticmethod
+    async def _live_cohort(
+        tx: Transaction, project_id: int, cohort_id: int, expected_version: int | None
+    ) -> CohortRecord:
+        current = await tx.get_cohort(project_id, cohort_id)
+        if current is None or current.deleted:
+            raise NotFound(f"cohort {cohort_id} not found in project {project_id}")
+        if expected_version is not None and expected_version != current.version:
+            raise Conflict(
+                f"cohort {cohort_id} is at version {current.version}, not {expected_version}",
+                current_version=current.version,
+            )
+        return current
+
+    async def create_cohort(self, project_id: int, data: Mapping[str, Any], *, actor: str) -> CohortRecord:
+        values = writes.cohort_values(data)
+        async with self._transaction() as tx:
+            await self._project(tx, project_id)
+            writes.check_cohort(values, cohort_id=0, cohort_ids=await tx.live_cohort_ids(project_id))
+            cohort = await tx.insert_cohort(project_id, values, actor)
+            if values.members:
+                await tx.replace_members(cohort.id, values.members)
+                cohort = await tx.get_cohort(project_id, cohort.id) or cohort
+            await self._cohort_changed(tx, "cohort.created", actor, None, cohort)
+        return cohort
+
+    async def update_cohort(
+        self,
+        project_id: int,
+        cohort_id: int,
+        changes: Mapping[str, Any],
+        *,
+        actor: str,
+        expected_version: int | None = None,
+    ) -> CohortRecord:
+        async with self._transaction() as tx:
+            await self._project(tx, project_id)
+            current = await self._live_cohort(tx, project_id, cohort_id, expected_version)
+            values = writes.cohort_values(changes, current=current)
+            writes.check_cohort(values, cohort_id=cohort_id, cohort_ids=await tx.live_cohort_ids(project_id))
+            cohort = await tx.update_cohort(
+                cohort_id, values, deleted=False, expected_version=current.version, actor=actor
+            )
+            if cohort is None:
+                raise Conflict(f"cohort {cohort_id} changed concurrently")
+            if values.members is not None:
+                await tx.replace_members(cohort_id, values.members)
+                cohort = await tx.get_cohort(project_id, cohort_id) or cohort
+            await self._cohort_changed(tx, "cohort.updated", actor, current, cohort)
+        return cohort
+
+    async def delete_cohort(
+        self, project_id: int, cohort_id: int, *, actor: str, expected_version: int | None = None
+    ) -> CohortRecord:
+        async with self._transaction() as tx:
+            await self._project(tx, project_id)
+            current = await self._live_cohort(tx, project_id, cohort_id, expected_version)
+            values = writes.cohort_values({}, current=current)
+            cohort = await tx.update_cohort(
+                cohort_id, values, deleted=True, expected_version=current.version, actor=actor
+            )
+            if cohort is None:
+                raise Conflict(f"cohort {cohort_id} changed concurrently")
+            await self._cohort_changed(tx, "cohort.deleted", actor, current, cohort)
+        return cohort

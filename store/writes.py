@@ -1,0 +1,270 @@
+"""The write rules both repositories share, pure (no I/O): normalise, merge and validate admin input.
+
+Every function here either returns clean values or raises ``ValidationFailed`` carrying *every* issue found,
+each with the path of the offending field (``key``, ``filters.groups[0].rollout_percentage``, ...), so the
+caller can show them all at once and nothing is written. Shape checks (types, unknown fields, key format) run
+first; the evaluator's semantic checks (``evaluator.validate_flag`` / ``validate_cohort``: operators,
+rollouts, variants, regexes, dependencies, cohorts) run only on well-shaped input, against the project's
+other live flags and cohorts as the caller read them inside its write transaction.
+
+Updates have PATCH semantics: only the fields given change; an unknown field is an issue, never ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any, Final
+
+import msgspec
+
+from evaluator import validate_cohort, validate_flag
+from store.errors import Issue, ValidationFailed
+from store.records import Bucketing, CohortRecord, FlagRecord, Scope
+
+__all__ = [
+    "COHORT_FIELDS",
+    "FLAG_FIELDS",
+    "KEY_PATTERN",
+    "CohortValues",
+    "FlagValues",
+    "check_cohort",
+    "check_flag",
+    "check_project_fields",
+    "cohort_values",
+    "flag_values",
+    "validate_api_key_fields",
+]
+
+KEY_PATTERN: Final = re.compile(r"[A-Za-z0-9_.-]{1,400}")
+MAX_NAME: Final = 400
+MAX_DESCRIPTION: Final = 4000
+MAX_MEMBER_ID: Final = 400
+BUCKETINGS: Final = ("murmur3", "posthog")
+FLAG_FIELDS: Final = ("key", "name", "filters", "active", "bucketing", "ensure_experience_continuity")
+COHORT_FIELDS: Final = ("name", "description", "filters", "is_static", "members")
+
+
+class FlagValues(msgspec.Struct, frozen=True):
+    """A flag's writable fields after normalisation."""
+
+    key: str
+    name: str
+    filters: dict[str, Any]
+    active: bool
+    bucketing: Bucketing
+    ensure_experience_continuity: bool
+
+    def definition(self, *, flag_id: int, project_id: int, version: int) -> dict[str, Any]:
+        """The PostHog-shaped definition the evaluator validates (same shape as ``FlagRecord.definition``)."""
+        return {
+            "id": flag_id,
+            "team_id": project_id,
+            "key": self.key,
+            "name": self.name,
+            "active": self.active,
+            "deleted": False,
+            "filters": self.filters,
+            "version": version,
+            "bucketing": self.bucketing,
+            "ensure_experience_continuity": self.ensure_experience_continuity,
+        }
+
+
+class CohortValues(msgspec.Struct, frozen=True):
+    """A cohort's writable fields after normalisation; ``members`` is None when unchanged/not given."""
+
+    name: str
+    description: str
+    filters: dict[str, Any]
+    is_static: bool
+    members: tuple[str, ...] | None = None
+
+
+def _unknown(data: Mapping[str, Any], allowed: Collection[str], issues: list[Issue]) -> None:
+    issues.extend(
+        Issue(str(field), f"unknown field (allowed: {', '.join(allowed)})")
+        for field in data
+        if field not in allowed
+    )
+
+
+def _text(value: Any, path: str, issues: list[Issue], *, max_len: int, required: bool = False) -> str:
+    if not isinstance(value, str):
+        issues.append(Issue(path, "must be a string"))
+        return ""
+    if required and not value.strip():
+        issues.append(Issue(path, "must not be empty"))
+    elif len(value) > max_len:
+        issues.append(Issue(path, f"must be at most {max_len} characters"))
+    return value
+
+
+def _flag(value: Any, path: str, issues: list[Issue]) -> bool:
+    if not isinstance(value, bool):
+        issues.append(Issue(path, "must be true or false"))
+        return False
+    return value
+
+
+def _object(value: Any, path: str, issues: list[Issue]) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        issues.append(Issue(path, "must be a JSON object"))
+        return {}
+    return dict(value)
+
+
+def _raise(issues: list[Issue]) -> None:
+    if issues:
+        raise ValidationFailed(issues)
+
+
+def flag_values(data: Mapping[str, Any], *, current: FlagRecord | None = None) -> FlagValues:
+    """Normalise a create (``current`` None: ``key`` required, defaults for the rest) or a partial update."""
+    issues: list[Issue] = []
+    if not isinstance(data, Mapping):
+        raise ValidationFailed([Issue("", "must be a JSON object")])
+    _unknown(data, FLAG_FIELDS, issues)
+    if current is None and "key" not in data:
+        issues.append(Issue("key", "is required"))
+
+    def given(field: str, default: Any) -> Any:
+        if field in data:
+            return data[field]
+        return getattr(current, field) if current is not None else default
+
+    key = given("key", "")
+    if "key" in data:
+        if not isinstance(key, str):
+            issues.append(Issue("key", "must be a string"))
+        elif not KEY_PATTERN.fullmatch(key):
+            issues.append(Issue("key", "must be 1-400 characters of letters, digits, '_', '.' or '-'"))
+    name = _text(given("name", ""), "name", issues, max_len=MAX_NAME)
+    filters = _object(given("filters", {}), "filters", issues)
+    active = _flag(given("active", True), "active", issues)
+    bucketing = given("bucketing", "murmur3")
+    if bucketing not in BUCKETINGS:
+        issues.append(Issue("bucketing", f"must be one of {', '.join(BUCKETINGS)}"))
+    continuity = _flag(given("ensure_experience_continuity", False), "ensure_experience_continuity", issues)
+    _raise(issues)
+    return FlagValues(
+        key=key,
+        name=name,
+        filters=filters,
+        active=active,
+        bucketing=bucketing,
+        ensure_experience_continuity=continuity,
+    )
+
+
+def check_flag(
+    values: FlagValues,
+    *,
+    flag_id: int,
+    project_id: int,
+    others: Iterable[FlagRecord],
+    cohort_ids: Collection[str],
+    group_type_mapping: Mapping[str, str],
+) -> None:
+    """The evaluator's semantic checks, against the project's other live flags (``flag_id`` 0: a new flag)."""
+    definition = values.definition(flag_id=flag_id, project_id=project_id, version=1)
+    other_defs = [f.definition() for f in others if f.id != flag_id and not f.deleted]
+    issues = validate_flag(
+        definition, others=other_defs, cohort_ids=cohort_ids, group_type_mapping=group_type_mapping
+    )
+    _raise(list(issues))
+
+
+def _members(value: Any, issues: list[Issue]) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple):
+        issues.append(Issue("members", "must be a list of distinct ids"))
+        return ()
+    out: dict[str, None] = {}
+    for i, item in enumerate(value):
+        if isinstance(item, bool) or not isinstance(item, str | int):
+            issues.append(Issue(f"members[{i}]", "must be a string (or integer) distinct id"))
+            continue
+        text = str(item)
+        if not text or len(text) > MAX_MEMBER_ID:
+            issues.append(Issue(f"members[{i}]", f"must be 1-{MAX_MEMBER_ID} characters"))
+            continue
+        out[text] = None
+    return tuple(out)
+
+
+def cohort_values(data: Mapping[str, Any], *, current: CohortRecord | None = None) -> CohortValues:
+    """Normalise a cohort create (``name`` required) or partial update; ``is_static`` is fixed at creation."""
+    issues: list[Issue] = []
+    if not isinstance(data, Mapping):
+        raise ValidationFailed([Issue("", "must be a JSON object")])
+    _unknown(data, COHORT_FIELDS, issues)
+    if current is None and "name" not in data:
+        issues.append(Issue("name", "is required"))
+
+    def given(field: str, default: Any) -> Any:
+        if field in data:
+            return data[field]
+        return getattr(current, field) if current is not None else default
+
+    name = _text(given("name", ""), "name", issues, max_len=MAX_NAME, required="name" in data)
+    description = _text(given("description", ""), "description", issues, max_len=MAX_DESCRIPTION)
+    filters = _object(given("filters", {}), "filters", issues)
+    is_static = _flag(given("is_static", False), "is_static", issues)
+    if current is not None and "is_static" in data and is_static != current.is_static:
+        issues.append(Issue("is_static", "cannot change after creation"))
+    members: tuple[str, ...] | None = None
+    if "members" in data:
+        if is_static:
+            members = _members(data["members"], issues)
+        else:
+            issues.append(Issue("members", "only static cohorts have members"))
+    elif current is None and is_static:
+        members = ()
+    _raise(issues)
+    return CohortValues(
+        name=name, description=description, filters=filters, is_static=is_static, members=members
+    )
+
+
+def check_cohort(values: CohortValues, *, cohort_id: int, cohort_ids: Collection[str]) -> None:
+    """The evaluator's checks of a property cohort's filters (static cohorts carry no filters to check)."""
+    if values.is_static:
+        return
+    others = [c for c in cohort_ids if c != str(cohort_id)]
+    _raise(list(validate_cohort(values.filters, cohort_ids=others, path="filters")))
+
+
+def check_project_fields(
+    *, name: str | None = None, group_type_mapping: object = None
+) -> dict[str, str] | None:
+    """Check a project name and/or group type mapping (``{"0": "company"}``: indexes 0-4, unique names)."""
+    issues: list[Issue] = []
+    if name is not None:
+        _text(name, "name", issues, max_len=200, required=True)
+    mapping: dict[str, str] | None = None
+    if group_type_mapping is not None:
+        if not isinstance(group_type_mapping, Mapping):
+            issues.append(Issue("group_type_mapping", "must be a JSON object"))
+        else:
+            mapping = {}
+            for index, group_type in group_type_mapping.items():
+                path = f"group_type_mapping.{index}"
+                if not (isinstance(index, str) and index.isdigit() and 0 <= int(index) <= 4):
+                    issues.append(Issue(path, "group type index must be '0' to '4'"))
+                elif not isinstance(group_type, str) or not group_type.strip() or len(group_type) > 200:
+                    issues.append(Issue(path, "group type must be a non-empty string"))
+                elif group_type in mapping.values():
+                    issues.append(Issue(path, f"group type {group_type!r} is mapped twice"))
+                else:
+                    mapping[index] = group_type
+    _raise(issues)
+    return mapping
+
+
+def validate_api_key_fields(*, label: str, scope: Scope) -> None:
+    """A key's label (at most 200 characters) and scope (``read`` or ``write``)."""
+    issues: list[Issue] = []
+    _text(label, "label", issues, max_len=200)
+    if scope not in ("read", "write"):
+        issues.append(Issue("scope", "must be 'read' or 'write'"))
+    _raise(issues)
