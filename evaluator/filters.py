@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final, NamedTuple, Protocol
 
+from evaluator.fused import fused_check
 from evaluator.issues import Problems
 from evaluator.model import Context, Decision
 from evaluator.operators import OPERATORS, Clock, Test, _never
@@ -134,6 +135,10 @@ def _property_filter(
         return info  # an unusable value (invalid regex...) never matches, whatever the operator
     flip = spec.inverted is not negation
     on_missing = spec.on_missing is not negation
+    if plain and not flip and not on_missing:
+        fused = fused_check(operator, expected, key, MISSING)
+        if fused is not None:
+            return info._replace(check=fused)
     return info._replace(check=_property_check(key, test, flip, on_missing, read if not plain else None))
 
 

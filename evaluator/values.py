@@ -55,14 +55,14 @@ def ascii_lower(text: str) -> str:
 
 
 def to_number(value: Any) -> float | None:
-    """A finite float from an int, float or numeric string; None otherwise (bools are not numbers)."""
+    """A finite number from an int (kept exact), float or numeric string; None otherwise (bools are not
+    numbers)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        try:
-            number = float(value)
-        except OverflowError:
-            return None
+    if isinstance(value, int):
+        return value  # compared exactly, however large
+    if isinstance(value, float):
+        number = value
     elif isinstance(value, str) and len(value) <= 400 and _NUMBER.fullmatch(value):
         number = float(value)
     else:
