@@ -187,7 +187,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 
     async def run() -> int:
         async with open_repository(settings) as repository:
-            project_id = await _project_id(repository, args.project)
+            project_id = await _project_id(repository, args.project, settings)
             report = await import_flags(repository, project_id, document, actor=ACTOR)
         print(
             f"project {project_id}: {len(report.created)} created, {len(report.updated)} updated, "
@@ -208,7 +208,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
     async def run() -> dict[str, Any]:
         async with open_repository(settings) as repository:
-            return await export_flags(repository, await _project_id(repository, args.project))
+            return await export_flags(repository, await _project_id(repository, args.project, settings))
 
     document = asyncio.run(run())
     text = json.dumps(document, indent=2, sort_keys=True) + "\n"
@@ -220,16 +220,21 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _project_id(repository: AdminRepository, requested: int | None) -> int:
+async def _project_id(repository: AdminRepository, requested: int | None, settings: Settings) -> int:
+    """The project a command works on: ``--project``, else the first one (bootstrapped on an empty store)."""
     if requested is not None:
         try:
             return (await repository.get_project(requested)).id
         except NotFound:
             raise UsageError(f"--project: no project {requested}") from None
     projects = await repository.list_projects()
-    if not projects:
-        raise UsageError("there is no project yet: start `flagd serve` once, or pass --project")
-    return min(p.id for p in projects)
+    if projects:
+        return min(p.id for p in projects)
+    from flagd.bootstrap import bootstrap
+
+    result = await bootstrap(repository, settings)
+    print(result.banner(f"http://{settings.host}:{settings.port}"), file=sys.stderr)
+    return result.project.id
 
 
 # sync -------------------------------------------------------------------------------------------------------
@@ -277,7 +282,7 @@ def cmd_create_key(args: argparse.Namespace, settings: Settings) -> int:
     async def run() -> str:
         async with open_repository(settings) as repository:
             if project is not None:
-                await _project_id(repository, project)
+                await _project_id(repository, project, settings)
             created = await repository.create_api_key(
                 label=args.label, scope=args.scope, project_id=project, actor=ACTOR
             )
