@@ -268,3 +268,61 @@ def test_import_export_on_postgresql(
     assert main(["export", "-o", str(exported)]) == 0
     flags = json.loads(exported.read_text())["flags"]
     assert sorted(f["key"] for f in flags) == ["base", "needs-base", "pros"]
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli_commands(text: str, marker: str) -> list[list[str]]:
+    """JSON-array commands (``CMD [...]`` / ``command: [...]``) that start with ``flagd``."""
+    found = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(marker) and "[" in stripped:
+            argv = json.loads(stripped[stripped.index("[") :])
+            if argv and argv[0] == "flagd":
+                found.append(argv)
+    return found
+
+
+def test_dockerfile_runs_real_commands_as_non_root() -> None:
+    """The image is python:3.11-slim, runs as a non-root user, checks /healthz and starts `flagd serve`."""
+    from flagd.cli import build_parser
+
+    text = (ROOT / "Dockerfile").read_text()
+    assert "FROM python:3.11-slim" in text
+    assert "USER flagd" in text
+    assert "/healthz" in text.split("HEALTHCHECK", 1)[1]
+    commands = _cli_commands(text, "CMD")
+    assert commands == [["flagd", "serve", "--host", "0.0.0.0"]]
+    assert build_parser().parse_args(commands[0][1:]).command == "serve"
+
+
+def test_compose_file_runs_migrate_then_two_nodes() -> None:
+    """compose.yaml has PostgreSQL, Redis, a one-shot migrate and two flagd nodes, all with valid commands."""
+    from flagd.cli import build_parser
+
+    text = (ROOT / "compose.yaml").read_text()
+    services = {
+        line.strip().rstrip(":")
+        for line in text.splitlines()
+        if line.startswith("  ") and not line.startswith("   ") and line.rstrip().endswith(":")
+    }
+    assert {"postgres", "redis", "migrate", "flagd-1", "flagd-2"} <= services
+    commands = _cli_commands(text, "command:")
+    assert [c[1] for c in commands] == ["migrate", "serve", "serve"]
+    for argv in commands:
+        build_parser().parse_args(argv[1:])
+    environment = {
+        line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip()
+        for line in text.splitlines()
+        if line.strip().startswith("FLAGD_")
+    }
+    defaults = {
+        name: value.split(":-", 1)[1].rstrip("}") if ":-" in value else value.strip('"')
+        for name, value in environment.items()
+    }
+    from flagd.settings import Settings
+
+    settings = Settings.from_env(defaults)  # the compose environment is a valid configuration
+    assert settings.distributed is True
