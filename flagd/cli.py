@@ -117,11 +117,20 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         workers=settings.workers,
         factory=True,
         log_enabled=True,
+        # Granian's own lines go through the root logger, which configure_logging renders (JSON or console).
+        log_dictconfig={"loggers": {"_granian": {"handlers": [], "propagate": True}}},
+        log_level=_granian_level(settings.log_level),
         websockets=False,
         backlog=2048,
     )
     server.serve()
     return 0
+
+
+def _granian_level(level: str) -> Any:
+    from granian.log import LogLevels
+
+    return LogLevels(level)
 
 
 async def _bootstrap(settings: Settings) -> Any:
