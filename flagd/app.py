@@ -212,6 +212,7 @@ def create_app(settings: Settings, *, run_bootstrap: bool = True, metrics: Metri
         finally:
             runtime.backend = None
             await backend.close()
+            _log.info("flagd.stopped")
 
     admin = create_admin_app(lifespan)
     return SdkApp(

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.flagd.admin_client import Admin, admin_settings, running_admin
 
@@ -288,3 +292,29 @@ async def test_explain_returns_the_evaluators_trace(admin: Admin) -> None:
     missing = await admin.client.post(url, json={"person_properties": {}})
     assert missing.status_code == 400
     assert missing.json()["attr"] == "distinct_id"
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(count=st.integers(0, 9), limit=st.integers(1, 4), start=st.integers(0, 3))
+def test_following_next_links_visits_every_flag_once(
+    tmp_path: Path, count: int, limit: int, start: int
+) -> None:
+    """From any offset, following `next` yields the remaining flags exactly once, in id order."""
+
+    async def run() -> None:
+        with tempfile.TemporaryDirectory(dir=tmp_path) as folder:
+            async with running_admin(admin_settings(Path(folder))) as admin:
+                keys = [f"k{i}" for i in range(count)]
+                for key in keys:
+                    await admin.create_flag(key)
+                url: str | None = f"{admin.flags_url}?limit={limit}&offset={start}"
+                seen: list[str] = []
+                while url is not None:
+                    page = (await admin.client.get(url)).json()
+                    assert page["count"] == count
+                    assert len(page["results"]) <= limit
+                    seen += [f["key"] for f in page["results"]]
+                    url = page["next"]
+                assert seen == keys[start:]
+
+    asyncio.run(run())
