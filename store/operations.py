@@ -214,6 +214,11 @@ class Transaction(Protocol):
     ) -> None: ...
 
 
+async def _peers(tx: Transaction, project_id: int, values: writes.FlagValues) -> list[FlagRecord]:
+    # Other flags matter to validation only through dependencies; most flags have none.
+    return await tx.live_flags(project_id) if writes.flag_refs(values.filters) else []
+
+
 class WriteOperations:
     """Every ``AdminRepository`` write, over the backend's ``_transaction()``."""
 
@@ -393,7 +398,7 @@ class WriteOperations:
                 values,
                 flag_id=0,
                 project_id=project_id,
-                others=await tx.live_flags(project_id),
+                others=await _peers(tx, project_id, values),
                 cohort_ids=await tx.live_cohort_ids(project_id),
                 group_type_mapping=project.group_type_mapping,
             )
@@ -418,7 +423,7 @@ class WriteOperations:
                 values,
                 flag_id=flag_id,
                 project_id=project_id,
-                others=await tx.live_flags(project_id),
+                others=await _peers(tx, project_id, values),
                 cohort_ids=await tx.live_cohort_ids(project_id),
                 group_type_mapping=project.group_type_mapping,
             )

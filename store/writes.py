@@ -32,6 +32,8 @@ __all__ = [
     "check_flag",
     "check_project_fields",
     "cohort_values",
+    "dependency_closure",
+    "flag_refs",
     "flag_values",
     "validate_api_key_fields",
 ]
@@ -168,11 +170,47 @@ def check_flag(
 ) -> None:
     """The evaluator's semantic checks, against the project's other live flags (``flag_id`` 0: a new flag)."""
     definition = values.definition(flag_id=flag_id, project_id=project_id, version=1)
-    other_defs = [f.definition() for f in others if f.id != flag_id and not f.deleted]
+    peers = [f for f in others if f.id != flag_id and not f.deleted]
+    other_defs = [f.definition() for f in dependency_closure(values.filters, peers)]
     issues = validate_flag(
         definition, others=other_defs, cohort_ids=cohort_ids, group_type_mapping=group_type_mapping
     )
     _raise(list(issues))
+
+
+def flag_refs(filters: Any) -> list[str]:
+    """The flags (ids or keys, as text) that conditions in these filters depend on."""
+    groups = filters.get("groups") if isinstance(filters, Mapping) else None
+    refs: list[str] = []
+    for condition in groups if isinstance(groups, list) else ():
+        props = condition.get("properties") if isinstance(condition, Mapping) else None
+        refs.extend(
+            str(item.get("key"))
+            for item in (props if isinstance(props, list) else ())
+            if isinstance(item, Mapping) and item.get("type") == "flag"
+        )
+    return refs
+
+
+def dependency_closure(filters: Mapping[str, Any], peers: Iterable[FlagRecord]) -> list[FlagRecord]:
+    """The peers a flag with these filters depends on, directly or not (by id or key), in peer order.
+
+    Validation only needs these: a missing target or a cycle through the flag lies within its closure. It
+    keeps a write's validation proportional to the flag's dependencies, not to the project's size.
+    """
+    listed = list(peers)
+    by_ref: dict[str, list[FlagRecord]] = {}
+    for peer in listed:
+        by_ref.setdefault(str(peer.id), []).append(peer)
+        by_ref.setdefault(peer.key, []).append(peer)
+    seen: set[int] = set()
+    pending = flag_refs(filters)
+    while pending:
+        for peer in by_ref.get(pending.pop(), ()):
+            if peer.id not in seen:
+                seen.add(peer.id)
+                pending.extend(flag_refs(peer.filters))
+    return [p for p in listed if p.id in seen]
 
 
 def _members(value: Any, issues: list[Issue]) -> tuple[str, ...]:

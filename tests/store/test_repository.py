@@ -11,11 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from store.errors import Conflict, NotFound, ValidationFailed
+from store.errors import Conflict, NotFound, StoreTimeout, StoreUnavailable, ValidationFailed
 from store.migrate import migrate
 from store.postgres import PostgresRepository
 from store.sqlite import SqliteRepository
 from store.tokens import hash_secret
+from tests.servers import PostgresServer
 
 Repo = PostgresRepository | SqliteRepository
 
@@ -268,6 +269,16 @@ INVALID: list[tuple[str, dict[str, Any], list[str]]] = [
         ["filters.groups[0].properties[0].value"],
     ),
     ("unknown field", flag("x", colour="red"), ["colour"]),
+    (
+        "missing dependency",
+        flag("x")
+        | {
+            "filters": {
+                "groups": [{"properties": [{"key": "nope", "type": "flag", "value": True}]}],
+            }
+        },
+        ["filters.groups[0].properties[0].key"],
+    ),
     ("bad key and bucketing", flag("not a key!", bucketing="md5"), ["key", "bucketing"]),
     ("non-boolean active", flag("x", active="yes"), ["active"]),
 ]
@@ -468,3 +479,45 @@ async def test_random_edits_match_a_simple_model(repo: Repo, ops: list[tuple[str
     got = {f.key: (f.filters["groups"][0]["rollout_percentage"], f.version) for f in listed}
     assert got == model
     assert [f.id for f in listed] == sorted(ids[k] for k in model)
+
+
+# PostgreSQL faults ----------------------------------------------------------------------------------
+@pytest.mark.integration
+async def test_postgres_down_is_store_unavailable_and_recovers(own_postgres: PostgresServer) -> None:
+    """With PostgreSQL stopped, calls raise StoreUnavailable (not a driver error); after restart they work."""
+    await migrate(own_postgres.url)
+    repo = await PostgresRepository.connect(own_postgres.url, max_size=2, acquire_timeout=2)
+    try:
+        pid = await project(repo)
+        own_postgres.stop(
+            mode="fast"
+        )  # "immediate" may lose unflushed commits (fsync and sync commit are off)
+        with pytest.raises(StoreUnavailable) as info:
+            await repo.create_flag(pid, flag("a"), actor="t")
+        assert type(info.value).__module__ == "store.errors"
+        with pytest.raises(StoreUnavailable):
+            await repo.list_projects()
+        own_postgres.start()
+        assert (await repo.create_flag(pid, flag("a"), actor="t")).version == 1
+    finally:
+        await repo.close()
+
+
+@pytest.mark.integration
+async def test_stalled_postgres_is_store_timeout(own_postgres: PostgresServer) -> None:
+    """A PostgreSQL that stops answering mid-call raises StoreTimeout after the command timeout."""
+    await migrate(own_postgres.url)
+    repo = await PostgresRepository.connect(
+        own_postgres.url, max_size=1, command_timeout=0.5, acquire_timeout=1
+    )
+    try:
+        pid = await project(repo)
+        own_postgres.pause()
+        try:
+            with pytest.raises(StoreTimeout):
+                await repo.get_project(pid)
+        finally:
+            own_postgres.resume()
+        assert (await repo.get_project(pid)).id == pid
+    finally:
+        await repo.close()
