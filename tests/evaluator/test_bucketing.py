@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import sys
+import threading
 from collections import Counter
 
 import cbor2
@@ -327,3 +329,30 @@ def test_different_flags_bucket_the_same_ids_differently(flag_key: str, other_ke
         first = [scheme.variant_value(flag_key, i) for i in IDS[:64]]
         second = [scheme.variant_value(other_key, i) for i in IDS[:64]]
         assert first != second
+
+
+def test_concurrent_threads_get_their_own_ids_answers() -> None:
+    """Four threads hashing different ids at once each get exactly the formula's values (smoke test)."""
+    scheme = Murmur3Bucketing()
+    errors: list[str] = []
+
+    def work(offset: int) -> None:
+        for n in range(3000):
+            bucketing_id = f"thread-{offset}-{n}"
+            # Several calls per id, as in a request: the later ones take the cached encoding.
+            for key in ("flag-a", "flag-b", "flag-c"):
+                value = scheme.rollout_value(key, bucketing_id)
+                if value * 2**32 != murmur3_hash(key, bucketing_id, "rollout"):
+                    errors.append(bucketing_id)
+
+    threads = [threading.Thread(target=work, args=(offset,)) for offset in range(4)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible, to interleave inside the hash calls
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
