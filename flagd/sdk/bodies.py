@@ -68,11 +68,8 @@ def unwrap(body: bytes, query: dict[str, str], headers: dict[bytes, bytes], limi
         or headers.get(b"content-encoding", b"").lower() in (b"gzip", b"deflate")
     ):
         body = gunzip(body, limit)
-    if (
-        compression == "base64"
-        or body[:5] == b"data="
-        or headers.get(b"content-type", b"").startswith(b"application/x-www-form-urlencoded")
-    ):
+    # Sniff the form rather than trusting Content-Type: curl and some clients label JSON as a form.
+    if compression == "base64" or body[:5] == b"data=":
         body = unform(body, limit)
     return body
 

@@ -10,7 +10,6 @@ asks for
 from __future__ import annotations
 
 import time
-from collections import Counter
 from operator import attrgetter
 from typing import Any
 
@@ -26,7 +25,6 @@ from flagd.sdk.responses import RecordCache, Shape, render, render_disabled, sha
 from store.catalog import Catalog
 
 _reason_of = attrgetter("reason")
-_error_of = attrgetter("error")
 CORS: Headers = [(b"access-control-allow-origin", b"*")]
 FLAGS_HEADERS: Headers = [*JSON, *CORS]
 
@@ -143,7 +141,5 @@ class FlagsEndpoint:
                 attr="flag_keys_to_evaluate",
             )
         decisions: dict[str, Decision] = state.snapshot.evaluate(ctx, keys=keys)
-        values = decisions.values()
-        self._metrics.count_evaluations(Counter(map(_reason_of, values)))
-        errors = any(map(_error_of, values))
-        return 200, render(shape, decisions, self._cache, request_id, now_ms, errors), FLAGS_HEADERS
+        self._metrics.tally_reasons(map(_reason_of, decisions.values()))
+        return 200, render(shape, decisions, self._cache, request_id, now_ms), FLAGS_HEADERS

@@ -21,7 +21,8 @@ and then reused by identity (``RecordCache``): rendering 50 flags is a join of 5
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
+from operator import attrgetter
 
 import msgspec
 
@@ -73,28 +74,52 @@ def _record(d: Decision, typed: bool) -> bytes:
 
 
 class RecordCache:
-    """Encoded ``"key":{record}`` fragments by decision identity (bounded; cleared when full)."""
+    """Encoded ``"key":{record}`` fragments by decision identity (bounded; cleared when full).
 
-    __slots__ = ("_plain", "_size", "_typed")
+    Keyed by ``id(decision)``: the cache also holds a reference to every decision it has a fragment for, so
+    while an entry exists no other object can have that id, and a hit needs no identity check. The lookups run
+    as C-level ``map`` calls; only a miss (a decision seen for the first time) runs Python code.
+    """
+
+    __slots__ = ("_alive", "_failed", "_plain", "_size", "_typed")
 
     def __init__(self, size: int = 200_000) -> None:
-        self._plain: dict[int, tuple[Decision, bytes]] = {}
-        self._typed: dict[int, tuple[Decision, bytes]] = {}
+        self._alive: dict[int, Decision] = {}
+        self._plain: dict[int, bytes] = {}
+        self._typed: dict[int, bytes] = {}
+        self._failed: set[bytes] = set()  # fragments of failed decisions
         self._size = size
 
-    def detailed(self, decisions: Iterable[Decision], typed: bool) -> list[bytes]:
+    def _fill(self, decisions: Iterable[Decision], typed: bool) -> list[bytes]:
         cache = self._typed if typed else self._plain
-        get = cache.get
-        out: list[bytes] = []
-        append = out.append
+        if len(self._alive) >= self._size:
+            self._alive.clear()
+            self._plain.clear()
+            self._typed.clear()
+            self._failed.clear()
+        frags = []
         for d in decisions:
-            hit = get(id(d))
-            if hit is None or hit[0] is not d:
-                if len(cache) >= self._size:
-                    cache.clear()
-                hit = cache[id(d)] = (d, _record(d, typed))
-            append(hit[1])
-        return out
+            frag = cache.get(id(d))
+            if frag is None:
+                self._alive[id(d)] = d
+                frag = cache[id(d)] = _record(d, typed)
+                if d.error is not None:
+                    self._failed.add(frag)
+            frags.append(frag)
+        return frags
+
+    def detailed(self, values: Collection[Decision], typed: bool) -> tuple[list[bytes], bool]:
+        """The fragments for these decisions, in order, and whether any of them failed."""
+        try:
+            frags = list(map((self._typed if typed else self._plain).__getitem__, map(id, values)))
+        except KeyError:
+            frags = self._fill(values, typed)
+        failed = self._failed
+        # bytes cache their hash, so this is cheap; and usually no flag has ever failed.
+        return frags, bool(failed) and not failed.isdisjoint(frags)
+
+
+_error_of = attrgetter("error")
 
 
 def render(
@@ -103,22 +128,14 @@ def render(
     cache: RecordCache,
     request_id: str,
     evaluated_at: int,
-    errors: bool,
 ) -> bytes:
     """The complete response body."""
-    tail = (
-        b',"errorsWhileComputingFlags":'
-        + (b"true" if errors else b"false")
-        + b',"requestId":'
-        + _encode(request_id)
-        + b',"evaluatedAt":'
-        + str(evaluated_at).encode()
-        + b"}"
-    )
     if shape is Shape.DETAILED or shape is Shape.DETAILED_TYPED:
-        parts = cache.detailed(decisions.values(), shape is Shape.DETAILED_TYPED)
-        return b'{"flags":{' + b",".join(parts) + b"}" + tail
-    live = [d for d in decisions.values() if d.error is None]
+        parts, errors = cache.detailed(decisions.values(), shape is Shape.DETAILED_TYPED)
+        return b"".join((b'{"flags":{', b",".join(parts), b"}", _tail(errors, request_id, evaluated_at)))
+    values = decisions.values()
+    errors = any(map(_error_of, values))
+    live = [d for d in values if d.error is None]
     if shape is Shape.KEYS:
         head = _encode([d.key for d in live if d.enabled])
     elif shape is Shape.ENABLED_ONLY:
@@ -126,9 +143,26 @@ def render(
     else:
         head = _encode({d.key: d.value for d in live})
     payloads = _encode({d.key: d.payload for d in live if d.enabled and d.payload is not None})
-    return b'{"featureFlags":' + head + b',"featureFlagPayloads":' + payloads + tail
+    return (
+        b'{"featureFlags":'
+        + head
+        + b',"featureFlagPayloads":'
+        + payloads
+        + _tail(errors, request_id, evaluated_at)
+    )
+
+
+def _tail(errors: bool, request_id: str, evaluated_at: int) -> bytes:
+    return (
+        (b',"errorsWhileComputingFlags":true' if errors else b',"errorsWhileComputingFlags":false')
+        + b',"requestId":'
+        + _encode(request_id)
+        + b',"evaluatedAt":'
+        + str(evaluated_at).encode()
+        + b"}"
+    )
 
 
 def render_disabled(shape: Shape, request_id: str, evaluated_at: int) -> bytes:
     """The answer to ``disable_flags: true``: no flags, nothing evaluated."""
-    return render(shape, {}, RecordCache(1), request_id, evaluated_at, False)
+    return render(shape, {}, RecordCache(1), request_id, evaluated_at)
