@@ -5,15 +5,21 @@ It owns a ``SqliteRepository`` (the admin path) and a ``store.catalog.Catalog`` 
 read). After every committed write, before the write call returns, it rebuilds the changed project's
 ``ProjectData`` from the file and installs ``build_project_state(...)`` into the catalog, so an admin edit is
 visible to the very next flag evaluation, exactly as the distributed mode would show it after propagation.
+
+Other processes may write to the same file (several server workers, ``flagd import`` while the server runs).
+``start()`` therefore also runs a follower that polls the change log every ``poll_interval`` seconds (one
+indexed query) and reloads the projects changed elsewhere; ``catch_up()`` does one such round on demand.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 from typing import Self
 
 from store.catalog import Catalog, build_project_state
-from store.errors import NotFound
+from store.errors import NotFound, StoreError
 from store.sqlite import SqliteRepository
 
 __all__ = ["EmbeddedBackend"]
@@ -22,28 +28,59 @@ __all__ = ["EmbeddedBackend"]
 class EmbeddedBackend:
     """A SQLite-backed repository and the catalog it keeps current. Open, ``start()``, use, ``close()``."""
 
-    def __init__(self, repository: SqliteRepository, catalog: Catalog) -> None:
+    def __init__(self, repository: SqliteRepository, catalog: Catalog, *, poll_interval: float = 1.0) -> None:
         self.repository = repository
         self.catalog = catalog
+        self.poll_interval = poll_interval
         self.last_error: str | None = None
+        self._seen_seq = 0
+        self._follower: asyncio.Task[None] | None = None
         repository.on_commit = self._refresh
 
     @classmethod
-    async def open(cls, path: str | Path) -> Self:
+    async def open(cls, path: str | Path, *, poll_interval: float = 1.0) -> Self:
         """Open (creating if needed) the SQLite file; the catalog stays empty until ``start()``."""
-        return cls(await SqliteRepository.open(path), Catalog())
+        return cls(await SqliteRepository.open(path), Catalog(), poll_interval=poll_interval)
 
     async def start(self) -> None:
-        """Load and compile every project into the catalog and mark it loaded."""
+        """Load and compile every project into the catalog, mark it loaded, and start following the file
+        for writes made by other processes (``poll_interval`` <= 0 disables that)."""
+        seq = await self.repository.max_seq()
         projects = await self.repository.load_projects()
         self.catalog.replace_all({p.project_id: build_project_state(p) for p in projects})
+        self._seen_seq = seq
+        if self.poll_interval > 0 and self._follower is None:
+            self._follower = asyncio.create_task(self._follow(), name="flagd-embedded-follower")
 
-    async def reload(self) -> None:
-        """Rebuild every project from the file (e.g. after another process wrote to it)."""
-        await self.start()
+    async def catch_up(self) -> set[int]:
+        """Reload the projects whose newest change is newer than what the catalog holds; return their ids."""
+        changed = await self.repository.project_seqs_since(self._seen_seq)
+        stale = set()
+        for project_id, seq in changed.items():
+            state = self.catalog.by_id(project_id)
+            if state is None or state.version < seq:
+                stale.add(project_id)
+        if stale:
+            await self._refresh(stale)
+        if changed:
+            self._seen_seq = max(self._seen_seq, *changed.values())
+        return stale
 
     async def close(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follower
+            self._follower = None
         await self.repository.close()
+
+    async def _follow(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            try:
+                await self.catch_up()
+            except StoreError as exc:
+                self.last_error = f"following the database failed: {exc}"
 
     async def _refresh(self, project_ids: set[int]) -> None:
         # The write has committed: a failure here must not turn it into an error for the writer. The

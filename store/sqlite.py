@@ -56,6 +56,8 @@ def _translate(exc: sqlite3.Error) -> StoreError:
 
 
 def _connect(path: str) -> sqlite3.Connection:
+    if path != ":memory:" and not path.startswith("file:"):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.create_function("flagd_contains", 2, _contains, deterministic=True)
@@ -289,6 +291,13 @@ class SqliteRepository(WriteOperations):
     async def max_seq(self) -> int:
         """The newest change_log seq (0 when empty)."""
         return await self._count("SELECT COALESCE(max(seq), 0) FROM change_log")
+
+    async def project_seqs_since(self, seq: int) -> dict[int, int]:
+        """Projects changed after ``seq`` (by any process writing to the file), with their newest seq."""
+        rows = await self._all(
+            "SELECT project_id, max(seq) AS seq FROM change_log WHERE seq > ? GROUP BY project_id", seq
+        )
+        return {r["project_id"]: r["seq"] for r in rows}
 
     async def load_projects(self) -> list[ProjectData]:
         """Every project with its live flags, live cohorts and static members; ``version`` = newest seq."""

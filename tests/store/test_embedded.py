@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -119,3 +120,30 @@ async def test_a_failed_write_leaves_the_catalog_alone(backend: EmbeddedBackend)
             pid, {"key": "bad", "filters": {"groups": [{"rollout_percentage": 150}]}}, actor="t"
         )
     assert backend.catalog.by_id(pid) is before
+
+
+async def test_writes_from_another_process_are_followed(tmp_path: Path) -> None:
+    """Two backends on one file (two workers): a write through one reaches the other's catalog."""
+    path = tmp_path / "nested" / "flagd.db"
+    writer = await EmbeddedBackend.open(path, poll_interval=0)
+    reader = await EmbeddedBackend.open(path, poll_interval=0.05)
+    try:
+        await writer.start()
+        await reader.start()
+        new = await writer.repository.create_project("Acme", actor="t")
+        assert await reader.catch_up() == {new.project.id}
+        assert await reader.catch_up() == set()  # nothing new: nothing reloaded
+        await writer.repository.create_flag(new.project.id, targeted("beta", "pro"), actor="t")
+        pro = Context(distinct_id="u1", person_properties={"plan": "pro"})
+        for _ in range(100):  # the follower polls every 50 ms
+            state = reader.catalog.by_id(new.project.id)
+            if state is not None and "beta" in state.snapshot:
+                break
+            await asyncio.sleep(0.02)
+        assert state is not None
+        assert state.snapshot.evaluate(pro)["beta"].enabled is True
+        assert state.version == writer.catalog.version
+        assert reader.last_error is None
+    finally:
+        await reader.close()
+        await writer.close()
