@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs shipped; pyproject has no override
 import msgspec
@@ -30,6 +30,7 @@ from store.pg_transaction import (
     flag_record,
     project_row,
 )
+from store.protocols import AdminRepository, ChangeSource
 from store.records import ApiKey, AuditEntry, ChangeRow, CohortRecord, FlagRecord, Page, Project
 from store.tokens import hash_secret
 
@@ -335,3 +336,9 @@ class PostgresRepository(WriteOperations):
             [cohort_record(c) for c in cohorts],
             [(m["cohort_id"], m["distinct_id"]) for m in members],
         )
+
+
+if TYPE_CHECKING:  # mypy proves the class satisfies both protocols
+
+    def _conforms(repository: PostgresRepository) -> tuple[AdminRepository, ChangeSource]:
+        return repository, repository

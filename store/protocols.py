@@ -1,8 +1,8 @@
 """The seams between the store and its callers.
 
 ``AdminRepository`` is the admin write/read path (PostgreSQL in distributed mode, SQLite in embedded mode);
-both implementations satisfy it and share one test suite. ``CatalogSource`` is what the SDK hot path reads:
-an in-memory, atomically swapped map of compiled projects (see ``store.catalog``).
+both implementations satisfy it and share one test suite; ``ChangeSource`` is their change-log side. What
+the SDK hot path reads is an in-memory, atomically swapped map of compiled projects (``store.catalog``).
 
 Every write is one transaction: the row, an audit_log row and a change_log row (which wakes the syncer).
 Inputs are validated before anything is written; invalid input raises ``ValidationFailed`` with every issue.
@@ -13,9 +13,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from store.catalog import ProjectData
 from store.records import (
     ApiKey,
     AuditEntry,
+    ChangeRow,
     CohortRecord,
     FlagRecord,
     NewApiKey,
@@ -41,6 +43,10 @@ class AdminRepository(Protocol):
         ...
 
     async def list_projects(self) -> list[Project]: ...
+
+    async def get_project_by_token(self, api_token: str) -> Project:
+        """The project with this public token; ``NotFound`` when none."""
+        ...
 
     async def update_project(
         self,
@@ -118,6 +124,10 @@ class AdminRepository(Protocol):
 
     async def get_cohort(self, project_id: int, cohort_id: int) -> CohortRecord: ...
 
+    async def cohort_members(self, project_id: int, cohort_id: int) -> list[str]:
+        """A live static cohort's distinct ids, sorted (``NotFound`` when the cohort is absent or deleted)."""
+        ...
+
     async def create_cohort(self, project_id: int, data: Mapping[str, Any], *, actor: str) -> CohortRecord:
         """``data``: name, description, filters, is_static, and for static cohorts ``members`` (ids)."""
         ...
@@ -150,3 +160,26 @@ class AdminRepository(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class ChangeSource(Protocol):
+    """The committed state and its change log, in commit order (both repositories offer it).
+
+    The syncer replays ``changes_since``; a node that cannot reach Redis loads ``load_projects``.
+    """
+
+    async def changes_since(self, seq: int, limit: int = 1000) -> list[ChangeRow]:
+        """change_log rows with a seq greater than ``seq``, oldest first, at most ``limit``."""
+        ...
+
+    async def max_seq(self) -> int:
+        """The newest change_log seq (0 when empty)."""
+        ...
+
+    async def load_projects(self) -> list[ProjectData]:
+        """Every project's live flags, cohorts and static members; ``version`` = its newest change seq."""
+        ...
+
+    async def load_project(self, project_id: int) -> ProjectData:
+        """One project as ``load_projects`` builds it; ``NotFound`` when absent."""
+        ...

@@ -19,11 +19,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from store.catalog import ProjectData
 from store.errors import NotFound, StoreError, StoreTimeout, StoreUnavailable
 from store.operations import ProjectHead, ProjectRow, Transaction, WriteOperations, assemble_projects
+from store.protocols import AdminRepository, ChangeSource
 from store.records import ApiKey, AuditEntry, ChangeRow, CohortRecord, FlagRecord, Page, Project
 from store.sqlite_schema import PRAGMAS, SCHEMA, SCHEMA_VERSION
 from store.sqlite_transaction import (
@@ -347,3 +348,9 @@ class SqliteRepository(WriteOperations):
             [CohortRecord(**decode_row(c)) for c in cohorts],
             [(m["cohort_id"], m["distinct_id"]) for m in members],
         )
+
+
+if TYPE_CHECKING:  # mypy proves the class satisfies both protocols
+
+    def _conforms(repository: SqliteRepository) -> tuple[AdminRepository, ChangeSource]:
+        return repository, repository
