@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Callable
@@ -160,12 +161,15 @@ class KeyBook:
     """The ``authenticate`` seam backed by a dict (the real one is ``AdminRepository.authenticate``; e2e tests
     use that), counting lookups so tests can see the cache at work."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
         self.keys = {PERSONAL_A: _key(1, 1), PERSONAL_ALL: _key(2, None), PERSONAL_REVOKED: _key(3, 1, True)}
         self.calls = 0
+        self.delay = delay
 
     async def __call__(self, raw_key: str) -> ApiKey | None:
         self.calls += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
         return self.keys.get(raw_key)
 
 
