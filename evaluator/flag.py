@@ -252,6 +252,8 @@ def _compile_body(
         if info is not None:
             conditions.append(info)
     flag.conditions = tuple(conditions)
+    if problems:
+        return  # compile_flag turns the flag into its error decision
     if not group_known:
         flag.static = flag.no_group
         return

@@ -1,4 +1,4 @@
-"""Loading the shared JSON case files (also read by bench/): ``[{"name", "filter"|"flag", "context", "expect"}]``.
+"""The shared JSON case files (bench/ reads them too): ``[{"name", "filter"|"flag", "context", "expect"}]``.
 
 A ``filter`` case wraps the filter into a one-condition flag and expects ``{"match": bool}``; a ``flag`` case
 evaluates the flag (with optional ``cohorts``, ``static_cohorts``, ``group_type_mapping``, ``others`` = more

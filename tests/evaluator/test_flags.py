@@ -61,7 +61,8 @@ def test_multivariate_picks_the_variant_the_hash_falls_in() -> None:
         value = _posthog_hash(f"gradual.user-{n}variant")
         expected = "a" if value < 0.2 else "b" if value < 0.5 else "c"
         decision = snapshot.evaluate(Context(f"user-{n}"))["gradual"]
-        assert (decision.variant, decision.value, decision.payload) == (expected, expected, payloads[expected])
+        assert decision.variant == decision.value == expected
+        assert decision.payload == payloads[expected]
 
 
 def test_group_flag_buckets_on_the_group_key() -> None:
