@@ -112,10 +112,16 @@ class SqliteRepository(WriteOperations):
         except sqlite3.Error as exc:
             raise _translate(exc) from exc
 
+    def _begin(self) -> None:
+        # A caller cancelled between BEGIN and its end may have left a transaction open: never build on it.
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+        self._conn.execute("BEGIN IMMEDIATE")
+
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Transaction]:
         async with self._lock:
-            await self._run(lambda: self._conn.execute("BEGIN IMMEDIATE"))
+            await asyncio.shield(self._run(self._begin))
             tx = SqliteTransaction(self._conn, self._run)
             try:
                 yield tx

@@ -221,6 +221,32 @@ async def test_concurrent_updates_with_same_version_one_wins(repo: Repo) -> None
     assert (await repo.get_flag(pid, f.id)).version == 2
 
 
+async def test_concurrent_unversioned_updates_all_apply_in_order(repo: Repo) -> None:
+    """Concurrent updates without expected_version serialise: each bumps the version once, none is lost."""
+    pid = await project(repo)
+    f = await repo.create_flag(pid, flag("a"), actor="t")
+    done = await asyncio.gather(
+        *(repo.update_flag(pid, f.id, {"name": f"n{i}"}, actor="t") for i in range(5))
+    )
+    assert sorted(d.version for d in done) == [2, 3, 4, 5, 6]
+    changes = [c for c in await repo.changes_since(0, 100) if c.entity_type == "flag"]
+    assert [c.entity_version for c in changes] == [1, 2, 3, 4, 5, 6]
+    last = max(done, key=lambda d: d.version)
+    assert await repo.get_flag(pid, f.id) == last
+    assert changes[-1].payload == last.definition()
+
+
+async def test_concurrent_creates_of_one_key_let_exactly_one_win(repo: Repo) -> None:
+    """Racing creates of the same key: one flag is created, every other attempt is a Conflict."""
+    pid = await project(repo)
+    results = await asyncio.gather(
+        *(repo.create_flag(pid, flag("same"), actor=f"a{i}") for i in range(4)), return_exceptions=True
+    )
+    assert sum(isinstance(r, Conflict) for r in results) == 3
+    assert (await repo.list_flags(pid)).total == 1
+    assert len([c for c in await repo.changes_since(0, 100) if c.entity_type == "flag"]) == 1
+
+
 async def test_duplicate_live_key_conflicts_but_deleted_key_is_reusable(repo: Repo) -> None:
     """Two live flags cannot share a key; after deleting one, its key can be taken again."""
     pid = await project(repo)
@@ -329,6 +355,22 @@ async def test_dependency_cycle_is_rejected(repo: Repo) -> None:
         await repo.update_flag(pid, a.id, {"filters": depends_on("b")}, actor="t")
     assert [i.path for i in info.value.issues] == ["filters.groups[0].properties[0].key"]
     assert await written(repo, pid) == before
+
+
+async def test_a_cancelled_write_is_all_or_nothing(repo: Repo) -> None:
+    """Cancelling writes at many points leaves each one fully applied or absent, and the store usable."""
+    pid = await project(repo)
+    for step in range(0, 30, 2):
+        task = asyncio.create_task(repo.create_flag(pid, flag(f"c{step}"), actor="t"))
+        for _ in range(step):
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    keys = {f.key for f in (await repo.list_flags(pid, limit=1000)).items}
+    logged = {c.payload["key"] for c in await repo.changes_since(0, 1000) if c.entity_type == "flag"}
+    audited = {e.after["key"] for e in (await repo.audit_log(pid, entity_type="flag")).items if e.after}
+    assert keys == logged == audited
+    assert (await repo.create_flag(pid, flag("after"), actor="t")).version == 1
 
 
 # Audit and change log -----------------------------------------------------------------------------
