@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from flagd.admin.outputs import JSON
+from flagd.admin.schemas import component_schemas
 
 _ERR = {"$ref": "#/components/schemas/Error"}
 _VALIDATION = {"$ref": "#/components/schemas/ValidationError"}
@@ -248,159 +249,6 @@ def _paths() -> dict[str, Any]:
     }
 
 
-_OBJ: dict[str, Any] = {"type": "object", "additionalProperties": True}
-
-
-def _schemas() -> dict[str, Any]:
-    ts = {"type": "string", "format": "date-time"}
-    return {
-        "Error": {
-            "type": "object",
-            "properties": {
-                "type": {"type": "string"},
-                "code": {"type": "string"},
-                "detail": {"type": "string"},
-                "attr": {"type": ["string", "null"]},
-                "current_version": {"type": ["integer", "null"]},
-            },
-        },
-        "ValidationError": {
-            "type": "object",
-            "properties": {
-                "type": {"const": "validation_error"},
-                "detail": {"type": "string"},
-                "errors": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "attr": {
-                                "type": "string",
-                                "description": "field path, e.g. filters.groups[0].rollout_percentage",
-                            },
-                            "detail": {"type": "string"},
-                        },
-                    },
-                },
-            },
-        },
-        "Project": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "integer"},
-                "name": {"type": "string"},
-                "api_token": {"type": "string"},
-                "group_type_mapping": {"type": "object", "additionalProperties": {"type": "string"}},
-                "created_at": ts,
-                "created_by": {"type": "string"},
-            },
-        },
-        "NewProject": {
-            "allOf": [_ref("Project"), {"type": "object", "properties": {"secret_token": {"type": "string"}}}]
-        },
-        "ProjectInput": {
-            "type": "object",
-            "properties": {"name": {"type": "string"}, "group_type_mapping": _OBJ},
-        },
-        "FeatureFlag": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "integer"},
-                "project_id": {"type": "integer"},
-                "key": {"type": "string"},
-                "name": {"type": "string"},
-                "filters": _OBJ,
-                "active": {"type": "boolean"},
-                "deleted": {"type": "boolean"},
-                "bucketing": {"enum": ["murmur3", "posthog"]},
-                "ensure_experience_continuity": {"type": "boolean"},
-                "version": {"type": "integer"},
-                "created_at": ts,
-                "created_by": {"type": "string"},
-                "updated_at": ts,
-                "updated_by": {"type": "string"},
-            },
-        },
-        "FeatureFlagInput": {
-            "type": "object",
-            "properties": {
-                "key": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,400}$"},
-                "name": {"type": "string"},
-                "filters": {**_OBJ, "description": "PostHog filters: groups, multivariate, payloads, ..."},
-                "active": {"type": "boolean"},
-                "bucketing": {"enum": ["murmur3", "posthog"]},
-                "ensure_experience_continuity": {"type": "boolean"},
-                "deleted": {"type": "boolean"},
-                "version": {"type": "integer", "description": "PATCH/DELETE: the version last read"},
-            },
-        },
-        "Cohort": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "integer"},
-                "name": {"type": "string"},
-                "description": {"type": "string"},
-                "filters": _OBJ,
-                "is_static": {"type": "boolean"},
-                "deleted": {"type": "boolean"},
-                "version": {"type": "integer"},
-                "member_count": {"type": "integer"},
-            },
-        },
-        "CohortInput": {
-            "type": "object",
-            "properties": {
-                "name": {"type": "string"},
-                "description": {"type": "string"},
-                "filters": _OBJ,
-                "is_static": {"type": "boolean"},
-                "members": {"type": "array", "items": {"type": "string"}},
-                "version": {"type": "integer"},
-            },
-        },
-        "ApiKey": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "integer"},
-                "label": {"type": "string"},
-                "key_prefix": {"type": "string"},
-                "project_id": {"type": ["integer", "null"]},
-                "scope": {"enum": ["read", "write"]},
-                "key": {"type": "string", "description": "creation response only"},
-                "created_at": ts,
-                "revoked_at": {"type": ["string", "null"], "format": "date-time"},
-            },
-        },
-        "ApiKeyInput": {
-            "type": "object",
-            "properties": {"label": {"type": "string"}, "scope": {"enum": ["read", "write"]}},
-        },
-        "AuditEntry": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "integer"},
-                "actor": {"type": "string"},
-                "action": {"type": "string"},
-                "entity_type": {"type": "string"},
-                "entity_id": {"type": ["integer", "null"]},
-                "before": {"type": ["object", "null"]},
-                "after": {"type": ["object", "null"]},
-                "created_at": ts,
-            },
-        },
-        "EvaluationContext": {
-            "type": "object",
-            "required": ["distinct_id"],
-            "properties": {
-                "distinct_id": {"type": "string"},
-                "person_properties": _OBJ,
-                "groups": {"type": "object", "additionalProperties": {"type": "string"}},
-                "group_properties": _OBJ,
-            },
-        },
-    }
-
-
 def build_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document."""
     project_id = {
@@ -436,7 +284,7 @@ def build_document() -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": _schemas(),
+            "schemas": component_schemas(),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}],
