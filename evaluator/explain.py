@@ -127,6 +127,8 @@ def explain_flag(flag: CompiledFlag | None, key: str, ctx: Context, memo: dict[s
     decided = False
     for condition in flag.conditions:
         step = _condition(flag, condition, ctx, memo, props, bucketing_id)
+        if step.outcome == "out_of_rollout" and flag.early_exit:
+            decided = True  # early exit: later conditions are shown but cannot decide
         if step.outcome == "match" and not decided:
             decided = True
             step = msgspec.structs.replace(step, decisive=True)

@@ -56,6 +56,7 @@ class CompiledFlag:
         "cohorts",
         "conditions",
         "dependencies",
+        "early_exit",
         "enrollment",
         "enrollment_key",
         "error",
@@ -81,6 +82,7 @@ class CompiledFlag:
         self.scheme: BucketingScheme | None = None
         self.group: str | None = None
         self.bucket_on_device = False
+        self.early_exit = False  # stop at the first condition that matched but was out of rollout
         self.conditions: tuple[ConditionInfo, ...] = ()
         self.variants: tuple[tuple[str, float], ...] = ()
         self.holdout: Holdout | None = None
@@ -179,6 +181,9 @@ def compile_flag(
         filters = {}
     payloads = _payloads(filters.get("payloads"), problems)
     made = _Decisions(key, flag.flag_id, flag.version, payloads)
+    flag.bucket_on_device = (
+        definition.get("bucketing_identifier") or filters.get("bucketing_identifier")
+    ) == ("device_id")
     _compile_body(flag, filters, scope, group_type_mapping, made)
     if problems:
         flag.error = "missing_dependency" if problems.missing_dependency else "invalid_definition"
@@ -224,7 +229,7 @@ def _compile_body(
             group_known = False
             problems.warn("filters.aggregation_group_type_index", f"unknown group type index {aggregation!r}")
             flag.reproducible = False
-    flag.bucket_on_device = filters.get("bucketing_identifier") == "device_id"
+    flag.early_exit = filters.get("early_exit") is True
     flag.no_match = made.make("no_condition_match")
     flag.no_group = made.make("no_group_type")
     if filters.get("feature_enrollment") is True:

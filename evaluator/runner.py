@@ -47,6 +47,7 @@ def _person(flag: CompiledFlag, live: list[ConditionInfo]) -> Run:
     rollout_value, in_rollout = flag.scheme.rollout_value, flag.scheme.in_rollout
     variant_value, pick_variant = flag.scheme.variant_value, flag.scheme.pick_variant
     conds = _tuples(live)
+    early_exit = flag.early_exit
 
     def run_person(ctx: Context, memo: dict[str, Decision]) -> Decision:
         props = ctx.person_properties
@@ -59,6 +60,8 @@ def _person(flag: CompiledFlag, live: list[ConditionInfo]) -> Run:
                 if position < 0.0:
                     position = rollout_value(key, ctx.distinct_id)
                 if not in_rollout(position, pct):
+                    if early_exit:
+                        return out_of_rollout
                     if best is no_match:
                         best = out_of_rollout
                     continue
@@ -120,6 +123,7 @@ def _general(flag: CompiledFlag, live: list[ConditionInfo]) -> Run:
     enrollment_key, enrollment = flag.enrollment_key, flag.enrollment
     on_device = flag.bucket_on_device
     conds = _tuples(live)
+    early_exit = flag.early_exit
 
     def run_general(ctx: Context, memo: dict[str, Decision]) -> Decision:
         if group is None:
@@ -147,6 +151,8 @@ def _general(flag: CompiledFlag, live: list[ConditionInfo]) -> Run:
                 if position < 0.0:
                     position = rollout_value(key, bucketing_id)
                 if not in_rollout(position, pct):
+                    if early_exit:
+                        return out_of_rollout
                     if best is no_match:
                         best = out_of_rollout
                     continue
@@ -174,6 +180,7 @@ def _mixed(flag: CompiledFlag, live: list[ConditionInfo]) -> Run:
         for c in live
     )
     flag_group = flag.group
+    early_exit = flag.early_exit
     prelude_possible = flag.holdout is not None or flag.enrollment is not None or flag_group is not None
 
     def run_mixed(ctx: Context, memo: dict[str, Decision]) -> Decision:
@@ -196,6 +203,8 @@ def _mixed(flag: CompiledFlag, live: list[ConditionInfo]) -> Run:
             if check is not None and not check(props, ctx, memo):
                 continue
             if pct is not None and not scheme.in_rollout(scheme.rollout_value(key, bucketing_id), pct):
+                if early_exit:
+                    return out_of_rollout  # type: ignore[no-any-return]
                 if rank < 1:
                     best, rank = out_of_rollout, 1
                 continue

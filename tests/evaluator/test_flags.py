@@ -116,3 +116,26 @@ def test_device_id_bucketing() -> None:
         expected = _posthog_hash(f"gradual.device-{n}") <= 0.5
         ctx = Context("same-user", device_id=f"device-{n}")
         assert snapshot.evaluate(ctx)["gradual"].enabled is expected
+
+
+def test_conditions_may_aggregate_on_different_groups() -> None:
+    """Mixed targeting: each condition reads and buckets on its own group (or the person); a condition
+    whose group is absent reports no_group_type when nothing matches."""
+    flag = {
+        "id": 3,
+        "key": "mixed",
+        "filters": {
+            "groups": [
+                {
+                    "properties": [{"key": "tier", "value": "gold", "type": "group", "group_type_index": 0}],
+                    "aggregation_group_type_index": 0,
+                },
+                {"properties": [{"key": "plan", "value": "pro", "type": "person"}]},
+            ]
+        },
+    }
+    snapshot = compile_flags([flag], group_type_mapping={"0": "company"})
+    gold = Context("u", groups={"company": "acme"}, group_properties={"company": {"tier": "gold"}})
+    assert snapshot.evaluate(gold)["mixed"].condition_index == 0
+    assert snapshot.evaluate(Context("u", {"plan": "pro"}))["mixed"].condition_index == 1
+    assert snapshot.evaluate(Context("u", {"plan": "free"}))["mixed"].reason == "no_group_type"
