@@ -28,6 +28,7 @@ __all__ = [
     "KEY_PATTERN",
     "CohortValues",
     "FlagValues",
+    "audit_changes",
     "check_cohort",
     "check_flag",
     "check_project_fields",
@@ -297,6 +298,17 @@ def check_project_fields(
                     mapping[index] = group_type
     _raise(issues)
     return mapping
+
+
+def audit_changes(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The fields an audited write changed, PostHog activity-log style: ``[{"field", "before", "after"}]``,
+    sorted by field (a create lists every field of ``after``, a hard removal every field of ``before``)."""
+    old, new = before or {}, after or {}
+    return [
+        {"field": field, "before": old.get(field), "after": new.get(field)}
+        for field in sorted(old.keys() | new.keys())
+        if old.get(field) != new.get(field) or (field in old) != (field in new)
+    ]
 
 
 def validate_api_key_fields(*, label: str, scope: Scope) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -137,6 +140,33 @@ async def test_api_keys_authenticate_by_raw_key_until_revoked(repo: Repo) -> Non
     assert [k.id for k in await repo.list_api_keys(pid)] == [new.api_key.id]
     actions = [e.action for e in (await repo.audit_log(pid, entity_type="api_key")).items]
     assert actions == ["api_key.revoked", "api_key.created"]
+
+
+async def _dump(backend: tuple[str, str]) -> str:
+    """Every row of every table, as text: what someone reading the database would see."""
+    kind, location = backend
+    tables = ["projects", "api_keys", "audit_log", "change_log"]
+    if kind == "postgres":
+        conn = await asyncpg.connect(location)
+        try:
+            rows = [r for t in tables for r in await conn.fetch(f"SELECT * FROM {t}")]
+            return "\n".join(str(list(r)) for r in rows)
+        finally:
+            await conn.close()
+    with contextlib.closing(sqlite3.connect(location)) as db:
+        return "\n".join(str(r) for t in tables for r in db.execute(f"SELECT * FROM {t}"))
+
+
+async def test_raw_secrets_are_never_stored(repo: Repo, backend: tuple[str, str]) -> None:
+    """Project secrets and API keys are stored, audited and logged only as hashes, never raw."""
+    new = await repo.create_project("Acme", actor="t")
+    rotated = await repo.rotate_project_secret(new.project.id, actor="t")
+    key = await repo.create_api_key(label="k", scope="write", project_id=None, actor="t")
+    dump = await _dump(backend)
+    for raw in (new.secret_token, rotated, key.raw_key):
+        assert raw not in dump
+    assert hash_secret(key.raw_key) in dump
+    assert hash_secret(rotated) in dump
 
 
 async def test_api_key_scope_is_validated(repo: Repo) -> None:

@@ -144,3 +144,19 @@ def test_group_type_mapping_rules() -> None:
     with pytest.raises(ValidationFailed) as info:
         writes.check_project_fields(name="", group_type_mapping={"5": "x", "0": "", "1": "a", "2": "a"})
     assert paths(info) == ["group_type_mapping.0", "group_type_mapping.2", "group_type_mapping.5", "name"]
+
+
+def test_audit_changes_lists_only_changed_fields() -> None:
+    """The audit diff names each changed field with its old and new value, and nothing unchanged."""
+    before = record(1, "a").definition()
+    after = record(1, "a", active=False, version=2).definition()
+    assert writes.audit_changes(before, after) == [
+        {"field": "active", "before": True, "after": False},
+        {"field": "version", "before": 1, "after": 2},
+    ]
+    created = writes.audit_changes(None, {"key": "a", "name": None})
+    assert created == [
+        {"field": "key", "before": None, "after": "a"},
+        {"field": "name", "before": None, "after": None},
+    ]
+    assert writes.audit_changes(after, after) == []
