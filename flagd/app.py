@@ -127,7 +127,11 @@ async def open_backend(settings: Settings, catalog: Catalog) -> Backend:
     if not settings.distributed:
         from store.sqlite import SqliteRepository
 
-        backend = EmbeddedBackend(await SqliteRepository.open(settings.data_path), catalog)
+        backend = EmbeddedBackend(
+            await SqliteRepository.open(settings.data_path),
+            catalog,
+            poll_interval=settings.embedded_poll_seconds,
+        )
         try:
             await backend.start()
         except BaseException:

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from flagd.settings import Settings, SettingsError, validate_workers
+from flagd.settings import Settings, SettingsError
 from store.errors import NotFound, StoreError, StoreUnavailable
 from store.protocols import AdminRepository
 
@@ -94,7 +94,6 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if "workers" in overrides and overrides["workers"] < 1:
         raise UsageError("--workers: expected at least 1")
     settings = settings.replace(demo=settings.demo or args.demo, **overrides)
-    validate_workers(settings)
     configure_logging(settings.log_format, settings.log_level)
     try:
         result = asyncio.run(_bootstrap(settings))

@@ -6,7 +6,9 @@ pass the frozen result down. Every bad value is reported together, each naming i
 
 Modes: ``FLAGD_DATABASE_URL`` and ``FLAGD_REDIS_URL`` together select the distributed mode (PostgreSQL is the
 source of truth, Redis carries the change feed); neither selects the embedded mode (one process, a SQLite file
-at ``FLAGD_DATA_PATH``). Setting only one of them is an error rather than a silent fallback.
+at ``FLAGD_DATA_PATH``). Setting only one of them is an error rather than a silent fallback. Embedded
+workers (and ``flagd import`` run beside the server) see each other's writes by polling the SQLite change
+log every ``FLAGD_EMBEDDED_POLL_SECONDS``; the worker that took a write serves it at once.
 
 Request limits and load-shedding knobs are passed through by name: ``FLAGD_LIMIT_<FIELD>`` sets the field
 ``<field>`` of ``flagd.limits.Limits`` and ``FLAGD_SHED_<ARG>`` the argument ``<arg>`` of
@@ -64,6 +66,7 @@ class Settings:
     demo: bool = False
     syncer: bool | None = None  # None: on in distributed mode
     reconcile_seconds: float = 60.0
+    embedded_poll_seconds: float = 1.0
     admin_max_body_bytes: int = 1_048_576
     metrics_dir: Path | None = None
     limits: Mapping[str, int | float | None] = field(default_factory=dict)
@@ -96,6 +99,7 @@ class Settings:
             "FLAGD_LOG_LEVEL": self.log_level,
             "FLAGD_DEMO": "1" if self.demo else "0",
             "FLAGD_RECONCILE_SECONDS": repr(self.reconcile_seconds),
+            "FLAGD_EMBEDDED_POLL_SECONDS": repr(self.embedded_poll_seconds),
             "FLAGD_ADMIN_MAX_BODY_BYTES": str(self.admin_max_body_bytes),
         }
         optional = {
@@ -141,6 +145,7 @@ class Settings:
             demo=reader.get("FLAGD_DEMO", _bool, False),
             syncer=reader.get("FLAGD_SYNCER", _bool, None),
             reconcile_seconds=reader.get("FLAGD_RECONCILE_SECONDS", _positive_float, 60.0),
+            embedded_poll_seconds=reader.get("FLAGD_EMBEDDED_POLL_SECONDS", _positive_float, 1.0),
             admin_max_body_bytes=reader.get(
                 "FLAGD_ADMIN_MAX_BODY_BYTES", _int_between(1024, 1 << 30), 1_048_576
             ),
@@ -148,7 +153,6 @@ class Settings:
             limits=reader.prefixed(LIMIT_PREFIX, limit_fields()),
             shedding=reader.prefixed(SHED_PREFIX, shedder_args()),
         )
-        reader.problems.extend(_worker_problems(settings))
         for prefix, build in ((LIMIT_PREFIX, make_limits), (SHED_PREFIX, make_shedder)):
             try:
                 build(settings)
@@ -157,22 +161,6 @@ class Settings:
         if reader.problems:
             raise SettingsError(reader.problems)
         return settings
-
-
-def validate_workers(settings: Settings) -> None:
-    """Reject a worker count the mode cannot serve consistently (after a CLI ``--workers`` override)."""
-    problems = _worker_problems(settings)
-    if problems:
-        raise SettingsError(problems)
-
-
-def _worker_problems(settings: Settings) -> list[str]:
-    if settings.workers > 1 and not settings.distributed:
-        return [
-            "FLAGD_WORKERS: the embedded mode serves from one process (its catalog lives in memory); "
-            "use 1, or configure FLAGD_DATABASE_URL and FLAGD_REDIS_URL for more workers"
-        ]
-    return []
 
 
 def make_limits(settings: Settings) -> Limits:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flagd.settings import Settings, SettingsError, make_limits, make_shedder, validate_workers
+from flagd.settings import Settings, SettingsError, make_limits, make_shedder
 
 
 def test_defaults_are_embedded_mode_on_localhost() -> None:
@@ -44,6 +44,7 @@ def test_distributed_mode_needs_both_urls_and_runs_a_syncer_by_default() -> None
         ("FLAGD_SYNCER", "maybe"),
         ("FLAGD_DEMO", "2"),
         ("FLAGD_RECONCILE_SECONDS", "-1"),
+        ("FLAGD_EMBEDDED_POLL_SECONDS", "never"),
         ("FLAGD_ADMIN_MAX_BODY_BYTES", "10"),
         ("FLAGD_DATABASE_URL", "mysql://db"),
         ("FLAGD_BOOTSTRAP_PROJECT_TOKEN", "short"),
@@ -74,16 +75,14 @@ def test_every_problem_is_reported_at_once() -> None:
     assert names == {"FLAGD_PORT", "FLAGD_LOG_LEVEL", "FLAGD_WORKERS"}
 
 
-def test_embedded_mode_refuses_several_workers() -> None:
-    """More than one worker needs distributed mode (each embedded worker would hold its own catalog)."""
-    with pytest.raises(SettingsError, match="FLAGD_WORKERS"):
-        Settings.from_env({"FLAGD_WORKERS": "4"})
-    with pytest.raises(SettingsError, match="FLAGD_WORKERS"):
-        validate_workers(Settings().replace(workers=2))
+def test_several_workers_are_allowed_in_both_modes() -> None:
+    """Embedded workers follow each other's writes through the SQLite change log, so more than one is fine."""
+    assert Settings.from_env({"FLAGD_WORKERS": "4"}).workers == 4
     distributed = Settings.from_env(
         {"FLAGD_WORKERS": "4", "FLAGD_DATABASE_URL": "postgres://db/x", "FLAGD_REDIS_URL": "redis://r/0"}
     )
     assert distributed.workers == 4
+    assert Settings.from_env({"FLAGD_EMBEDDED_POLL_SECONDS": "0.25"}).embedded_poll_seconds == 0.25
 
 
 def test_limit_and_shedding_knobs_reach_their_objects() -> None:
