@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
 import pytest
 
-from tests.e2e.conftest import FlagdServer, wait_until
+from tests.e2e.conftest import FlagdServer, server_env, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -74,3 +78,22 @@ def test_edit_on_one_node_reaches_the_other(flagd_cluster: list[FlagdServer]) ->
     a.update_flag(flag, active=False)
     wait_until(lambda: _enabled(b, "shared") is False, timeout=5)
     assert _enabled(a, "shared") is False
+
+
+@pytest.mark.slow
+def test_embedded_workers_converge_on_an_edit(
+    start_flagd: Callable[..., FlagdServer], tmp_path: Path
+) -> None:
+    """With two embedded workers, an edit made through one reaches every worker within a poll interval."""
+    env = server_env(FLAGD_DATA_PATH=str(tmp_path / "workers.db"), FLAGD_EMBEDDED_POLL_SECONDS="0.2")
+    server = start_flagd(env=env, args=("--workers", "2"))
+    flag = server.create_flag("everywhere")
+    server.update_flag(flag, active=False)
+
+    def all_answers_off() -> bool:
+        # Fresh connections spread over both workers.
+        return all(_enabled(server, "everywhere", f"user-{i}") is False for i in range(12))
+
+    wait_until(all_answers_off, timeout=5)
+    metrics = httpx.get(f"{server.url}/metrics", timeout=5)
+    assert metrics.status_code == 200
