@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from posthog import Posthog
 
-from tests.e2e.conftest import FlagdServer
+from tests.e2e.conftest import FlagdServer, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -186,5 +186,20 @@ def test_wrong_token_gets_no_flags(server: FlagdServer) -> None:
     try:
         flags = client.evaluate_flags("u1", person_properties={"plan": "pro"})
         assert flags.get_flag("pro-feature") is None
+    finally:
+        client.shutdown()
+
+
+@pytest.mark.integration
+def test_distributed_node_serves_the_client(request: pytest.FixtureRequest) -> None:
+    """On PostgreSQL + Redis, a flag created over the admin API reaches the posthog client via the syncer."""
+    pytest.importorskip("store.node", reason="distributed mode needs the node follower (store.node)")
+    server: FlagdServer = request.getfixturevalue("flagd_distributed")
+    server.create_flag("pro-feature", TARGETED)
+    wait_until(lambda: "pro-feature" in server.flags("u1")["flags"], timeout=15)
+    client = Posthog(server.project_token, host=server.url, send=False)
+    try:
+        assert client.evaluate_flags("u1", person_properties={"plan": "pro"}).get_flag("pro-feature") is True
+        assert client.evaluate_flags("u1", person_properties={"plan": "free"}).get_flag("pro-feature") is False
     finally:
         client.shutdown()
