@@ -8,7 +8,8 @@
     └── 413 invalid_request / request_too_large
 
 Store errors are translated here, once: ``ValidationFailed`` → 400 with every issue as ``{"attr", "detail"}``,
-``NotFound`` → 404, ``Conflict`` → 409 carrying ``current_version``, ``StoreUnavailable`` → 503.
+``NotFound`` → 404, ``Conflict`` → 409 carrying ``current_version``, ``StoreUnavailable`` → 503; anything
+else is logged with its traceback and answered with a JSON 500.
 The body shape follows PostHog's API: ``{"type", "code", "detail", "attr"}``.
 """
 
@@ -17,11 +18,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import structlog
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from store.errors import Conflict, Issue, NotFound, StoreUnavailable, ValidationFailed
+
+_log = structlog.get_logger("flagd.admin")
 
 
 class ApiError(Exception):
@@ -135,6 +139,19 @@ async def unavailable(request: Request, exc: Exception) -> Response:
     )
 
 
+async def server_error(request: Request, exc: Exception) -> Response:
+    _log.error("admin.unhandled_error", method=request.method, path=request.url.path, exc_info=exc)
+    return JSONResponse(
+        {
+            "type": "server_error",
+            "code": "error",
+            "detail": "an unexpected error occurred; see the server log",
+            "attr": None,
+        },
+        status_code=500,
+    )
+
+
 async def http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
@@ -152,4 +169,5 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     Conflict: conflict,
     StoreUnavailable: unavailable,
     HTTPException: http_exception,
+    Exception: server_error,
 }
