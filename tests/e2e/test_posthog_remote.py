@@ -200,7 +200,7 @@ def test_distributed_node_serves_the_client(request: pytest.FixtureRequest) -> N
     client = Posthog(server.project_token, host=server.url, send=False)
     try:
         assert client.evaluate_flags("u1", person_properties={"plan": "pro"}).get_flag("pro-feature") is True
-        flags = client.evaluate_flags("u1", person_properties={"plan": "pro"})
-        assert flags.get_flag("pro-feature") is True
+        free = client.evaluate_flags("u1", person_properties={"plan": "free"})
+        assert free.get_flag("pro-feature") is False
     finally:
         client.shutdown()
