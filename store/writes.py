@@ -46,6 +46,7 @@ MAX_MEMBER_ID: Final = 400
 BUCKETINGS: Final = ("murmur3", "posthog")
 FLAG_FIELDS: Final = ("key", "name", "filters", "active", "bucketing", "ensure_experience_continuity")
 COHORT_FIELDS: Final = ("name", "description", "filters", "is_static", "members")
+_json_encoder = msgspec.json.Encoder()
 
 
 class FlagValues(msgspec.Struct, frozen=True):
@@ -122,6 +123,32 @@ def _raise(issues: list[Issue]) -> None:
         raise ValidationFailed(issues)
 
 
+def _flag_filters(filters: dict[str, Any], issues: list[Issue]) -> dict[str, Any]:
+    """Shape rules the evaluator leaves to the store: ``multivariate`` is an object (or null), and payloads
+    are stored as JSON text (PostHog's wire form): a JSON value is encoded, a string must parse as JSON."""
+    multivariate = filters.get("multivariate")
+    if multivariate is not None and not isinstance(multivariate, Mapping):
+        issues.append(Issue("filters.multivariate", "must be an object with a variants list, or null"))
+    payloads = filters.get("payloads")
+    if not isinstance(payloads, Mapping):
+        return filters  # absent, or not an object: the evaluator reports the latter
+    encoded: dict[str, Any] = {}
+    for name, value in payloads.items():
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            encoded[str(name)] = _json_encoder.encode(value).decode("utf-8")
+            continue
+        try:
+            msgspec.json.decode(value)
+        except msgspec.DecodeError:
+            issues.append(
+                Issue(f"filters.payloads.{name}", "must be valid JSON (e.g. '\"text\"' or '{\"a\": 1}')")
+            )
+        encoded[str(name)] = value
+    return {**filters, "payloads": encoded}
+
+
 def flag_values(data: Mapping[str, Any], *, current: FlagRecord | None = None) -> FlagValues:
     """Normalise a create (``current`` None: ``key`` required, defaults for the rest) or a partial update."""
     issues: list[Issue] = []
@@ -144,6 +171,8 @@ def flag_values(data: Mapping[str, Any], *, current: FlagRecord | None = None) -
             issues.append(Issue("key", "must be 1-400 characters of letters, digits, '_', '.' or '-'"))
     name = _text(given("name", ""), "name", issues, max_len=MAX_NAME)
     filters = _object(given("filters", {}), "filters", issues)
+    if "filters" in data:
+        filters = _flag_filters(filters, issues)
     active = _flag(given("active", True), "active", issues)
     bucketing = given("bucketing", "murmur3")
     if bucketing not in BUCKETINGS:

@@ -160,3 +160,14 @@ def test_audit_changes_lists_only_changed_fields() -> None:
         {"field": "name", "before": None, "after": None},
     ]
     assert writes.audit_changes(after, after) == []
+
+
+def test_payloads_are_stored_as_json_text() -> None:
+    """JSON payload values are encoded to JSON text, strings must already be JSON, nulls are dropped."""
+    values = writes.flag_values(
+        {"key": "a", "filters": {"payloads": {"true": {"x": [1, 2]}, "b": '"text"', "c": None, "d": 5}}}
+    )
+    assert values.filters["payloads"] == {"true": '{"x":[1,2]}', "b": '"text"', "d": "5"}
+    with pytest.raises(ValidationFailed) as info:
+        writes.flag_values({"key": "a", "filters": {"payloads": {"true": "not json"}, "multivariate": 5}})
+    assert paths(info) == ["filters.multivariate", "filters.payloads.true"]
