@@ -14,8 +14,8 @@ import asyncpg  # type: ignore[import-untyped]  # no stubs shipped; pyproject ha
 
 from store import writes
 from store.errors import Conflict
-from store.operations import EntityType, ProjectRow
 from store.records import ApiKey, CohortRecord, FlagRecord, Scope
+from store.transaction import EntityType, ProjectRow
 
 __all__ = ["API_KEY_COLUMNS", "COHORT_COLUMNS", "FLAG_COLUMNS", "PROJECT_COLUMNS", "PgTransaction"]
 

@@ -18,7 +18,7 @@ import msgspec
 
 from store.catalog import ProjectData
 from store.errors import NotFound, StoreError, StoreTimeout, StoreUnavailable
-from store.operations import ProjectHead, Transaction, WriteOperations, assemble_projects
+from store.operations import WriteOperations
 from store.pg_transaction import (
     API_KEY_COLUMNS,
     COHORT_COLUMNS,
@@ -33,6 +33,7 @@ from store.pg_transaction import (
 from store.protocols import AdminRepository, ChangeSource
 from store.records import ApiKey, AuditEntry, ChangeRow, CohortRecord, FlagRecord, Page, Project
 from store.tokens import hash_secret
+from store.transaction import ProjectHead, Transaction, assemble_projects
 
 __all__ = ["PostgresRepository"]
 

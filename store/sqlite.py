@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from store.catalog import ProjectData
 from store.errors import NotFound, StoreError, StoreTimeout, StoreUnavailable
-from store.operations import ProjectHead, ProjectRow, Transaction, WriteOperations, assemble_projects
+from store.operations import WriteOperations
 from store.protocols import AdminRepository, ChangeSource
 from store.records import ApiKey, AuditEntry, ChangeRow, CohortRecord, FlagRecord, Page, Project
 from store.sqlite_schema import PRAGMAS, SCHEMA, SCHEMA_VERSION
@@ -36,6 +36,7 @@ from store.sqlite_transaction import (
     decode_row,
 )
 from store.tokens import hash_secret
+from store.transaction import ProjectHead, ProjectRow, Transaction, assemble_projects
 
 __all__ = ["OnCommit", "SqliteRepository"]
 

@@ -16,8 +16,8 @@ import msgspec
 
 from store import writes
 from store.errors import Conflict
-from store.operations import EntityType, ProjectRow
 from store.records import ApiKey, CohortRecord, FlagRecord, Scope
+from store.transaction import EntityType, ProjectRow
 
 __all__ = [
     "API_KEY_COLUMNS",
