@@ -124,6 +124,7 @@ class SdkApp:
         self._shed_since_log = 0
         self._last_shed_log = 0.0
         cache = RecordCache()
+        metrics.add_source(cache.drain)
         flags = FlagsEndpoint("flags", catalog, limits, metrics, cache)
         decide = FlagsEndpoint("decide", catalog, limits, metrics, cache)
         definitions = DefinitionsEndpoint(catalog, authenticate, limits)
@@ -220,8 +221,9 @@ class SdkApp:
         finally:
             if route.shedding:
                 shedder.release(start)
-            elapsed = time.perf_counter() - start
-            self._metrics.observe(route.metrics, status, elapsed)
+            now = time.perf_counter()
+            elapsed = now - start
+            self._metrics.observe(route.metrics, status, elapsed, now)
             if elapsed > self._slow:
                 _log.warning(
                     "slow request",
@@ -257,7 +259,8 @@ class SdkApp:
         exc.type = "server_error"
         body = route.errors(exc, {"path": ""})
         await send_answer(send, route.shed_status, body, [*JSON, (b"retry-after", str(retry_after).encode())])
-        self._metrics.observe(route.metrics, route.shed_status, time.perf_counter() - start)
+        now = time.perf_counter()
+        self._metrics.observe(route.metrics, route.shed_status, now - start, now)
         self._shed_since_log += 1
         now = time.monotonic()
         if now - self._last_shed_log >= 1.0:

@@ -10,7 +10,6 @@ asks for
 from __future__ import annotations
 
 import time
-from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -24,7 +23,6 @@ from flagd.sdk.http import JSON, Answer, Headers, Receive, Scope, parse_query, r
 from flagd.sdk.responses import RecordCache, Shape, render, render_disabled, shape_for
 from store.catalog import Catalog
 
-_reason_of = attrgetter("reason")
 CORS: Headers = [(b"access-control-allow-origin", b"*")]
 FLAGS_HEADERS: Headers = [*JSON, *CORS]
 
@@ -141,5 +139,4 @@ class FlagsEndpoint:
                 attr="flag_keys_to_evaluate",
             )
         decisions: dict[str, Decision] = state.snapshot.evaluate(ctx, keys=keys)
-        self._metrics.tally_reasons(map(_reason_of, decisions.values()))
         return 200, render(shape, decisions, self._cache, request_id, now_ms), FLAGS_HEADERS

@@ -175,17 +175,13 @@ class OfrepEndpoint:
             decision = state.snapshot.evaluate(ctx, keys=[key]).get(key)
             if decision is None:
                 raise OfrepError(404, "FLAG_NOT_FOUND", f"flag {key!r} does not exist in this project")
-            self._metrics.count_evaluations({decision.reason: 1})
+            self._metrics.tally_reasons((decision.reason,))
             if decision.error is not None:
                 return 400, _encode(failure(decision)), JSON
             return 200, _encode(success(decision)), JSON
         decisions = state.snapshot.evaluate(ctx, keys=None)
-        tally: dict[str, int] = {}
-        items = []
-        for d in decisions.values():
-            tally[d.reason] = tally.get(d.reason, 0) + 1
-            items.append(failure(d) if d.error is not None else success(d))
-        self._metrics.count_evaluations(tally)
+        items = [failure(d) if d.error is not None else success(d) for d in decisions.values()]
+        self._metrics.tally_reasons(d.reason for d in decisions.values())
         body = _encode({"flags": items})
         etag = '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
         inm = headers.get(b"if-none-match")

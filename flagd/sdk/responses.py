@@ -20,6 +20,7 @@ and then reused by identity (``RecordCache``): rendering 50 flags is a join of 5
 
 from __future__ import annotations
 
+import collections
 import enum
 from collections.abc import Collection, Iterable
 from operator import attrgetter
@@ -81,7 +82,7 @@ class RecordCache:
     as C-level ``map`` calls; only a miss (a decision seen for the first time) runs Python code.
     """
 
-    __slots__ = ("_alive", "_failed", "_plain", "_size", "_typed")
+    __slots__ = ("_alive", "_counts", "_failed", "_plain", "_reason_of", "_reasons", "_size", "_typed")
 
     def __init__(self, size: int = 200_000) -> None:
         self._alive: dict[int, Decision] = {}
@@ -89,20 +90,46 @@ class RecordCache:
         self._typed: dict[int, bytes] = {}
         self._failed: set[bytes] = set()  # fragments of failed decisions
         self._size = size
+        # Evaluations by reason, tallied cheaply: served fragments are counted (bytes cache their hash) and
+        # turned into reason counts only when drained.
+        self._counts: collections.Counter[bytes] = collections.Counter()
+        self._reason_of: dict[bytes, str] = {}
+        self._reasons: collections.Counter[str] = collections.Counter()
+
+    def count_reasons(self, reasons: Iterable[str]) -> None:
+        """Tally decisions that were rendered without fragments (the legacy shapes)."""
+        self._reasons.update(reasons)
+
+    def _settle(self) -> None:
+        reason_of = self._reason_of
+        reasons = self._reasons
+        for frag, count in self._counts.items():
+            reasons[reason_of[frag]] += count
+        self._counts.clear()
+
+    def drain(self) -> dict[str, int]:
+        """Evaluations by reason since the last drain (``Metrics`` pulls this)."""
+        self._settle()
+        out = dict(self._reasons)
+        self._reasons.clear()
+        return out
 
     def _fill(self, decisions: Iterable[Decision], typed: bool) -> list[bytes]:
         cache = self._typed if typed else self._plain
         if len(self._alive) >= self._size:
+            self._settle()
             self._alive.clear()
             self._plain.clear()
             self._typed.clear()
             self._failed.clear()
+            self._reason_of.clear()
         frags = []
         for d in decisions:
             frag = cache.get(id(d))
             if frag is None:
                 self._alive[id(d)] = d
                 frag = cache[id(d)] = _record(d, typed)
+                self._reason_of[frag] = d.reason
                 if d.error is not None:
                     self._failed.add(frag)
             frags.append(frag)
@@ -114,12 +141,14 @@ class RecordCache:
             frags = list(map((self._typed if typed else self._plain).__getitem__, map(id, values)))
         except KeyError:
             frags = self._fill(values, typed)
+        self._counts.update(frags)
         failed = self._failed
         # bytes cache their hash, so this is cheap; and usually no flag has ever failed.
         return frags, bool(failed) and not failed.isdisjoint(frags)
 
 
 _error_of = attrgetter("error")
+_reason_of = attrgetter("reason")
 
 
 def render(
@@ -134,6 +163,7 @@ def render(
         parts, errors = cache.detailed(decisions.values(), shape is Shape.DETAILED_TYPED)
         return b"".join((b'{"flags":{', b",".join(parts), b"}", _tail(errors, request_id, evaluated_at)))
     values = decisions.values()
+    cache.count_reasons(map(_reason_of, values))
     errors = any(map(_error_of, values))
     live = [d for d in values if d.error is None]
     if shape is Shape.KEYS:

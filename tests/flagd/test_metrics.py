@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from flagd.metrics import LATENCY_BUCKETS, Metrics
@@ -25,9 +26,9 @@ def test_request_latency_and_status_are_recorded_per_route() -> None:
     """Observed requests show up in the histogram (with sub-millisecond buckets) and the status counter."""
     metrics = Metrics()
     flags = metrics.route("flags")
-    metrics.observe(flags, 200, 0.00012)
-    metrics.observe(flags, 200, 0.0009)
-    metrics.observe(flags, 401, 0.00004)
+    metrics.observe(flags, 200, 0.00012, 0.0)
+    metrics.observe(flags, 200, 0.0009, 0.0)
+    metrics.observe(flags, 401, 0.00004, 0.0)
     samples = _samples(metrics.render())
     assert samples[("flagd_requests_total", (("route", "flags"), ("status", "200")))] == 2
     assert samples[("flagd_requests_total", (("route", "flags"), ("status", "401")))] == 1
@@ -42,8 +43,8 @@ def test_request_latency_and_status_are_recorded_per_route() -> None:
 def test_evaluations_are_counted_by_reason_and_sheds_by_route() -> None:
     """Per-request reason tallies add up; sheds and store errors have their own counters."""
     metrics = Metrics()
-    metrics.count_evaluations({"condition_match": 3, "flag_disabled": 1})
-    metrics.count_evaluations({"condition_match": 2})
+    metrics.tally_reasons(["condition_match"] * 3 + ["flag_disabled"])
+    metrics.tally_reasons(["condition_match"] * 2)
     metrics.count_shed("flags")
     metrics.store_error("redis_read")
     samples = _samples(metrics.render())
@@ -64,7 +65,7 @@ def test_snapshot_gauges_come_from_health() -> None:
 def test_two_instances_do_not_share_series() -> None:
     """Each Metrics has its own registry, so building one per app (or per test) never collides."""
     first, second = Metrics(), Metrics()
-    first.observe(first.route("flags"), 200, 0.001)
+    first.observe(first.route("flags"), 200, 0.001, 0.0)
     samples = _samples(second.render())
     assert ("flagd_requests_total", (("route", "flags"), ("status", "200"))) not in samples
 
@@ -76,7 +77,8 @@ _WORKER = textwrap.dedent(
     if sys.argv[2] == "prepare":
         prepare_multiprocess(sys.argv[1])
     m = Metrics()
-    m.observe(m.route("flags"), 200, 0.0002)
+    m.observe(m.route("flags"), 200, 0.0002, 0.0)
+    m.flush()
     m.count_evaluations({"condition_match": 5})
     """
 )
@@ -98,3 +100,19 @@ def test_multiprocess_mode_aggregates_every_worker(tmp_path: Path) -> None:
     samples = _samples(Metrics(multiprocess_dir=str(shared)).render())
     assert samples[("flagd_requests_total", (("route", "flags"), ("status", "200")))] == 2
     assert samples[("flagd_flag_evaluations_total", (("reason", "condition_match"),))] == 10
+
+
+def test_observations_are_batched_and_flushed_by_count_and_time() -> None:
+    """Tallies reach Prometheus after flush_every requests or a second, and always on render."""
+    metrics = Metrics(flush_every=3)
+    route = metrics.route("flags")
+    key = ("flagd_requests_total", (("route", "flags"), ("status", "200")))
+    metrics.observe(route, 200, 0.001, 0.0)
+    metrics.observe(route, 200, 0.001, 0.0)
+    assert _samples(generate_latest(metrics.registry)).get(key) is None
+    metrics.observe(route, 200, 0.001, 0.0)  # third request: count-based flush
+    assert _samples(generate_latest(metrics.registry))[key] == 3
+    metrics.observe(route, 200, 0.001, float("inf"))  # a second has passed: time-based flush
+    assert _samples(generate_latest(metrics.registry))[key] == 4
+    metrics.observe(route, 200, 0.001, 0.0)
+    assert _samples(metrics.render())[key] == 5  # render flushes first

@@ -330,10 +330,11 @@ async def test_each_limit_is_a_400_naming_it(limits: Limits, body: dict[str, Any
     assert limit_name in payload["detail"]
 
 
-async def test_evaluations_are_counted_by_reason() -> None:
-    """Each answered request adds its decisions to the evaluations-by-reason counter."""
+@pytest.mark.parametrize("path", ["/flags?v=2", "/flags?v=4", "/decide?v=3", "/decide?v=1"])
+async def test_evaluations_are_counted_by_reason(path: str) -> None:
+    """Each answered request, in any shape, adds its decisions to the evaluations-by-reason counter."""
     metrics = Metrics()
-    await post("/flags?v=2", BODY, metrics=metrics)
+    await post(path, BODY, metrics=metrics)
     decisions = expected("user-1", person_properties={"email": "ann@example.com"})
     text = metrics.render().decode()
     for reason in {d.reason for d in decisions.values()}:
