@@ -67,7 +67,8 @@ def build_project_state(data: ProjectData) -> ProjectState:
                              static_cohorts=static)
     reproducible = snapshot.sdk_reproducible
     local_flags = [f for f in live if f["key"] in reproducible]
-    used_cohorts = {cid: body for cid, body in cohorts.items() if cid in snapshot.cohorts_used_by(reproducible)}
+    used = snapshot.cohorts_used_by(reproducible)
+    used_cohorts = {cid: body for cid, body in cohorts.items() if cid in used}
     body = _encoder.encode(
         {"flags": local_flags, "group_type_mapping": data.group_type_mapping, "cohorts": used_cohorts}
     )
