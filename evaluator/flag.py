@@ -20,7 +20,7 @@ from evaluator.cohorts import combine
 from evaluator.filters import EMPTY, Check, FilterContext, FilterInfo, Scope, compile_filter
 from evaluator.issues import Problems
 from evaluator.model import DESCRIPTIONS, Context, Decision
-from evaluator.operators import SERVER_ONLY_OPERATORS
+from evaluator.operators import OPERATORS, SERVER_ONLY_OPERATORS
 from evaluator.runner import build_run
 
 Run = Callable[[Context, dict[str, Decision]], Decision]
@@ -257,6 +257,10 @@ def _compile_body(
         if info is not None:
             conditions.append(info)
     flag.conditions = tuple(conditions)
+    if any(_true_when_missing(c) for c in flag.conditions[:-1]):
+        # An SDK cannot tell whether such a filter holds when the property is missing; it skips the condition
+        # and may match a later one, where the server (missing = true for these operators) matched this one.
+        flag.reproducible = False
     if problems:
         return  # compile_flag turns the flag into its error decision
     if not group_known:
@@ -355,7 +359,8 @@ def _condition(
                 flag.reproducible = flag.reproducible and entry.reproducible
         elif info.kind == "flag":
             flag.dependencies.add(info.key)
-        elif info.operator in SERVER_ONLY_OPERATORS:
+        elif info.operator in SERVER_ONLY_OPERATORS or info.negation:
+            # PostHog SDKs honour ``negation`` only inside cohorts; on a flag's own filters they ignore it.
             flag.reproducible = False
     check = combine([info.check for info in infos], conjunction=True)
     rollout = raw.get("rollout_percentage")
@@ -394,6 +399,14 @@ def _condition(
     out_of_rollout = made.make("out_of_rollout_bound", index=index)
     no_group = made.make("no_group_type", index=index)
     return ConditionInfo(index, infos, check, pct, override, group, outcome, out_of_rollout, no_group)
+
+
+def _true_when_missing(condition: ConditionInfo) -> bool:
+    return any(
+        info.kind == "property" and OPERATORS[info.operator].on_missing
+        for info in condition.filters
+        if info.operator in OPERATORS
+    )
 
 
 def _choose_run(flag: CompiledFlag) -> None:

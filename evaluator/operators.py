@@ -132,6 +132,9 @@ def _contains(haystack: str, needle: str) -> bool:
 
 def _regex(inverted: bool) -> Factory:
     def factory(expected: Any, problems: Problems, path: str, clock: Clock) -> Test:
+        if isinstance(expected, bool) or not isinstance(expected, str | int | float):
+            problems.error(path, "regex must be a string")
+            return _never
         pattern = stringify(expected)
         if pattern is None or len(pattern) > MAX_PATTERN:
             problems.warn(
