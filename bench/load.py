@@ -11,8 +11,8 @@ local upstream), it measures:
   half the measured saturation rate with random arrivals; p50/p90/p99 of what was served.
 
 Everything binds to 127.0.0.1, every run is bounded by ``--duration``, and every process started is stopped.
-Needs ``wrk`` (``apt-get install -y wrk``) and, for the peer, ``node``/``npm`` (installs ``@unleash/proxy`` into
-``bench/.peers`` on first use).
+Needs ``wrk`` (``apt-get install -y wrk``) and, for the peer, ``node``/``npm`` (installs
+``@unleash/proxy`` into ``bench/.peers`` on first use).
 """
 
 from __future__ import annotations
@@ -100,9 +100,22 @@ def run_wrk(url: str, script: str, *, connections: int, duration: int, threads: 
         path = f.name
     try:
         out = subprocess.run(
-            ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s",
-             "-s", path, url],
-            check=True, capture_output=True, text=True, timeout=duration + 60,
+            [
+                "wrk",
+                f"-t{threads}",
+                f"-c{connections}",
+                f"-d{duration}s",
+                "--latency",
+                "--timeout",
+                "5s",
+                "-s",
+                path,
+                url,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=duration + 60,
         ).stdout
     finally:
         os.unlink(path)
@@ -111,28 +124,67 @@ def run_wrk(url: str, script: str, *, connections: int, duration: int, threads: 
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return {
-        "rps": rps, "p50": pct.get("50", float("nan")), "p90": pct.get("90", float("nan")),
-        "p99": pct.get("99", float("nan")), "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
+        "rps": rps,
+        "p50": pct.get("50", float("nan")),
+        "p90": pct.get("90", float("nan")),
+        "p99": pct.get("99", float("nan")),
+        "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
         "errors": float(sum(int(x) for x in errs.groups())) if errs else 0.0,
     }
 
 
-def measure(target: str, url: str, bodies: list[str], *, method: str, headers: dict[str, str],
-            connections: int, duration: int) -> list[Result]:
+def measure(
+    target: str,
+    url: str,
+    bodies: list[str],
+    *,
+    method: str,
+    headers: dict[str, str],
+    connections: int,
+    duration: int,
+) -> list[Result]:
     # Warm up (JIT-free, but caches, connection pools and the first-request paths).
-    run_wrk(url, _lua_bodies(bodies, method=method, headers=headers, think_ms=None),
-            connections=connections, duration=2)
-    sat = run_wrk(url, _lua_bodies(bodies, method=method, headers=headers, think_ms=None),
-                  connections=connections, duration=duration)
+    run_wrk(
+        url,
+        _lua_bodies(bodies, method=method, headers=headers, think_ms=None),
+        connections=connections,
+        duration=2,
+    )
+    sat = run_wrk(
+        url,
+        _lua_bodies(bodies, method=method, headers=headers, think_ms=None),
+        connections=connections,
+        duration=duration,
+    )
     half_rate = sat["rps"] / 2
     think = connections * 1000.0 / half_rate
-    half = run_wrk(url, _lua_bodies(bodies, method=method, headers=headers, think_ms=think),
-                   connections=connections, duration=duration)
+    half = run_wrk(
+        url,
+        _lua_bodies(bodies, method=method, headers=headers, think_ms=think),
+        connections=connections,
+        duration=duration,
+    )
     return [
-        Result(target, "saturation", sat["rps"], sat["p50"], sat["p90"], sat["p99"], int(sat["non2xx"]),
-               int(sat["errors"])),
-        Result(target, f"~half ({half_rate:.0f}/s target, random arrivals)", half["rps"], half["p50"],
-               half["p90"], half["p99"], int(half["non2xx"]), int(half["errors"])),
+        Result(
+            target,
+            "saturation",
+            sat["rps"],
+            sat["p50"],
+            sat["p90"],
+            sat["p99"],
+            int(sat["non2xx"]),
+            int(sat["errors"]),
+        ),
+        Result(
+            target,
+            f"~half ({half_rate:.0f}/s target, random arrivals)",
+            half["rps"],
+            half["p50"],
+            half["p90"],
+            half["p99"],
+            int(half["non2xx"]),
+            int(half["errors"]),
+        ),
     ]
 
 
@@ -152,9 +204,19 @@ def flagd_server(workers: int) -> Iterator[str]:
         "FLAGD_LOG_FORMAT": "json",
     }
     proc = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "flagd"), "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", str(workers)],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(workdir / "stderr.log", "wb"),  # noqa: SIM115
+        [
+            str(ROOT / ".venv" / "bin" / "flagd"),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(workdir / "stderr.log", "wb"),  # noqa: SIM115
     )
     try:
         wait_for_port(port, timeout=30)
@@ -197,10 +259,17 @@ def load_flags(base: str) -> None:
 
 
 def flagd_bodies(people: list[dict[str, Any]]) -> list[str]:
-    return [json.dumps({
-        "api_key": TOKEN, "distinct_id": p["distinct_id"],
-        "person_properties": {"plan": p["plan"], "email": p["email"], "age": p["age"]},
-    }, separators=(",", ":")) for p in people]
+    return [
+        json.dumps(
+            {
+                "api_key": TOKEN,
+                "distinct_id": p["distinct_id"],
+                "person_properties": {"plan": p["plan"], "email": p["email"], "age": p["age"]},
+            },
+            separators=(",", ":"),
+        )
+        for p in people
+    ]
 
 
 # ------------------------------------------------------------------------------------------ unleash
@@ -229,8 +298,11 @@ def _ensure_unleash_proxy() -> Path:
     entry = PEERS / "node_modules" / "@unleash" / "proxy" / "dist" / "start.js"
     if not entry.exists():
         PEERS.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["npm", "install", "--silent", "--prefix", str(PEERS),
-                        f"@unleash/proxy@{UNLEASH_PROXY_VERSION}"], check=True, timeout=600)
+        subprocess.run(
+            ["npm", "install", "--silent", "--prefix", str(PEERS), f"@unleash/proxy@{UNLEASH_PROXY_VERSION}"],
+            check=True,
+            timeout=600,
+        )
     return entry
 
 
@@ -242,18 +314,28 @@ def unleash_proxy() -> Iterator[str]:
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     port = free_port()
     env = {
-        **os.environ, "PORT": str(port), "UNLEASH_URL": f"http://127.0.0.1:{upstream.server_port}/api/",
-        "UNLEASH_API_TOKEN": "load:development.token", "UNLEASH_PROXY_CLIENT_KEYS": CLIENT_KEY,
-        "LOG_LEVEL": "error", "NODE_ENV": "production",
+        **os.environ,
+        "PORT": str(port),
+        "UNLEASH_URL": f"http://127.0.0.1:{upstream.server_port}/api/",
+        "UNLEASH_API_TOKEN": "load:development.token",
+        "UNLEASH_PROXY_CLIENT_KEYS": CLIENT_KEY,
+        "LOG_LEVEL": "error",
+        "NODE_ENV": "production",
     }
-    proc = subprocess.Popen(["node", str(entry)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["node", str(entry)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         wait_for_port(port, timeout=30)
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:  # wait for the first fetch from the upstream
-            r = httpx.post(f"{base}/proxy", json={"context": {"userId": "probe"}},
-                           headers={"Authorization": CLIENT_KEY}, timeout=5)
+            r = httpx.post(
+                f"{base}/proxy",
+                json={"context": {"userId": "probe"}},
+                headers={"Authorization": CLIENT_KEY},
+                timeout=5,
+            )
             if r.status_code == 200 and len(r.json().get("toggles", [])) >= 10:
                 break
             time.sleep(0.2)
@@ -265,9 +347,18 @@ def unleash_proxy() -> Iterator[str]:
 
 
 def unleash_bodies(people: list[dict[str, Any]]) -> list[str]:
-    return [json.dumps({"context": {"userId": p["distinct_id"], "properties": {
-        "plan": p["plan"], "email": p["email"], "age": str(p["age"])}}}, separators=(",", ":"))
-        for p in people]
+    return [
+        json.dumps(
+            {
+                "context": {
+                    "userId": p["distinct_id"],
+                    "properties": {"plan": p["plan"], "email": p["email"], "age": str(p["age"])},
+                }
+            },
+            separators=(",", ":"),
+        )
+        for p in people
+    ]
 
 
 # --------------------------------------------------------------------------------------------- main
@@ -288,20 +379,33 @@ def main(argv: list[str] | None = None) -> int:
     for workers in (int(w) for w in args.workers.split(",")):
         with flagd_server(workers) as base:
             load_flags(base)
-            results += measure(f"flagd, {workers} worker(s)", f"{base}/flags/?v=2", flagd_bodies(people),
-                               method="POST", headers={"Content-Type": "application/json"},
-                               connections=args.connections, duration=args.duration)
+            results += measure(
+                f"flagd, {workers} worker(s)",
+                f"{base}/flags/?v=2",
+                flagd_bodies(people),
+                method="POST",
+                headers={"Content-Type": "application/json"},
+                connections=args.connections,
+                duration=args.duration,
+            )
     if not args.skip_unleash:
         with unleash_proxy() as base:
-            results += measure("@unleash/proxy " + UNLEASH_PROXY_VERSION, f"{base}/proxy",
-                               unleash_bodies(people), method="POST",
-                               headers={"Content-Type": "application/json", "Authorization": CLIENT_KEY},
-                               connections=args.connections, duration=args.duration)
+            results += measure(
+                "@unleash/proxy " + UNLEASH_PROXY_VERSION,
+                f"{base}/proxy",
+                unleash_bodies(people),
+                method="POST",
+                headers={"Content-Type": "application/json", "Authorization": CLIENT_KEY},
+                connections=args.connections,
+                duration=args.duration,
+            )
     print("| target | load | req/s | p50 ms | p90 ms | p99 ms | non-2xx | socket errors |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r.target} | {r.mode} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p90_ms:.2f} | {r.p99_ms:.2f} "
-              f"| {r.non_2xx} | {r.errors} |")
+        print(
+            f"| {r.target} | {r.mode} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p90_ms:.2f} | {r.p99_ms:.2f} "
+            f"| {r.non_2xx} | {r.errors} |"
+        )
     sats = {r.target: r.rps for r in results if r.mode == "saturation"}
     peer = next((v for k, v in sats.items() if k.startswith("@unleash")), None)
     if peer:

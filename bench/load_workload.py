@@ -48,17 +48,25 @@ def posthog_flags(n: int = 50) -> list[dict[str, Any]]:
         elif kind == "multivariate":
             filters = {
                 "groups": [{"properties": [], "rollout_percentage": 100}],
-                "multivariate": {"variants": [
-                    {"key": "control", "rollout_percentage": 50},
-                    {"key": "test", "rollout_percentage": 50},
-                ]},
+                "multivariate": {
+                    "variants": [
+                        {"key": "control", "rollout_percentage": 50},
+                        {"key": "test", "rollout_percentage": 50},
+                    ]
+                },
                 "payloads": {"test": '{"color": "blue"}'},
             }
         else:
-            filters = {"groups": [{
-                "properties": [{"key": "plan", "value": "enterprise", "operator": "exact", "type": "person"}],
-                "rollout_percentage": 50,
-            }]}
+            filters = {
+                "groups": [
+                    {
+                        "properties": [
+                            {"key": "plan", "value": "enterprise", "operator": "exact", "type": "person"}
+                        ],
+                        "rollout_percentage": 50,
+                    }
+                ]
+            }
         flags.append({"key": key, "name": key, "active": True, "filters": filters})
     # One dependency: the last flag follows the first.
     flags[-1]["filters"]["groups"][0]["properties"] = [
@@ -76,27 +84,51 @@ def unleash_features(n: int = 50) -> dict[str, Any]:
         strategy: dict[str, Any] = {"name": "default", "parameters": {}, "constraints": []}
         variants: list[dict[str, Any]] = []
         if kind == "targeted":
-            strategy["constraints"] = [[
-                {"contextName": "plan", "operator": "IN", "values": ["pro", "enterprise"]},
-                {"contextName": "email", "operator": "STR_CONTAINS", "values": ["@example.com"],
-                 "caseInsensitive": True},
-                {"contextName": "age", "operator": "NUM_GT", "value": "30"},
-            ][i % 3]]
+            strategy["constraints"] = [
+                [
+                    {"contextName": "plan", "operator": "IN", "values": ["pro", "enterprise"]},
+                    {
+                        "contextName": "email",
+                        "operator": "STR_CONTAINS",
+                        "values": ["@example.com"],
+                        "caseInsensitive": True,
+                    },
+                    {"contextName": "age", "operator": "NUM_GT", "value": "30"},
+                ][i % 3]
+            ]
         elif kind in ("rollout", "targeted_rollout"):
             pct = 10 + 8 * (i % 10) if kind == "rollout" else 50
-            strategy = {"name": "flexibleRollout",
-                        "parameters": {"rollout": str(pct), "stickiness": "userId", "groupId": name},
-                        "constraints": []}
+            strategy = {
+                "name": "flexibleRollout",
+                "parameters": {"rollout": str(pct), "stickiness": "userId", "groupId": name},
+                "constraints": [],
+            }
             if kind == "targeted_rollout":
-                strategy["constraints"] = [{"contextName": "plan", "operator": "IN", "values": ["enterprise"]}]
+                strategy["constraints"] = [
+                    {"contextName": "plan", "operator": "IN", "values": ["enterprise"]}
+                ]
         elif kind == "multivariate":
             variants = [
                 {"name": "control", "weight": 500, "stickiness": "userId", "weightType": "variable"},
-                {"name": "test", "weight": 500, "stickiness": "userId", "weightType": "variable",
-                 "payload": {"type": "json", "value": '{"color": "blue"}'}},
+                {
+                    "name": "test",
+                    "weight": 500,
+                    "stickiness": "userId",
+                    "weightType": "variable",
+                    "payload": {"type": "json", "value": '{"color": "blue"}'},
+                },
             ]
-        features.append({"name": name, "enabled": True, "strategies": [strategy], "variants": variants,
-                         "type": "release", "project": "default", "stale": False})
+        features.append(
+            {
+                "name": name,
+                "enabled": True,
+                "strategies": [strategy],
+                "variants": variants,
+                "type": "release",
+                "project": "default",
+                "stale": False,
+            }
+        )
     return {"version": 2, "features": features}
 
 
@@ -105,10 +137,12 @@ def users(count: int = 1000, seed: int = 7) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     out = []
     for i in range(count):
-        out.append({
-            "distinct_id": f"user-{i}-{rng.randrange(10**9)}",
-            "plan": rng.choice(PLANS),
-            "email": f"u{i}@{rng.choice(['example.com', 'corp.io', 'mail.net'])}",
-            "age": rng.randrange(15, 70),
-        })
+        out.append(
+            {
+                "distinct_id": f"user-{i}-{rng.randrange(10**9)}",
+                "plan": rng.choice(PLANS),
+                "email": f"u{i}@{rng.choice(['example.com', 'corp.io', 'mail.net'])}",
+                "age": rng.randrange(15, 70),
+            }
+        )
     return out

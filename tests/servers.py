@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-class ServerUnavailable(RuntimeError):
+class ServerStartError(RuntimeError):
     """A needed server binary is missing or the server did not start."""
 
 
@@ -40,7 +40,7 @@ def wait_for_port(port: int, timeout: float = 15.0) -> None:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
             return
         time.sleep(0.02)
-    raise ServerUnavailable(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+    raise ServerStartError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
 def _find_pg_bin(name: str) -> str:
@@ -49,9 +49,7 @@ def _find_pg_bin(name: str) -> str:
         return found
     for candidate in sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True):
         return candidate
-    raise ServerUnavailable(
-        f"{name} not found: apt-get install -y postgresql, or set FLAGD_TEST_DATABASE_URL"
-    )
+    raise ServerStartError(f"{name} not found: apt-get install -y postgresql, or set FLAGD_TEST_DATABASE_URL")
 
 
 def _as_postgres(cmd: list[str]) -> list[str]:
@@ -89,21 +87,44 @@ class PostgresServer:
         if os.geteuid() == 0:
             shutil.chown(self.datadir, "postgres", "postgres")
         subprocess.run(
-            _as_postgres([_find_pg_bin("initdb"), "-D", str(self.datadir / "data"), "-U", self.user,
-                          "-A", "trust", "-E", "UTF8", "--no-sync"]),
-            check=True, capture_output=True,
+            _as_postgres(
+                [
+                    _find_pg_bin("initdb"),
+                    "-D",
+                    str(self.datadir / "data"),
+                    "-U",
+                    self.user,
+                    "-A",
+                    "trust",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ]
+            ),
+            check=True,
+            capture_output=True,
         )
 
     def start(self) -> None:
         subprocess.run(
-            _as_postgres([
-                _find_pg_bin("pg_ctl"), "-D", str(self.datadir / "data"), "-w", "-t", "30",
-                "-l", str(self.datadir / "log"),
-                "-o", f"-p {self.port} -k {self.datadir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                      "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
-                "start",
-            ]),
-            check=True, capture_output=True,
+            _as_postgres(
+                [
+                    _find_pg_bin("pg_ctl"),
+                    "-D",
+                    str(self.datadir / "data"),
+                    "-w",
+                    "-t",
+                    "30",
+                    "-l",
+                    str(self.datadir / "log"),
+                    "-o",
+                    f"-p {self.port} -k {self.datadir} -c listen_addresses=127.0.0.1 -c fsync=off "
+                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+                    "start",
+                ]
+            ),
+            check=True,
+            capture_output=True,
         )
         wait_for_port(self.port)
 
@@ -112,8 +133,11 @@ class PostgresServer:
         if self._paused:
             self.resume()
         subprocess.run(
-            _as_postgres([_find_pg_bin("pg_ctl"), "-D", str(self.datadir / "data"), "-m", mode, "-w", "stop"]),
-            check=False, capture_output=True,
+            _as_postgres(
+                [_find_pg_bin("pg_ctl"), "-D", str(self.datadir / "data"), "-m", mode, "-w", "stop"]
+            ),
+            check=False,
+            capture_output=True,
         )
 
     def restart(self) -> None:
@@ -162,12 +186,27 @@ class RedisServer:
     def start(self) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            raise ServerUnavailable("redis-server not found: apt-get install -y redis-server, "
-                                    "or set FLAGD_TEST_REDIS_URL")
+            raise ServerStartError(
+                "redis-server not found: apt-get install -y redis-server, or set FLAGD_TEST_REDIS_URL"
+            )
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir), "--logfile", str(self.workdir / "log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+                "--logfile",
+                str(self.workdir / "log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port)
 
