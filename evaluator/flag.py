@@ -11,21 +11,18 @@ multivariate match hashes, at most once each per evaluation.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Final, NamedTuple
-
-import msgspec
+from typing import Any, NamedTuple
 
 from evaluator.bucketing import BucketingScheme, get_scheme
 from evaluator.cohorts import combine
-from evaluator.filters import EMPTY, Check, FilterContext, FilterInfo, Scope, compile_filter
+from evaluator.filters import Check, FilterContext, FilterInfo, Scope, compile_filter
 from evaluator.issues import Problems
-from evaluator.model import DESCRIPTIONS, Context, Decision
+from evaluator.model import Context, Decision
 from evaluator.operators import OPERATORS, SERVER_ONLY_OPERATORS
+from evaluator.outcomes import Decisions, Holdout, number, parse_holdout, parse_payloads, parse_variants
 from evaluator.runner import build_run
 
 Run = Callable[[Context, dict[str, Decision]], Decision]
-_encode = msgspec.json.encode
-_SAME: Final = "\x00same"  # a condition aggregating like its flag
 
 
 class ConditionInfo(NamedTuple):
@@ -40,12 +37,6 @@ class ConditionInfo(NamedTuple):
     outcome: Decision | dict[str | None, Decision]  # dict: pick by variant
     out_of_rollout: Decision
     no_group: Decision
-
-
-class Holdout(NamedTuple):
-    id: int | str
-    percentage: float
-    decision: Decision
 
 
 class CompiledFlag:
@@ -99,49 +90,9 @@ class CompiledFlag:
         self.dependencies: set[str] = set()
 
 
-class _Decisions:
-    """Builds the flag's decisions, payload attached."""
-
-    __slots__ = ("flag_id", "key", "payloads", "version")
-
-    def __init__(
-        self, key: str, flag_id: int | None, version: int | None, payloads: Mapping[str, str]
-    ) -> None:
-        self.key, self.flag_id, self.version, self.payloads = key, flag_id, version, payloads
-
-    def make(
-        self,
-        reason: str,
-        *,
-        enabled: bool = False,
-        variant: str | None = None,
-        index: int | None = None,
-        description: str | None = None,
-        error: str | None = None,
-    ) -> Decision:
-        payload = None
-        if enabled:
-            payload = self.payloads.get(variant) if variant is not None else self.payloads.get("true")
-        if description is None:
-            description = DESCRIPTIONS.get(reason, reason)
-        return Decision(
-            self.key,
-            enabled,
-            variant,
-            payload,
-            reason,
-            index,
-            description,
-            error,
-            self.flag_id,
-            self.version,
-            variant if variant is not None else enabled,
-        )
-
-
-def failed(flag: CompiledFlag, decisions: _Decisions | None = None) -> Decision:
+def failed(flag: CompiledFlag, decisions: Decisions | None = None) -> Decision:
     """The decision of a flag that cannot be evaluated (its definition is broken or a dependency is)."""
-    made = decisions or _Decisions(flag.key, flag.flag_id, flag.version, {})
+    made = decisions or Decisions(flag.key, flag.flag_id, flag.version, {})
     first = flag.problems.fatal[0] if flag.problems.fatal else None
     detail = f"{first.path}: {first.message}" if first else "invalid definition"
     if flag.problems.missing_dependency:
@@ -149,12 +100,6 @@ def failed(flag: CompiledFlag, decisions: _Decisions | None = None) -> Decision:
     return made.make(
         "no_condition_match", description=f"Invalid flag definition: {detail}", error="invalid_definition"
     )
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
 
 
 def compile_flag(
@@ -179,8 +124,8 @@ def compile_flag(
     if not isinstance(filters, dict):
         problems.error("filters", "must be an object")
         filters = {}
-    payloads = _payloads(filters.get("payloads"), problems)
-    made = _Decisions(key, flag.flag_id, flag.version, payloads)
+    payloads = parse_payloads(filters.get("payloads"), problems)
+    made = Decisions(key, flag.flag_id, flag.version, payloads)
     flag.bucket_on_device = (
         definition.get("bucketing_identifier") or filters.get("bucketing_identifier")
     ) == ("device_id")
@@ -194,29 +139,15 @@ def compile_flag(
     return flag
 
 
-def _payloads(raw: Any, problems: Problems) -> dict[str, str]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        problems.error("filters.payloads", 'must be an object keyed by "true" or a variant key')
-        return {}
-    payloads: dict[str, str] = {}
-    for name, value in raw.items():
-        if value is None:
-            continue
-        payloads[str(name)] = value if isinstance(value, str) else _encode(value).decode()
-    return payloads
-
-
 def _compile_body(
     flag: CompiledFlag,
     filters: dict[str, Any],
     scope: Scope,
     group_type_mapping: Mapping[str, str],
-    made: _Decisions,
+    made: Decisions,
 ) -> None:
     problems = flag.problems
-    flag.variants = _variants(filters.get("multivariate"), problems)
+    flag.variants = parse_variants(filters.get("multivariate"), problems)
     variant_keys = {name for name, _ in flag.variants}
     for name in filters.get("payloads") or {} if isinstance(filters.get("payloads"), dict) else {}:
         if name != "true" and name not in variant_keys:
@@ -244,7 +175,7 @@ def _compile_body(
                 made.make("super_condition_value", enabled=True, index=0),
                 made.make("super_condition_value", index=0),
             )
-    flag.holdout = _holdout(filters.get("holdout"), problems, made)
+    flag.holdout = parse_holdout(filters.get("holdout"), problems, made)
     groups = filters.get("groups")
     if groups is None:
         groups = []
@@ -269,63 +200,13 @@ def _compile_body(
     _choose_run(flag)
 
 
-def _variants(raw: Any, problems: Problems) -> tuple[tuple[str, float], ...]:
-    if raw is None:
-        return ()
-    variants = raw.get("variants") if isinstance(raw, dict) else None
-    if variants is None:
-        return ()
-    if not isinstance(variants, list):
-        problems.error("filters.multivariate.variants", "must be a list")
-        return ()
-    found: list[tuple[str, float]] = []
-    total = 0.0
-    for index, variant in enumerate(variants):
-        path = f"filters.multivariate.variants[{index}]"
-        name = variant.get("key") if isinstance(variant, dict) else None
-        pct = _number(variant.get("rollout_percentage")) if isinstance(variant, dict) else None
-        if not isinstance(name, str) or not name:
-            problems.error(f"{path}.key", "must be a non-empty string")
-            continue
-        if pct is None or not 0 <= pct <= 100:
-            problems.error(f"{path}.rollout_percentage", "must be a number from 0 to 100")
-            continue
-        if any(name == seen for seen, _ in found):
-            problems.error(f"{path}.key", f"duplicate variant key {name!r}")
-            continue
-        found.append((name, pct))
-        total += pct
-    if found and abs(total - 100) > 1e-9:
-        problems.error("filters.multivariate.variants", f"variant percentages sum to {total:g}, not 100")
-    return tuple(found)
-
-
-def _holdout(raw: Any, problems: Problems, made: _Decisions) -> Holdout | None:
-    if not raw:
-        return None
-    if not isinstance(raw, dict):
-        problems.error("filters.holdout", 'must be {"id": ..., "exclusion_percentage": ...}')
-        return None
-    holdout_id = raw.get("id")
-    pct = _number(raw.get("exclusion_percentage"))
-    if isinstance(holdout_id, bool) or not isinstance(holdout_id, int | str) or holdout_id == "":
-        problems.error("filters.holdout.id", "must be an id")
-        return None
-    if pct is None or not 0 <= pct <= 100:
-        problems.error("filters.holdout.exclusion_percentage", "must be a number from 0 to 100")
-        return None
-    variant = f"holdout-{holdout_id}"
-    decision = made.make("holdout_condition_value", enabled=True, variant=variant)
-    return Holdout(holdout_id, pct, decision)
-
-
 def _condition(
     flag: CompiledFlag,
     index: int,
     raw: Any,
     scope: Scope,
     group_type_mapping: Mapping[str, str],
-    made: _Decisions,
+    made: Decisions,
     variant_keys: set[str],
 ) -> ConditionInfo | None:
     problems = flag.problems
@@ -366,7 +247,7 @@ def _condition(
     rollout = raw.get("rollout_percentage")
     pct: float | None = None
     if rollout is not None:
-        pct = _number(rollout)
+        pct = number(rollout)
         if pct is None or not 0 <= pct <= 100:
             problems.error(f"{path}.rollout_percentage", "must be null or a number from 0 to 100")
             pct = None
@@ -425,4 +306,4 @@ def _choose_run(flag: CompiledFlag) -> None:
     flag.run = build_run(flag, live)
 
 
-__all__ = ["EMPTY", "CompiledFlag", "ConditionInfo", "Holdout", "compile_flag", "failed"]
+__all__ = ["CompiledFlag", "ConditionInfo", "compile_flag", "failed"]
