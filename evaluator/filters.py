@@ -14,7 +14,7 @@ from typing import Any, Final, NamedTuple, Protocol
 from evaluator.fused import fused_check
 from evaluator.issues import Problems
 from evaluator.model import Context, Decision
-from evaluator.operators import OPERATORS, Clock, Test, _never
+from evaluator.operators import OPERATORS, Clock, Test, never
 
 Check = Callable[[Mapping[str, Any], Context, dict[str, Decision]], bool]
 Reader = Callable[[Mapping[str, Any], Context], Any]
@@ -131,7 +131,7 @@ def _property_filter(
     source, read, plain = _reader(raw, key, path, problems, scope, where, kind)
     test: Test = spec.factory(expected, problems, f"{path}.value", scope.clock)
     info = FilterInfo._make(("property", key, operator, expected, negation, source, False, read))
-    if test is _never:
+    if test is never:
         return info  # an unusable value (invalid regex...) never matches, whatever the operator
     flip = spec.inverted is not negation
     on_missing = spec.on_missing is not negation

@@ -64,7 +64,8 @@ class OperatorSpec(NamedTuple):
     on_missing: bool
 
 
-def _never(value: Any) -> bool:
+def never(value: Any) -> bool:
+    """The test of a filter whose value is unusable: it matches nothing, whatever the operator."""
     return False
 
 
@@ -83,7 +84,7 @@ def _exact(expected: Any, problems: Problems, path: str, clock: Clock) -> Test:
             continue
         wanted.add(text.lower())
     if not wanted:
-        return _never
+        return never
     if len(wanted) == 1:
         (single,) = wanted
 
@@ -114,7 +115,7 @@ def _text(method: Callable[[str, str], bool]) -> Factory:
         text = stringify(expected)
         if text is None:
             problems.error(path, "value must be a string")
-            return _never
+            return never
         needle = ascii_lower(text)
 
         def test(value: Any) -> bool:
@@ -134,17 +135,17 @@ def _regex(inverted: bool) -> Factory:
     def factory(expected: Any, problems: Problems, path: str, clock: Clock) -> Test:
         if isinstance(expected, bool) or not isinstance(expected, str | int | float):
             problems.error(path, "regex must be a string")
-            return _never
+            return never
         pattern = stringify(expected)
         if pattern is None or len(pattern) > MAX_PATTERN:
             problems.warn(
                 path, f"regex must be a string of at most {MAX_PATTERN} characters; it never matches"
             )
-            return _never
+            return never
         compiled = compile_regex(pattern)
         if isinstance(compiled, str):
             problems.warn(path, f"invalid or unsupported regex (RE2 syntax): {compiled}; it never matches")
-            return _never
+            return never
         search = compiled.search
 
         def test(value: Any) -> bool:
@@ -179,7 +180,7 @@ def _numeric(compare: Callable[[float, float], bool]) -> Factory:
         threshold = to_number(expected)
         if threshold is None:
             problems.error(path, "value must be a number")
-            return _never
+            return never
 
         def test(value: Any) -> bool:
             number = to_number(value)
@@ -198,11 +199,11 @@ def _between(inside: bool) -> Factory:
             bounds = list(expected)
         else:
             problems.error(path, 'value must be [low, high] or {"min": low, "max": high}')
-            return _never
+            return never
         low, high = to_number(bounds[0]), to_number(bounds[1])
         if low is None or high is None:
             problems.error(path, "both bounds must be numbers")
-            return _never
+            return never
         if low > high:
             problems.warn(path, "low bound is above high bound; nothing is between them")
 
@@ -229,7 +230,7 @@ def _date(compare: Callable[[float, float], bool]) -> Factory:
         threshold = to_instant(expected)
         if threshold is None:
             problems.error(path, "value must be an ISO-8601 date, unix seconds or a relative date like -7d")
-            return _never
+            return never
 
         def test(value: Any) -> bool:
             instant = to_instant(value)
@@ -249,7 +250,7 @@ def _semver(compare: Callable[[Any, Any], bool]) -> Factory:
         version = parse_version(expected)
         if version is None:
             problems.error(path, "value must be a version like 1.2.3")
-            return _never
+            return never
 
         def test(value: Any) -> bool:
             parsed = parse_version(value)
@@ -265,7 +266,7 @@ def _semver_range(operator_name: str) -> Factory:
         bounds = version_bounds(operator_name, expected)
         if bounds is None:
             problems.error(path, "value must be a version range like 1.2.3 (or 1.2.* for wildcards)")
-            return _never
+            return never
         lower, upper = bounds
 
         def test(value: Any) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 
 from evaluator.cohorts import CohortBook
 from evaluator.dependencies import evaluation_order, references, resolve
+from evaluator.explain import Explanation, explain_flag
 from evaluator.filters import CohortEntry, DependencyTarget
 from evaluator.flag import CompiledFlag, compile_flag
 from evaluator.issues import Problems
@@ -134,10 +135,9 @@ class Snapshot:
             out[key] = decision
         return out
 
-    def explain(self, key: str, ctx: Context) -> Any:
-        """A step-by-step trace of how ``key`` evaluates for ``ctx`` (an ``Explanation``)."""
-        from evaluator.explain import explain_flag
-
+    def explain(self, key: str, ctx: Context) -> Explanation:
+        """A step-by-step, JSON-encodable trace of how ``key`` evaluates for ``ctx``; its ``decision`` is the
+        one ``evaluate`` returns. An unknown key gives ``found=False``."""
         return explain_flag(self._flags.get(key), key, ctx, self.evaluate(ctx))
 
     @property
@@ -157,6 +157,7 @@ class Snapshot:
         return list(flag.problems.issues) if flag is not None else []
 
     def flag(self, key: str) -> CompiledFlag | None:
+        """The compiled flag (for tooling and tests), or None."""
         return self._flags.get(key)
 
     def keys(self) -> Iterable[str]:
