@@ -35,7 +35,7 @@ class FlagsBody(msgspec.Struct):
     api_key: str | None = None
     token: str | None = None
     dollar_token: str | None = msgspec.field(default=None, name="$token")
-    groups: dict[str, str | int | float] | None = None
+    groups: dict[str, str | int | float | None] | None = None
     person_properties: dict[str, Any] | None = None
     group_properties: dict[str, dict[str, Any]] | None = None
     flag_keys_to_evaluate: list[str] | None = None
@@ -70,9 +70,11 @@ def context_from(body: FlagsBody, limits: Limits) -> Context:
                 f"groups has {len(groups)} entries; the limit is max_groups={limits.max_groups}",
                 attr="groups",
             )
+        # Numbers become strings; a group sent as null is treated as absent.
         groups = {
             name: key if type(key) is str else stringify_id(key, limits.max_distinct_id_chars)
             for name, key in groups.items()
+            if key is not None
         }
     group_props = body.group_properties
     if group_props:

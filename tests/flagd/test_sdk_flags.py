@@ -210,6 +210,14 @@ async def test_numeric_group_keys_are_accepted() -> None:
     assert response.json()["flags"]["company-flag"]["enabled"] is True
 
 
+async def test_null_group_keys_count_as_absent() -> None:
+    """A group sent as null is ignored rather than rejected."""
+    body = {**BODY, "groups": {"company": None}}
+    response = await post("/flags?v=2", body)
+    assert response.status_code == 200
+    assert response.json()["flags"]["company-flag"]["reason"]["code"] == "no_group_type"
+
+
 async def test_flag_keys_to_evaluate_limits_the_answer() -> None:
     """Only the requested flags are evaluated and returned; unknown keys are simply absent."""
     for field in ("flag_keys_to_evaluate", "flag_keys"):
