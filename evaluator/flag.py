@@ -126,10 +126,9 @@ def compile_flag(
         filters = {}
     payloads = parse_payloads(filters.get("payloads"), problems)
     made = Decisions(key, flag.flag_id, flag.version, payloads)
-    flag.bucket_on_device = (
-        definition.get("bucketing_identifier") or filters.get("bucketing_identifier")
-    ) == ("device_id")
-    _compile_body(flag, filters, scope, group_type_mapping, made)
+    identifier = definition.get("bucketing_identifier") or filters.get("bucketing_identifier")
+    flag.bucket_on_device = identifier == "device_id"
+    _compile_body(flag, filters, scope, group_type_mapping, made, payloads)
     if problems:
         flag.error = "missing_dependency" if problems.missing_dependency else "invalid_definition"
         flag.static, flag.run, flag.reproducible = failed(flag, made), None, False
@@ -145,11 +144,12 @@ def _compile_body(
     scope: Scope,
     group_type_mapping: Mapping[str, str],
     made: Decisions,
+    payloads: Mapping[str, str],
 ) -> None:
     problems = flag.problems
     flag.variants = parse_variants(filters.get("multivariate"), problems)
     variant_keys = {name for name, _ in flag.variants}
-    for name in filters.get("payloads") or {} if isinstance(filters.get("payloads"), dict) else {}:
+    for name in payloads:
         if name != "true" and name not in variant_keys:
             problems.warn(f"filters.payloads.{name}", 'payload key is neither "true" nor a variant key')
     aggregation = filters.get("aggregation_group_type_index")
