@@ -86,8 +86,10 @@ def compile_filter(raw: Any, path: str, problems: Problems, scope: Scope, where:
         problems.error(path, "filter must be an object")
         return FilterInfo("property", "", "", None, False, "person", False, _read_nothing)
     kind = raw.get("type") or "person"
-    negation = raw.get("negation", False)
-    if not isinstance(negation, bool):
+    negation = raw.get("negation")
+    if negation is None:
+        negation = False
+    elif not isinstance(negation, bool):
         problems.error(f"{path}.negation", "must be true or false")
         negation = False
     if kind == "cohort":
