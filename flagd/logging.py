@@ -1,18 +1,14 @@
 """structlog, configured once per process, and request ids.
 
-``configure_logging(fmt, level)`` sets structlog up for the whole server: JSON lines (one object per
-line, with
-``timestamp``, ``level``, ``event`` and the bound fields) in production, a pretty coloured console on a TTY;
-``fmt="auto"`` picks by whether stderr is a terminal. The standard library's ``logging`` (Granian,
-asyncpg, ...)
-is routed through the same renderer so a process writes one format.
+``configure_logging(fmt, level)`` sets structlog up for the whole server: JSON lines (one object per line,
+with ``timestamp``, ``level``, ``event`` and the bound fields) in production, a pretty coloured console on a
+TTY; ``fmt="auto"`` picks by whether stderr is a terminal. The standard library's ``logging`` (Granian,
+asyncpg, ...) is routed through the same renderer so a process writes one format.
 
-Request ids: ``RequestIds`` takes the client's ``X-Request-Id`` when it sent a usable one, otherwise
-makes a new
-UUID-shaped id (a random per-worker prefix plus a counter: unique, and far cheaper than ``uuid4()`` per
-request).
-The SDK endpoints echo it in the ``X-Request-Id`` response header and in PostHog's ``requestId``, and bind it
-(``request_id=...``) on every log line they write about that request.
+Request ids: ``RequestIds`` takes the client's ``X-Request-Id`` when it sent a usable one, otherwise makes a
+new UUID-shaped id (a random per-worker prefix plus a counter: unique, and far cheaper than ``uuid4()`` per
+request). The SDK endpoints echo it in the ``X-Request-Id`` response header and in PostHog's ``requestId``,
+and bind it (``request_id=...``) on every log line they write about that request.
 """
 
 from __future__ import annotations

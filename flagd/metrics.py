@@ -5,18 +5,19 @@ Series (namespace ``flagd``):
 - ``flagd_request_duration_seconds{route}`` — histogram, buckets from 50 µs to 5 s, fine enough below a
   millisecond to read p50/p99 of ``/flags``.
 - ``flagd_requests_total{route,status}`` — every answered request.
-- ``flagd_flag_evaluations_total{reason}`` — flag decisions by PostHog reason code (tallied per request, one
-  increment per distinct reason).
+- ``flagd_flag_evaluations_total{reason}`` — flag decisions by PostHog reason code.
 - ``flagd_shed_total{route}`` — requests answered 503 by the load shedder.
 - ``flagd_store_errors_total{operation}`` — a hook for the store side (``Metrics.store_error``).
 - ``flagd_snapshot_version`` and ``flagd_snapshot_lag_seconds`` — read from ``health()`` when scraped.
 
 Multi-worker: Granian runs several processes. ``prepare_multiprocess(dir)`` (called by the CLI before the
-workers
-start) points prometheus_client at a shared directory; each worker then writes its values to mmap files
-there and
-``/metrics`` on any worker aggregates them all (``MultiProcessCollector``). Without it, values are per
-process.
+workers start) points prometheus_client at a shared directory; each worker then writes its values to mmap
+files there and ``/metrics`` on any worker aggregates them all (``MultiProcessCollector``). Without it,
+values are per process.
+
+Cost: the per-request methods only add to local tallies (a bisect and a few dict updates); the tallies move
+into the Prometheus series every ``flush_every`` requests (64), at least once a second while requests arrive,
+and before every render. So a worker's numbers can trail by up to 64 requests or a second.
 """
 
 from __future__ import annotations
@@ -96,8 +97,7 @@ class _RouteMetrics:
 
 
 class Metrics:
-    """The server's metrics. Built once per worker; the per-request methods touch prebuilt label children
-    only."""
+    """The server's metrics, built once per worker (see the module docstring)."""
 
     __slots__ = (
         "_evaluations",
@@ -246,8 +246,7 @@ class Metrics:
 
     # Off the hot path -------------------------------------------------------------------------------------
     def store_error(self, operation: str) -> None:
-        """Count one failed PostgreSQL/Redis operation (``operation`` is a short fixed name, e.g.
-        "redis_read")."""
+        """Count one failed PostgreSQL/Redis operation (``operation``: a short fixed name, "redis_read")."""
         self._store_errors.labels(operation).inc()
 
     def render(self, health: Mapping[str, Any] | None = None) -> bytes:

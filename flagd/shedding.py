@@ -23,9 +23,10 @@ from collections.abc import Callable
 
 
 class LoadShedder:
-    """Admits or sheds requests (see the module docstring). Call ``admit()``; if it is true,
-    ``release(start)``
-    exactly once when the request is done, with the ``clock()`` value taken when it was admitted."""
+    """Admits or sheds requests (see the module docstring).
+
+    Call ``admit()``; if it is true, call ``release(start)`` exactly once when the request is done, with the
+    ``clock()`` reading taken when it was admitted."""
 
     __slots__ = (
         "_interval",

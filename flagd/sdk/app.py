@@ -1,12 +1,12 @@
 """``SdkApp``: the raw ASGI front of flagd. SDK paths are answered here; everything else goes to ``fallback``.
 
 Every decision is made in ``__init__``: the route table is a dict from exact path to a prebuilt ``_Route``
-(endpoint, allowed method, whether it may be shed, how errors are rendered, its metric children), so a request
-costs one dict lookup before its endpoint runs — no Starlette routing, no middleware stack on this path.
-Per request the app: admits or sheds (``LoadShedder``; probes are never shed), picks the request id, runs the
-endpoint, turns a ``RequestRejected`` into the protocol's error JSON, sends the answer with ``X-Request-Id``,
-and records latency and status. Logging follows the policy in ``flagd.limits``: nothing per request unless it
-is slow, sampled, an error or shed.
+(endpoint, allowed method, whether it may be shed, how errors are rendered, its metric children), so a
+request costs one dict lookup before its endpoint runs — no Starlette routing, no middleware stack on this
+path. Per request the app: admits or sheds (``LoadShedder``; probes are never shed), picks the request id,
+runs the endpoint, turns a ``RequestRejected`` into the protocol's error JSON, sends the answer with
+``X-Request-Id``, and records latency and status. Logging follows the policy in ``flagd.limits``: nothing
+per request unless it is slow, sampled, an error or shed.
 
 Routes: ``POST /flags[/]``, ``/decide[/]`` · ``GET /flags/definitions[/]``,
 ``/api/feature_flag/local_evaluation[/]`` · ``POST /batch[/]``, ``/capture[/]``, ``/e[/]``, ``/i/v0/e[/]`` ·

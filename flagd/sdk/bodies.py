@@ -2,9 +2,9 @@
 
 PostHog clients send JSON, gzip-compressed JSON (``Content-Encoding: gzip`` or ``?compression=gzip`` /
 ``gzip-js``), or a form ``data=<base64 JSON>`` (``?compression=base64``, posthog-js). Decompression is
-bounded:
-the output is cut off one byte past ``max_body_bytes``, so a gzip bomb is a 413, never a memory spike.
-JSON is decoded by prebuilt msgspec decoders into typed Structs; a wrong type is a 400 naming the field.
+bounded: the output is cut off one byte past ``max_body_bytes``, so a gzip bomb is a 413, never a memory
+spike. JSON is decoded by prebuilt msgspec decoders into typed Structs; a wrong type is a 400 naming the
+field.
 """
 
 from __future__ import annotations
@@ -110,8 +110,7 @@ def check_properties(props: dict[str, Any], where: str, limits: Limits) -> None:
 
 
 def stringify_id(value: object, limit: int) -> str:
-    """A distinct id / targeting key as PostHog keeps it: a string (numbers stringified), at most
-    ``limit`` chars."""
+    """A distinct id or targeting key as PostHog keeps it: a string, at most ``limit`` characters."""
     if type(value) is str:
         return value[:limit]
     if isinstance(value, float) and value.is_integer():

@@ -2,15 +2,14 @@
 evaluation.
 
 Auth: ``Authorization: Bearer <secret>`` where the secret is either the project's local-evaluation secret
-(compared by sha256 with ``ProjectState.secret_token_hash``, in constant time) or a personal API key that may
-read the project (looked up through ``authenticate``; hits and misses are cached for
-``Limits.auth_cache_seconds`` and concurrent lookups of one key share a single call, so a poll storm from many
-SDK instances costs one database query per key per interval). The project is named by ``?token=<phc_...>``;
-without it, a personal key scoped to one project selects that project.
+(compared by sha256 with ``ProjectState.secret_token_hash``, in constant time) or a personal API key that
+may read the project (looked up through ``authenticate``; hits and misses are cached for
+``Limits.auth_cache_seconds`` and concurrent lookups of one key share a single call, so a poll storm from
+many SDK instances costs one database query per key per interval). The project is named by
+``?token=<phc_...>``; without it, a personal key scoped to one project selects that project.
 
-The body is the pre-encoded ``ProjectState.local_eval_body`` (only flags an SDK can reproduce exactly)
-with its
-``ETag``; a matching ``If-None-Match`` gets ``304 Not Modified`` and no body.
+The body is the pre-encoded ``ProjectState.local_eval_body`` (only flags an SDK can reproduce exactly) with
+its ``ETag``; a matching ``If-None-Match`` gets ``304 Not Modified`` and no body.
 """
 
 from __future__ import annotations
@@ -79,8 +78,7 @@ def bearer(headers: dict[bytes, bytes]) -> str | None:
 
 
 def is_project_secret(secret: str, state: ProjectState) -> bool:
-    """Whether ``secret`` is the project's local-evaluation secret (constant-time comparison of sha256
-    hex)."""
+    """Whether ``secret`` is the project's local-evaluation secret (constant-time sha256 comparison)."""
     digest = hashlib.sha256(secret.encode()).hexdigest()
     return hmac.compare_digest(digest, state.secret_token_hash)
 

@@ -2,10 +2,10 @@
 
 PostHog SDKs send ``$feature_flag_called`` and every captured event here. Accepted bodies (JSON, gzip, or a
 base64 form): ``{"api_key", "batch": [event, ...]}``, a single event object, or a bare list of events
-(posthog-js).
-The project token comes from the body (``api_key``/``token``/``$token``), ``?token=``, or the first event's
-``properties.token``. Each event needs a non-empty string ``event`` and a ``distinct_id`` (top level or in
-``properties``). A valid body is answered ``{"status": 1}`` like PostHog; events are not stored yet.
+(posthog-js). The project token comes from the body (``api_key``/``token``/``$token``), ``?token=``, or the
+first event's ``properties.token``. Each event needs a non-empty string ``event`` and a ``distinct_id`` (top
+level or in ``properties``). A valid body is answered ``{"status": 1}`` like PostHog; events are not stored
+yet.
 """
 
 from __future__ import annotations

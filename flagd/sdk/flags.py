@@ -1,10 +1,9 @@
 """``POST /flags`` and ``/decide`` (any ``v``): remote evaluation for PostHog SDKs.
 
-The project token travels in the body (``api_key``, ``token`` or ``$token``; ``?token=`` also works). The body
-is decoded into ``FlagsBody`` by a prebuilt decoder, checked against ``Limits``, turned into an evaluator
-``Context``, evaluated against the project's in-process snapshot, and rendered in the shape the version
-asks for
-(``flagd.sdk.responses``). Nothing here waits on a database.
+The project token travels in the body (``api_key``, ``token`` or ``$token``; ``?token=`` also works). The
+body is decoded into ``FlagsBody`` by a prebuilt decoder, checked against ``Limits``, turned into an
+evaluator ``Context``, evaluated against the project's in-process snapshot, and rendered in the shape the
+version asks for (``flagd.sdk.responses``). Nothing here waits on a database.
 """
 
 from __future__ import annotations
@@ -28,8 +27,7 @@ FLAGS_HEADERS: Headers = [*JSON, *CORS]
 
 
 class FlagsBody(msgspec.Struct):
-    """The fields of a ``/flags`` request flagd reads; others (``geoip_disable``, ``sent_at``, ...) are
-    ignored."""
+    """The ``/flags`` fields flagd reads; others (``geoip_disable``, ``sent_at``, ...) are ignored."""
 
     distinct_id: str | int | float | None = None
     api_key: str | None = None

@@ -1,21 +1,19 @@
 """OpenFeature Remote Evaluation Protocol: ``POST /ofrep/v1/evaluate/flags/{key}`` and bulk ``.../flags``.
 
 Auth: the project token as ``Authorization: Bearer <phc_...>`` (or ``X-API-Key``). Body ``{"context":
-{...}}``:
-``targetingKey`` becomes the distinct id; ``groups`` ({type: key}) and ``groupProperties`` /
+{...}}``: ``targetingKey`` becomes the distinct id; ``groups`` ({type: key}) and ``groupProperties`` /
 ``group_properties`` ({type: {prop: value}}) feed group flags; every other attribute is a person property.
 
-Reasons map from PostHog's: ``flag_disabled`` → ``DISABLED``; ``condition_match`` → ``SPLIT`` when a
-variant was
-picked, else ``TARGETING_MATCH``; ``super_condition_value`` → ``TARGETING_MATCH``; ``holdout_condition_value``
-and ``out_of_rollout_bound`` → ``SPLIT``; ``no_condition_match``, ``no_group_type`` → ``DEFAULT``; a decision
-with an error → ``ERROR``. The value is the variant key for multivariate flags, else the boolean; metadata
-carries ``flagId``, ``version``, the PostHog ``reasonCode`` and the ``payload`` (JSON text) when there is one.
+Reasons map from PostHog's: ``flag_disabled`` → ``DISABLED``; ``condition_match`` → ``SPLIT`` when a variant
+was picked, else ``TARGETING_MATCH``; ``super_condition_value`` → ``TARGETING_MATCH``;
+``holdout_condition_value`` and ``out_of_rollout_bound`` → ``SPLIT``; ``no_condition_match``,
+``no_group_type`` → ``DEFAULT``; a decision with an error → ``ERROR``. The value is the variant key for
+multivariate flags, else the boolean; metadata carries ``flagId``, ``version``, the PostHog ``reasonCode``
+and the ``payload`` (JSON text) when there is one.
 
-Errors (``{"key", "errorCode", "errorDetails"}``): 400 ``PARSE_ERROR`` (body not JSON / wrong types),
-400 ``INVALID_CONTEXT`` (context not an object, over a limit), 400 ``TARGETING_KEY_MISSING``, 401 (no or
-unknown token), 404 ``FLAG_NOT_FOUND``, 400 ``GENERAL`` for a flag that failed to evaluate. Bulk answers
-carry an
+Errors (``{"key", "errorCode", "errorDetails"}``): 400 ``PARSE_ERROR`` (body not JSON / wrong types), 400
+``INVALID_CONTEXT`` (context not an object, over a limit), 400 ``TARGETING_KEY_MISSING``, 401 (no or unknown
+token), 404 ``FLAG_NOT_FOUND``, 400 ``GENERAL`` for a flag that failed to evaluate. Bulk answers carry an
 ``ETag`` (a hash of the body); a matching ``If-None-Match`` gets 304.
 """
 

@@ -1,8 +1,8 @@
 """``GET /healthz`` (alive), ``GET /readyz`` (serving a loaded snapshot) and ``GET /metrics`` (Prometheus).
 
-These are never shed: an orchestrator must be able to tell an overloaded node from a dead one.
-``/readyz`` answers 200 when ``health()["ready"]`` is true, else 503; the body is the health dict (snapshot
-version, lag, source, ...) as JSON.
+These are never shed: an orchestrator must be able to tell an overloaded node from a dead one. ``/readyz``
+answers 200 when ``health()["ready"]`` is true, else 503; the body is the health dict (snapshot version,
+lag, source, ...) as JSON.
 """
 
 from __future__ import annotations

@@ -2,20 +2,19 @@
 
 Versions (``v`` query parameter):
 
-- ``DETAILED`` — ``/flags`` v>=2 and ``/decide`` v>=4: ``{"flags": {key: record}, "errorsWhileComputingFlags",
-  "requestId", "evaluatedAt"}``; each record has ``key, enabled, variant, reason{code, condition_index,
-  description}, metadata{id, version, description, payload}`` and, for ``/flags`` v>=4, a typed ``value``.
-  A flag that failed to evaluate keeps its record with ``"failed": true, "enabled": false``.
+- ``DETAILED`` — ``/flags`` v>=2 and ``/decide`` v>=4: ``{"flags": {key: record},
+  "errorsWhileComputingFlags", "requestId", "evaluatedAt"}``; each record has ``key, enabled, variant,
+  reason{code, condition_index, description}, metadata{id, version, description, payload}`` and, for
+  ``/flags`` v>=4, a typed ``value``. A flag that failed to evaluate keeps its record with ``"failed": true,
+  "enabled": false``.
 - ``LEGACY`` — ``/flags`` v1 and ``/decide`` v3: ``featureFlags {key: bool|variant}`` +
-``featureFlagPayloads``.
+  ``featureFlagPayloads``.
 - ``ENABLED_ONLY`` — ``/decide`` v2: ``featureFlags`` with only the enabled flags.
-- ``KEYS`` — ``/decide`` v1: ``featureFlags`` is the list of enabled keys.
-Failed flags are left out of the legacy shapes (clients keep their previous value), and every shape reports
-``errorsWhileComputingFlags``.
+- ``KEYS`` — ``/decide`` v1: ``featureFlags`` is the list of enabled keys. Failed flags are left out of the
+  legacy shapes (clients keep their previous value), and every shape reports ``errorsWhileComputingFlags``.
 
-The evaluator shares one ``Decision`` object per possible outcome of a flag, so a record's JSON is
-encoded once
-and then reused by identity (``RecordCache``): rendering 50 flags is a join of 50 cached byte strings.
+The evaluator shares one ``Decision`` object per possible outcome of a flag, so a record's JSON is encoded
+once and then reused by identity (``RecordCache``): rendering 50 flags is a join of 50 cached byte strings.
 """
 
 from __future__ import annotations
@@ -41,8 +40,7 @@ class Shape(enum.Enum):
 
 
 def shape_for(path_kind: str, version: int) -> Shape:
-    """The response shape for ``/flags`` (``path_kind="flags"``) or ``/decide`` at protocol version
-    ``version``."""
+    """The response shape of ``/flags`` (``path_kind="flags"``) or ``/decide`` at version ``version``."""
     if path_kind == "flags":
         if version >= 4:
             return Shape.DETAILED_TYPED
