@@ -138,7 +138,7 @@ def _general(flag: CompiledFlag, live: list[ConditionInfo]) -> Run:
         if enrollment is not None:
             enrolled = ctx.person_properties.get(enrollment_key, _ABSENT)  # type: ignore[arg-type]
             if enrolled is not _ABSENT:
-                yes = enrolled is True or (enrolled.__class__ is str and enrolled.lower() == "true")
+                yes = enrolled is True or enrolled == "true"  # exactly what SDKs accept
                 return enrollment[0] if yes else enrollment[1]
         if holdout is not None and in_holdout(holdout_value(holdout.id, bucketing_id), holdout.percentage):
             return holdout.decision
