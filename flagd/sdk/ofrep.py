@@ -4,7 +4,8 @@ Auth: the project token as ``Authorization: Bearer <phc_...>`` (or ``X-API-Key``
 {...}}``: ``targetingKey`` becomes the distinct id; ``groups`` ({type: key}) and ``groupProperties`` /
 ``group_properties`` ({type: {prop: value}}) feed group flags; every other attribute is a person property.
 
-Reasons map from PostHog's: ``flag_disabled`` → ``DISABLED``; ``condition_match`` → ``SPLIT`` when a variant
+Reasons map from PostHog's: ``flag_disabled`` → ``DISABLED``; ``condition_match`` → ``STATIC`` when the flag
+answers the same to every context (no properties, no rollout, no variants), else ``SPLIT`` when a variant
 was picked, else ``TARGETING_MATCH``; ``super_condition_value`` → ``TARGETING_MATCH``;
 ``holdout_condition_value`` and ``out_of_rollout_bound`` → ``SPLIT``; ``no_condition_match``,
 ``no_group_type`` → ``DEFAULT``; a decision with an error → ``ERROR``. The value is the variant key for
@@ -47,10 +48,13 @@ class OfrepError(RequestRejected):
         self.status = status
 
 
-def reason_of(d: Decision) -> str:
+def reason_of(d: Decision, static: bool = False) -> str:
+    """The OFREP reason for a PostHog decision; ``static``: the flag answers this to every context."""
     if d.error is not None:
         return "ERROR"
     code = d.reason
+    if code == "condition_match" and static:
+        return "STATIC"
     if code == "condition_match":
         return "SPLIT" if d.variant is not None else "TARGETING_MATCH"
     if code == "flag_disabled":
@@ -62,7 +66,13 @@ def reason_of(d: Decision) -> str:
     return "DEFAULT"
 
 
-def success(d: Decision) -> dict[str, Any]:
+def is_static(state: ProjectState, d: Decision) -> bool:
+    """Whether ``d`` is the flag's request-independent answer (the evaluator shares that one Decision)."""
+    flag = state.snapshot.flag(d.key)
+    return flag is not None and getattr(flag, "static", None) is d
+
+
+def success(d: Decision, static: bool = False) -> dict[str, Any]:
     metadata: dict[str, Any] = {"reasonCode": d.reason}
     if d.flag_id is not None:
         metadata["flagId"] = d.flag_id
@@ -73,7 +83,7 @@ def success(d: Decision) -> dict[str, Any]:
     return {
         "key": d.key,
         "value": d.value,
-        "reason": reason_of(d),
+        "reason": reason_of(d, static),
         "variant": d.variant if d.variant is not None else ("true" if d.enabled else "false"),
         "metadata": metadata,
     }
@@ -176,9 +186,11 @@ class OfrepEndpoint:
             self._metrics.tally_reasons((decision.reason,))
             if decision.error is not None:
                 return 400, _encode(failure(decision)), JSON
-            return 200, _encode(success(decision)), JSON
+            return 200, _encode(success(decision, is_static(state, decision))), JSON
         decisions = state.snapshot.evaluate(ctx, keys=None)
-        items = [failure(d) if d.error is not None else success(d) for d in decisions.values()]
+        items = [
+            failure(d) if d.error is not None else success(d, is_static(state, d)) for d in decisions.values()
+        ]
         self._metrics.tally_reasons(d.reason for d in decisions.values())
         body = _encode({"flags": items})
         etag = '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'

@@ -34,7 +34,7 @@ async def test_single_flag_success_shape() -> None:
     body = response.json()
     assert body["key"] == "always-on"
     assert body["value"] is True
-    assert body["reason"] == "TARGETING_MATCH"
+    assert body["reason"] == "STATIC"  # on for everyone, whatever the context
     assert body["variant"] == "true"
     assert body["metadata"]["flagId"] == 1
     assert body["metadata"]["version"] == 3
