@@ -171,3 +171,21 @@ def test_wrong_secret_loads_nothing(server: FlagdServer) -> None:
         assert not client.feature_flags
     finally:
         client.shutdown()
+
+
+def test_personal_api_key_with_read_scope_loads_definitions(server: FlagdServer) -> None:
+    """A read-only personal API key made over the admin API works as the SDK's secret."""
+    created = server.admin(
+        "POST", f"/api/projects/{server.project_id}/api_keys/", json={"label": "sdk poller", "scope": "read"}
+    )
+    client = Posthog(
+        server.project_token, host=server.url, secret_key=created["key"], poll_interval=300, send=False
+    )
+    try:
+        client.load_feature_flags()
+        assert {f["key"] for f in client.feature_flags or []} == set(FLAGS)
+        wire = remote(server, "user-5", {"plan": "pro"})
+        local = client.evaluate_flags("user-5", person_properties={"plan": "pro"}, only_evaluate_locally=True)
+        assert local.get_flag("gradual") == wire["gradual"]["enabled"]
+    finally:
+        client.shutdown()
