@@ -177,10 +177,14 @@ class FlagdServer:
             self.proc.wait(timeout=10)
 
     # Admin API -------------------------------------------------------------------------------------------
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One admin API call as the bootstrap admin, whatever the answer."""
+        assert self._client is not None, "server not started"
+        return self._client.request(method, path, **kwargs)
+
     def admin(self, method: str, path: str, *, expect: int | None = None, **kwargs: Any) -> Any:
         """Call the admin API as the bootstrap admin; assert the status (default: 2xx); return the JSON."""
-        assert self._client is not None, "server not started"
-        response = self._client.request(method, path, **kwargs)
+        response = self.request(method, path, **kwargs)
         ok = response.status_code == expect if expect is not None else response.is_success
         assert ok, f"{method} {path} -> {response.status_code}: {response.text}"
         return response.json() if response.content else None
@@ -247,7 +251,8 @@ def flagd_embedded(start_flagd: Callable[..., FlagdServer]) -> FlagdServer:
     return start_flagd()
 
 
-def _distributed_env(tmp_path: Path, database_url: str, redis_url: str) -> dict[str, str]:
+def distributed_env(tmp_path: Path, database_url: str, redis_url: str) -> dict[str, str]:
+    """Server environment for PostgreSQL + Redis, after running ``flagd migrate`` on that database."""
     env = server_env(
         FLAGD_DATABASE_URL=database_url,
         FLAGD_REDIS_URL=redis_url,
@@ -264,7 +269,7 @@ def flagd_distributed(
     start_flagd: Callable[..., FlagdServer], tmp_path: Path, database_url: str, redis_url: str
 ) -> FlagdServer:
     """A real server on PostgreSQL + Redis (schema migrated by ``flagd migrate`` first)."""
-    return start_flagd(env=_distributed_env(tmp_path, database_url, redis_url))
+    return start_flagd(env=distributed_env(tmp_path, database_url, redis_url))
 
 
 @pytest.fixture
@@ -272,5 +277,5 @@ def flagd_cluster(
     start_flagd: Callable[..., FlagdServer], tmp_path: Path, database_url: str, redis_url: str
 ) -> list[FlagdServer]:
     """Two real servers sharing one PostgreSQL and one Redis (both contend for the syncer lock)."""
-    env = _distributed_env(tmp_path, database_url, redis_url)
+    env = distributed_env(tmp_path, database_url, redis_url)
     return [start_flagd(env=env), start_flagd(env=env)]

@@ -8,7 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import FlagdServer, server_env, wait_until
+from tests.e2e.conftest import FlagdServer, distributed_env, server_env, wait_until
+from tests.servers import PostgresServer
 
 pytestmark = pytest.mark.e2e
 
@@ -97,3 +98,24 @@ def test_embedded_workers_converge_on_an_edit(
     wait_until(all_answers_off, timeout=5)
     metrics = httpx.get(f"{server.url}/metrics", timeout=5)
     assert metrics.status_code == 200
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_flags_keep_serving_while_postgresql_is_down(
+    start_flagd: Callable[..., FlagdServer], tmp_path: Path, own_postgres: PostgresServer, redis_url: str
+) -> None:
+    """With PostgreSQL stopped /flags answers from the snapshot and admin writes get 503, then recover."""
+    server = start_flagd(env=distributed_env(tmp_path, own_postgres.url, redis_url))
+    server.create_flag("resilient")
+    wait_until(lambda: _enabled(server, "resilient") is True, timeout=5)
+    own_postgres.stop()
+    assert _enabled(server, "resilient") is True
+    down = server.admin(
+        "POST", f"/api/projects/{server.project_id}/feature_flags/", json={"key": "later"}, expect=503
+    )
+    assert down["code"] == "store_unavailable"
+    own_postgres.start()
+    url = f"/api/projects/{server.project_id}/feature_flags/"
+    wait_until(lambda: server.request("POST", url, json={"key": "later"}).status_code == 201, timeout=15)
+    wait_until(lambda: _enabled(server, "later") is True, timeout=10)
