@@ -54,6 +54,8 @@ def flag(draw: st.DrawFn) -> dict[str, Any]:
             if draw(st.integers(0, 4)) == 0:
                 filter_["negation"] = True
             filters.append(filter_)
+        if draw(st.integers(0, 3)) == 0:
+            filters.append({"key": "id", "type": "cohort", "value": draw(st.sampled_from([1, 2]))})
         condition: dict[str, Any] = {
             "properties": filters,
             "rollout_percentage": draw(st.none() | st.sampled_from([0, 30, 100])),
@@ -66,20 +68,40 @@ def flag(draw: st.DrawFn) -> dict[str, Any]:
         filters_["multivariate"] = {
             "variants": [{"key": "a", "rollout_percentage": 34}, {"key": "b", "rollout_percentage": 66}]
         }
+    if draw(st.integers(0, 4)) == 0:
+        filters_["holdout"] = {"id": 5, "exclusion_percentage": draw(st.sampled_from([10, 50, 100]))}
+    if draw(st.integers(0, 4)) == 0:
+        filters_["feature_enrollment"] = True
     return {"id": 1, "key": "parity", "active": True, "bucketing": "posthog", "filters": filters_}
+
+
+COHORTS = {
+    "1": {
+        "type": "OR",
+        "values": [{"type": "AND", "values": [{"key": "plan", "value": "pro", "type": "person"}]}],
+    },
+    "2": {
+        "type": "AND",
+        "values": [
+            {"type": "OR", "values": [{"key": "id", "type": "cohort", "value": 1}]},
+            {"type": "OR", "values": [{"key": "age", "operator": "gt", "value": 18, "negation": True}]},
+        ],
+    },
+}
+PROPERTY_KEYS = st.sampled_from([*KEYS, "$feature_enrollment/parity"])
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     definition=flag(),
-    props=st.dictionaries(st.sampled_from(KEYS), prop_values, max_size=4),
+    props=st.dictionaries(PROPERTY_KEYS, prop_values | st.booleans(), max_size=4),
     user=st.text(max_size=6),
 )
 def test_sdk_and_flagd_agree_whenever_the_sdk_can_decide(
     definition: dict[str, Any], props: dict[str, Any], user: str
 ) -> None:
     """Same flag, same person: PostHog's local evaluator and flagd give the same value."""
-    snapshot = compile_flags([definition])
+    snapshot = compile_flags([definition], cohorts=COHORTS)
     if "parity" not in snapshot.sdk_reproducible:
         return
     try:
@@ -87,7 +109,7 @@ def test_sdk_and_flagd_agree_whenever_the_sdk_can_decide(
             definition,
             user,
             props,
-            cohort_properties={},
+            cohort_properties=COHORTS,
             flags_by_key={},
             evaluation_cache={},
             bucketing_value=user,
