@@ -16,16 +16,16 @@ files there and ``/metrics`` on any worker aggregates them all (``MultiProcessCo
 values are per process.
 
 Cost: the per-request methods only add to local tallies (a bisect and a few dict updates); the tallies move
-into the Prometheus series every ``flush_every`` requests (64), at least once a second while requests arrive,
-and before every render. So a worker's numbers can trail by up to 64 requests or a second.
+into the Prometheus series every ``flush_every`` requests (64), within ``flush_seconds`` (1 s) of the first
+unflushed request, and before every render. So a worker's numbers can trail by up to 64 requests or a second.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import os
 import shutil
-import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -102,10 +102,10 @@ class Metrics:
     __slots__ = (
         "_evaluations",
         "_flush_every",
+        "_flush_seconds",
         "_lag",
         "_latency",
         "_multiprocess_dir",
-        "_next_flush",
         "_pending",
         "_pending_requests",
         "_reasons",
@@ -115,11 +115,14 @@ class Metrics:
         "_shed_children",
         "_sources",
         "_store_errors",
+        "_timer_armed",
         "_version",
         "registry",
     )
 
-    def __init__(self, *, multiprocess_dir: str | None = None, flush_every: int = 64) -> None:
+    def __init__(
+        self, *, multiprocess_dir: str | None = None, flush_every: int = 64, flush_seconds: float = 1.0
+    ) -> None:
         # prometheus_client itself keys multiprocess mode on this variable; we follow it when not told.
         self._multiprocess_dir = multiprocess_dir or os.environ.get(_ENV) or None
         self.registry = CollectorRegistry(auto_describe=True)
@@ -169,7 +172,8 @@ class Metrics:
         self._pending_requests = 0
         self._flush_every = flush_every
         self._sources: list[Callable[[], Mapping[str, int]]] = []
-        self._next_flush = time.perf_counter() + 1.0
+        self._flush_seconds = flush_seconds
+        self._timer_armed = False
         self._reasons: dict[str, Any] = {}
         self._shed_children: dict[str, Any] = {}
 
@@ -181,18 +185,34 @@ class Metrics:
             found = self._routes[route] = _RouteMetrics(route, self._latency.labels(route))
         return found
 
-    def observe(self, route: _RouteMetrics, status: int, seconds: float, now: float) -> None:
-        """One answered request (``now`` is a ``time.perf_counter()`` reading, for the periodic flush).
+    def observe(self, route: _RouteMetrics, status: int, seconds: float) -> None:
+        """One answered request.
 
         Tallied locally — a bisect and two additions, where Prometheus would take a lock per bucket and
-        counter — and moved into Prometheus every ``flush_every`` requests, at least once a second while
-        requests arrive, and whenever metrics are rendered."""
+        counter — and moved into Prometheus every ``flush_every`` requests, within ``flush_seconds`` of the
+        first unflushed request (a timer on the running event loop, so an idle worker publishes too), and
+        whenever metrics are rendered."""
         route.buckets[bisect_left(route.bounds, seconds)] += 1
         route.total += seconds
         statuses = route.statuses
         statuses[status] = statuses.get(status, 0) + 1
         self._pending_requests += 1
-        if self._pending_requests >= self._flush_every or now >= self._next_flush:
+        if self._pending_requests >= self._flush_every:
+            self.flush()
+        elif not self._timer_armed:
+            self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a synchronous caller): count-based and render-time flushes only
+            return
+        self._timer_armed = True
+        loop.call_later(self._flush_seconds, self._timed_flush)
+
+    def _timed_flush(self) -> None:
+        self._timer_armed = False
+        if self._pending_requests or self._pending:
             self.flush()
 
     def add_source(self, source: Callable[[], Mapping[str, int]]) -> None:
@@ -206,7 +226,6 @@ class Metrics:
     def flush(self) -> None:
         """Move every local tally (latency, statuses, evaluations by reason) into the Prometheus series."""
         self._pending_requests = 0
-        self._next_flush = time.perf_counter() + 1.0
         for route in self._routes.values():
             if route.statuses:
                 buckets = route.latency._buckets

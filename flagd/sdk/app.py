@@ -221,9 +221,8 @@ class SdkApp:
         finally:
             if route.shedding:
                 shedder.release(start)
-            now = time.perf_counter()
-            elapsed = now - start
-            self._metrics.observe(route.metrics, status, elapsed, now)
+            elapsed = time.perf_counter() - start
+            self._metrics.observe(route.metrics, status, elapsed)
             if elapsed > self._slow:
                 _log.warning(
                     "slow request",
@@ -259,8 +258,7 @@ class SdkApp:
         exc.type = "server_error"
         body = route.errors(exc, {"path": ""})
         await send_answer(send, route.shed_status, body, [*JSON, (b"retry-after", str(retry_after).encode())])
-        now = time.perf_counter()
-        self._metrics.observe(route.metrics, route.shed_status, now - start, now)
+        self._metrics.observe(route.metrics, route.shed_status, time.perf_counter() - start)
         self._shed_since_log += 1
         now = time.monotonic()
         if now - self._last_shed_log >= 1.0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -26,9 +27,9 @@ def test_request_latency_and_status_are_recorded_per_route() -> None:
     """Observed requests show up in the histogram (with sub-millisecond buckets) and the status counter."""
     metrics = Metrics()
     flags = metrics.route("flags")
-    metrics.observe(flags, 200, 0.00012, 0.0)
-    metrics.observe(flags, 200, 0.0009, 0.0)
-    metrics.observe(flags, 401, 0.00004, 0.0)
+    metrics.observe(flags, 200, 0.00012)
+    metrics.observe(flags, 200, 0.0009)
+    metrics.observe(flags, 401, 0.00004)
     samples = _samples(metrics.render())
     assert samples[("flagd_requests_total", (("route", "flags"), ("status", "200")))] == 2
     assert samples[("flagd_requests_total", (("route", "flags"), ("status", "401")))] == 1
@@ -65,7 +66,7 @@ def test_snapshot_gauges_come_from_health() -> None:
 def test_two_instances_do_not_share_series() -> None:
     """Each Metrics has its own registry, so building one per app (or per test) never collides."""
     first, second = Metrics(), Metrics()
-    first.observe(first.route("flags"), 200, 0.001, 0.0)
+    first.observe(first.route("flags"), 200, 0.001)
     samples = _samples(second.render())
     assert ("flagd_requests_total", (("route", "flags"), ("status", "200"))) not in samples
 
@@ -77,7 +78,7 @@ _WORKER = textwrap.dedent(
     if sys.argv[2] == "prepare":
         prepare_multiprocess(sys.argv[1])
     m = Metrics()
-    m.observe(m.route("flags"), 200, 0.0002, 0.0)
+    m.observe(m.route("flags"), 200, 0.0002)
     m.flush()
     m.count_evaluations({"condition_match": 5})
     """
@@ -102,17 +103,26 @@ def test_multiprocess_mode_aggregates_every_worker(tmp_path: Path) -> None:
     assert samples[("flagd_flag_evaluations_total", (("reason", "condition_match"),))] == 10
 
 
-def test_observations_are_batched_and_flushed_by_count_and_time() -> None:
-    """Tallies reach Prometheus after flush_every requests or a second, and always on render."""
+def test_observations_are_batched_and_flushed_by_count_and_on_render() -> None:
+    """Tallies reach Prometheus after flush_every requests, and always when rendering."""
     metrics = Metrics(flush_every=3)
     route = metrics.route("flags")
     key = ("flagd_requests_total", (("route", "flags"), ("status", "200")))
-    metrics.observe(route, 200, 0.001, 0.0)
-    metrics.observe(route, 200, 0.001, 0.0)
+    metrics.observe(route, 200, 0.001)
+    metrics.observe(route, 200, 0.001)
     assert _samples(generate_latest(metrics.registry)).get(key) is None
-    metrics.observe(route, 200, 0.001, 0.0)  # third request: count-based flush
+    metrics.observe(route, 200, 0.001)  # third request: count-based flush
     assert _samples(generate_latest(metrics.registry))[key] == 3
-    metrics.observe(route, 200, 0.001, float("inf"))  # a second has passed: time-based flush
-    assert _samples(generate_latest(metrics.registry))[key] == 4
-    metrics.observe(route, 200, 0.001, 0.0)
-    assert _samples(metrics.render())[key] == 5  # render flushes first
+    metrics.observe(route, 200, 0.001)
+    assert _samples(metrics.render())[key] == 4  # render flushes first
+
+
+async def test_an_idle_worker_publishes_within_flush_seconds() -> None:
+    """On an event loop, a lone request reaches Prometheus by itself after flush_seconds, with no traffic."""
+    metrics = Metrics(flush_seconds=0.01)
+    route = metrics.route("flags")
+    key = ("flagd_requests_total", (("route", "flags"), ("status", "200")))
+    metrics.observe(route, 200, 0.001)
+    assert _samples(generate_latest(metrics.registry)).get(key) is None
+    await asyncio.sleep(0.05)
+    assert _samples(generate_latest(metrics.registry))[key] == 1
