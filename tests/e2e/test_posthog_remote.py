@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from posthog import Posthog
 
@@ -204,3 +205,22 @@ def test_distributed_node_serves_the_client(request: pytest.FixtureRequest) -> N
         assert free.get_flag("pro-feature") is False
     finally:
         client.shutdown()
+
+
+def test_two_workers_count_every_request_in_metrics(start_flagd: Callable[..., FlagdServer]) -> None:
+    """With 2 Granian workers, /metrics on any worker adds up every /flags request and evaluation."""
+    server = start_flagd(args=("--workers", "2"))
+    server.create_flag("pro-feature", TARGETED)
+    sent, returned = 40, 0
+    for n in range(sent):  # a fresh connection each time, so both workers get some
+        body = {"api_key": server.project_token, "distinct_id": f"u{n}"}
+        response = httpx.post(f"{server.url}/flags/?v=2", json=body)
+        assert response.status_code == 200
+        returned += len(response.json()["flags"])
+
+    def series(prefix: str) -> float:
+        lines = httpx.get(f"{server.url}/metrics").text.splitlines()
+        return sum(float(line.split()[-1]) for line in lines if line.startswith(prefix))
+
+    assert wait_until(lambda: series('flagd_requests_total{route="flags",status="200"}') == sent, timeout=10)
+    assert series("flagd_flag_evaluations_total{") == returned
