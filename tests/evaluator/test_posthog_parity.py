@@ -1,9 +1,10 @@
 """Local-evaluation parity: for flags in ``sdk_reproducible``, whenever PostHog's own Python SDK can decide a
 flag locally, it decides exactly what flagd decides remotely (enabled and variant).
 
-Known divergences are kept out of the generated data: ``exact`` against the strings "true"/"false" (the SDK
-compares truthiness: "no" equals "false" there), floats whose JSON text the SDK formats differently
-(``1e-07``), regex syntax the two engines read differently, and integers too large for a float.
+Flags that could diverge are kept out of ``sdk_reproducible`` by the engine (``exact`` on "true"/"false",
+which SDKs compare by truthiness; ``negation`` on a flag's own filters; operators SDKs lack). Divergences
+outside flagd's control are kept out of the generated data: floats whose JSON text the SDK formats
+differently (``1e-07``), regex syntax the two engines read differently, integers too large for a float.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ SDK_OPERATORS = [
 ]  # fmt: skip
 KEYS = ["plan", "age", "version", "signup"]
 text = st.sampled_from(
-    ["pro", "Pro", "free", "acme.io", "x@acme.io", "", "a b", "42", "7.5", "1.2.3", "v2.0"]
+    ["pro", "Pro", "free", "acme.io", "x@acme.io", "", "a b", "42", "7.5", "1.2.3", "v2.0", "true", "no"]
 )
 values = st.one_of(
     text,
