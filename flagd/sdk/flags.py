@@ -113,7 +113,11 @@ class FlagsEndpoint:
     ) -> Answer:
         limits = self._limits
         query = parse_query(scope["query_string"])
-        raw = await read_body(receive, headers, limits.max_body_bytes)
+        # The common case (one message, small body) without the read_body coroutine.
+        message = await receive()
+        raw: bytes = message.get("body", b"")
+        if message.get("more_body", False) or len(raw) > limits.max_body_bytes:
+            raw = await read_body(receive, headers, limits.max_body_bytes, first=raw)
         body = decode(_decoder, unwrap(raw, query, headers, limits.max_body_bytes))
         token = body.api_key or body.token or body.dollar_token or query.get("token")
         if not token:

@@ -42,16 +42,24 @@ def parse_query(raw: bytes) -> dict[str, str]:
     return out
 
 
-async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
-    """The whole request body, refusing (413) anything over ``limit`` bytes without buffering past it."""
+async def read_body(
+    receive: Receive, headers: dict[bytes, bytes], limit: int, first: bytes | None = None
+) -> bytes:
+    """The whole request body, refusing (413) anything over ``limit`` bytes without buffering past it.
+
+    ``first``: the body of the first ``http.request`` message when the caller already received it."""
     declared = headers.get(b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body of {int(declared)} bytes is over max_body_bytes={limit}")
-    message = await receive()
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body", False):
-        if len(body) > limit:
-            raise PayloadTooLarge(f"request body is over max_body_bytes={limit}")
+    if first is None:
+        message = await receive()
+        body: bytes = message.get("body", b"")
+        more = message.get("more_body", False)
+    else:
+        body, more = first, True
+    if len(body) > limit:
+        raise PayloadTooLarge(f"request body is over max_body_bytes={limit}")
+    if not more:
         return body
     chunks = [body]
     size = len(body)
