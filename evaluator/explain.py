@@ -49,7 +49,8 @@ class ConditionStep(msgspec.Struct, frozen=True):
     filters_matched: bool
     rollout_percentage: float | None  # None: no rollout limit
     bucketing_id: str | None
-    bucket_value: float | None
+    bucket_value: float | None  # the scheme's rollout value for (flag key, bucketing id), in [0, 1]
+    threshold: float | None  # rollout_percentage / 100: the scheme compares bucket_value with it
     in_rollout: bool | None
     variant_override: str | None
     outcome: str  # match, no_match, out_of_rollout, no_group
@@ -164,6 +165,7 @@ def _condition(
                 None,
                 None,
                 None,
+                None,
                 condition.variant,
                 "no_group",
                 False,
@@ -186,6 +188,7 @@ def _condition(
         condition.rollout,
         bucketing_id,
         value,
+        None if condition.rollout is None else condition.rollout / 100,
         in_rollout,
         condition.variant,
         outcome,

@@ -63,6 +63,7 @@ def test_trace_shows_bucketing_and_the_variant_walk() -> None:
     rollout = trace.conditions[2]
     expected = int(hashlib.sha1(b"checkout.user-7").hexdigest()[:15], 16) / 0xFFFFFFFFFFFFFFF
     assert (trace.bucketing, rollout.bucketing_id, rollout.rollout_percentage) == ("posthog", "user-7", 40)
+    assert rollout.threshold == 0.4
     assert rollout.bucket_value == expected
     assert rollout.in_rollout is (expected <= 0.4)
     if rollout.in_rollout:
