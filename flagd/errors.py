@@ -6,6 +6,7 @@
         ├── Unauthorized     401: the project token or API key is unknown (``authentication_error``)
         ├── Forbidden        403: the key is valid but may not read this project
         ├── NotFound         404: nothing at this path (or the flag is unknown, for OFREP)
+        ├── MethodNotAllowed 405: the path exists but takes another method (``Allow`` says which)
         ├── PayloadTooLarge  413: the body, before or after decompression, is over ``max_body_bytes``
         ├── LimitExceeded    400: a field is over one of ``flagd.limits.Limits`` (the detail names it)
         └── Overloaded       503: shed by ``flagd.shedding.LoadShedder``; carries ``Retry-After``
@@ -64,6 +65,14 @@ class NotFound(RequestRejected):
     code = "not_found"
 
 
+class MethodNotAllowed(RequestRejected):
+    """The path exists but answers another HTTP method."""
+
+    status = 405
+    type = "invalid_request"
+    code = "method_not_allowed"
+
+
 class PayloadTooLarge(RequestRejected):
     """The body is over the byte limit, before or after decompression."""
 
@@ -79,12 +88,14 @@ class LimitExceeded(RequestRejected):
 
 
 class Overloaded(RequestRejected):
-    """The worker shed this request to keep latency low for the ones it admitted."""
+    """The worker shed this request to keep latency low for the ones it admitted (503, or 429 for OFREP,
+    whose providers back off on 429)."""
 
     status = 503
     type = "server_error"
     code = "overloaded"
 
-    def __init__(self, detail: str, *, retry_after: int = 1) -> None:
+    def __init__(self, detail: str, *, retry_after: int = 1, status: int = 503) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+        self.status = status

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 import msgspec
 import structlog
 
-from flagd.errors import RequestRejected
+from flagd.errors import MethodNotAllowed, Overloaded, RequestRejected
 from flagd.limits import Limits
 from flagd.logging import RequestIds
 from flagd.metrics import Metrics
@@ -256,20 +256,18 @@ class SdkApp:
         if scope["method"] == "OPTIONS" and route.preflight:
             await send_answer(send, 204, b"", _PREFLIGHT)
             return
-        exc = RequestRejected(
-            f"{scope['method']} is not allowed here; use {route.method}", code="method_not_allowed"
-        )
-        exc.status = 405
+        exc = MethodNotAllowed(f"{scope['method']} is not allowed here; use {route.method}")
         await send_answer(send, 405, route.errors(exc, scope), [*JSON, (b"allow", route.method.encode())])
 
     async def _shed(self, route: _Route, send: Send, start: float) -> None:
         retry_after = self._shedder.retry_after
         self._metrics.count_shed(route.name)
-        exc = RequestRejected("server is overloaded; retry later", code="overloaded")
-        exc.status = route.shed_status
-        exc.type = "server_error"
+        exc = Overloaded(
+            "server is overloaded; retry later", retry_after=retry_after, status=route.shed_status
+        )
         body = route.errors(exc, {"path": ""})
-        await send_answer(send, route.shed_status, body, [*JSON, (b"retry-after", str(retry_after).encode())])
+        headers = [*JSON, (b"retry-after", str(retry_after).encode())]
+        await send_answer(send, exc.status, body, headers)
         self._metrics.observe(route.metrics, route.shed_status, time.perf_counter() - start)
         self._shed_since_log += 1
         now = time.monotonic()
