@@ -11,7 +11,9 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
+from flagd.admin.access_log import AdminAccessLog
 from flagd.admin.errors import EXCEPTION_HANDLERS
 from flagd.admin.routes import admin_routes
 from flagd.admin.services import AdminServices
@@ -23,4 +25,9 @@ Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
 
 def create_admin_app(lifespan: Lifespan | None = None) -> Starlette:
     """The admin API as a Starlette app (``lifespan`` opens the backend and sets ``app.state.services``)."""
-    return Starlette(routes=admin_routes(), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    return Starlette(
+        routes=admin_routes(),
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[Middleware(AdminAccessLog)],
+        lifespan=lifespan,
+    )

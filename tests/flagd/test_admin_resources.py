@@ -128,3 +128,12 @@ async def test_unknown_admin_path_is_a_json_404(admin: Admin) -> None:
     assert missing.json()["code"] == "not_found"
     wrong = await admin.client.put(admin.flags_url, json={})
     assert wrong.status_code == 405
+
+
+async def test_admin_responses_carry_a_request_id(admin: Admin) -> None:
+    """Every admin answer has X-Request-Id: the client's own when it sent one, else a fresh one."""
+    mine = await admin.client.get(admin.flags_url, headers={"X-Request-Id": "trace-123"})
+    assert mine.headers["x-request-id"] == "trace-123"
+    first = await admin.client.get(admin.flags_url)
+    second = await admin.client.get(admin.flags_url)
+    assert first.headers["x-request-id"] != second.headers["x-request-id"]
