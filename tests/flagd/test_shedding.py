@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 
 import pytest
 
@@ -62,19 +64,29 @@ async def test_admits_again_once_requests_finish() -> None:
     assert shedder.in_flight == 0
 
 
-async def test_standing_queue_enters_overloaded_state_and_leaves_it() -> None:
-    """An interval whose fastest request exceeded the target shrinks admission; a good one restores it."""
-    clock = FakeClock()
-    shedder = LoadShedder(
-        max_in_flight=100, overload_in_flight=2, target_delay=0.01, interval=0.1, clock=clock
-    )
-    # A whole interval of slow requests (each 50 ms).
-    for _ in range(3):
+def _requests(shedder: LoadShedder, clock: FakeClock, took: float, count: int = 3) -> None:
+    """``count`` sequential requests of ``took`` seconds each."""
+    for _ in range(count):
         assert shedder.admit()
         started = clock.now
-        clock.now += 0.05
+        clock.now += took
         shedder.release(started)
+
+
+async def test_standing_queue_enters_overloaded_state_and_leaves_it() -> None:
+    """An interval whose fastest request exceeded the target shrinks admission; good ones restore it."""
+    clock = FakeClock()
+    shedder = LoadShedder(
+        max_in_flight=100,
+        overload_in_flight=2,
+        target_delay=0.01,
+        interval=0.1,
+        clock=clock,
+        chance=lambda: 1.0,
+    )
+    _requests(shedder, clock, 0.05)  # a whole interval of slow (50 ms) requests
     assert shedder.overloaded
+    assert shedder.shed_probability == 0.2
     gate = asyncio.Event()
     admitted: list[bool] = []
     tasks = [asyncio.create_task(_handle(shedder, gate, admitted)) for _ in range(5)]
@@ -82,17 +94,73 @@ async def test_standing_queue_enters_overloaded_state_and_leaves_it() -> None:
     assert admitted.count(True) == 2  # overload_in_flight, not max_in_flight
     gate.set()
     await asyncio.gather(*tasks)
-    # An interval of fast requests (1 ms) ends the overloaded state.
-    clock.now += 0.2
+    # Good intervals (1 ms requests) halve the shed share until it is negligible, then the state ends.
+    shares = []
     for _ in range(3):
-        assert shedder.admit()
-        started = clock.now
-        clock.now += 0.001
-        shedder.release(started)
-    clock.now += 0.2
-    assert shedder.admit()
-    shedder.release(clock.now)
+        clock.now += 0.2
+        _requests(shedder, clock, 0.001, count=2)
+        shares.append(shedder.shed_probability)
+    assert shares == [0.1, 0.05, 0.0]
     assert not shedder.overloaded
+
+
+async def test_shed_share_grows_while_overload_persists() -> None:
+    """Each further bad interval doubles the share of requests shed, up to 95 %."""
+    clock = FakeClock()
+    shedder = LoadShedder(target_delay=0.01, interval=0.1, clock=clock, chance=lambda: 1.0)
+    shares = []
+    for _ in range(5):
+        _requests(shedder, clock, 0.06, count=2)
+        shares.append(shedder.shed_probability)
+    assert shares == [0.2, 0.4, 0.8, 0.95, 0.95]
+
+
+async def test_overloaded_shedder_sheds_about_its_share() -> None:
+    """In the overloaded state, roughly shed_probability of new requests are turned away."""
+    clock = FakeClock()
+    draws = random.Random(7)
+    chance = [lambda: 1.0]  # no random sheds while the overload builds up
+    shedder = LoadShedder(target_delay=0.01, interval=0.1, clock=clock, chance=lambda: chance[0]())
+    for _ in range(2):
+        _requests(shedder, clock, 0.06, count=2)
+    assert shedder.shed_probability == 0.4
+    chance[0] = draws.random
+    outcomes = []
+    for _ in range(2000):
+        ok = shedder.admit()
+        outcomes.append(ok)
+        if ok:
+            shedder.in_flight -= 1  # finished instantly; no delay sample, the verdict stands
+    assert 0.33 < outcomes.count(False) / 2000 < 0.47
+
+
+async def test_event_loop_lag_is_detected_while_requests_stay_fast() -> None:
+    """A backed-up loop (which fast requests cannot see themselves) puts the shedder into overload."""
+    shedder = LoadShedder(target_delay=0.003, interval=0.02, probe_period=0.001)
+
+    def hog() -> None:
+        time.sleep(0.006)  # a 6 ms stall: queued work ahead of every new request
+
+    for _ in range(10):
+        if shedder.overloaded:
+            break
+        assert shedder.admit()  # arms the lag probe
+        shedder.release(shedder.clock())  # each request itself is instant
+        asyncio.get_running_loop().call_soon(hog)
+        await asyncio.sleep(0.001)
+    assert shedder.overloaded
+
+
+async def test_idle_loop_is_not_overloaded() -> None:
+    """Instant requests on an idle loop never trip the shedder, and the probe stops when work stops."""
+    shedder = LoadShedder(target_delay=0.003, interval=0.01, probe_period=0.001)
+    for _ in range(20):
+        assert shedder.admit()
+        shedder.release(shedder.clock())
+        await asyncio.sleep(0.001)
+    await asyncio.sleep(0.01)
+    assert not shedder.overloaded
+    assert not shedder._probe_armed
 
 
 async def test_one_fast_request_in_an_interval_means_no_standing_queue() -> None:
@@ -133,7 +201,8 @@ async def test_real_clock_concurrency_keeps_count_exact() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"max_in_flight": 0}, {"target_delay": 0.0}, {"interval": 0}, {"retry_after": -1}]
+    "kwargs",
+    [{"max_in_flight": 0}, {"target_delay": 0.0}, {"interval": 0}, {"retry_after": -1}, {"probe_period": 0}],
 )
 def test_rejects_nonsense_configuration(kwargs: dict[str, float]) -> None:
     """Invalid limits fail loudly at construction."""
