@@ -60,7 +60,17 @@ def ofrep_error(exc: RequestRejected, scope: Scope) -> bytes:
 
 
 class _Route:
-    __slots__ = ("endpoint", "errors", "method", "metrics", "name", "preflight", "shed_status", "shedding")
+    __slots__ = (
+        "bind",
+        "endpoint",
+        "errors",
+        "method",
+        "metrics",
+        "name",
+        "preflight",
+        "shed_status",
+        "shedding",
+    )
 
     def __init__(
         self,
@@ -73,6 +83,7 @@ class _Route:
         shedding: bool = True,
         shed_status: int = 503,
         preflight: bool = False,
+        bind: bool = False,
     ) -> None:
         self.name = name
         self.method = method
@@ -82,6 +93,7 @@ class _Route:
         self.shedding = shedding
         self.shed_status = shed_status
         self.preflight = preflight
+        self.bind = bind
 
 
 class SdkApp:
@@ -142,11 +154,11 @@ class SdkApp:
         add(("/decide",), _Route("decide", "POST", decide, posthog_error, metrics, preflight=True))
         add(
             ("/flags/definitions", "/api/feature_flag/local_evaluation"),
-            _Route("definitions", "GET", definitions, posthog_error, metrics),
+            _Route("definitions", "GET", definitions, posthog_error, metrics, bind=True),
         )
         add(
             ("/batch", "/capture", "/e", "/i/v0/e"),
-            _Route("events", "POST", events, posthog_error, metrics, preflight=True),
+            _Route("events", "POST", events, posthog_error, metrics, preflight=True, bind=True),
         )
         add(
             ("/ofrep/v1/evaluate/flags",),
@@ -197,7 +209,13 @@ class SdkApp:
         status = 500
         try:
             try:
-                status, body, extra = await route.endpoint(scope, receive, headers, request_id)
+                if route.bind:
+                    # Routes that do I/O bind the id for every log line written below them (the store's too);
+                    # pure in-memory routes skip the contextvar cost and pass it explicitly.
+                    with structlog.contextvars.bound_contextvars(request_id=request_id):
+                        status, body, extra = await route.endpoint(scope, receive, headers, request_id)
+                else:
+                    status, body, extra = await route.endpoint(scope, receive, headers, request_id)
             except RequestRejected as exc:
                 status, body, extra = exc.status, route.errors(exc, scope), JSON
                 _log.debug(

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from structlog.testing import capture_logs
 
@@ -105,3 +106,26 @@ def test_configure_logging_rejects_unknown_values() -> None:
         configure_logging("xml", "info")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="level"):
         configure_logging("json", "loud")
+
+
+async def test_request_id_is_bound_for_log_lines_below_io_routes() -> None:
+    """Lines logged by code running under /flags/definitions (e.g. the key lookup) carry the request id."""
+    import structlog
+
+    from tests.flagd.sdk_support import PERSONAL_A, KeyBook
+
+    class LoggingKeys(KeyBook):
+        async def __call__(self, raw_key: str) -> Any:
+            structlog.get_logger("store").info("key lookup")
+            return await super().__call__(raw_key)
+
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        async with client(make_app(keys=LoggingKeys())) as http:
+            response = await http.get(
+                f"/flags/definitions?token={TOKEN_A}",
+                headers={"Authorization": f"Bearer {PERSONAL_A}", "X-Request-Id": "req-io-1"},
+            )
+    assert response.status_code == 200
+    lookups = [entry for entry in logs if entry["event"] == "key lookup"]
+    assert lookups
+    assert lookups[0]["request_id"] == "req-io-1"
