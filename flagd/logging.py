@@ -7,8 +7,10 @@ asyncpg, ...) is routed through the same renderer so a process writes one format
 
 Request ids: ``RequestIds`` takes the client's ``X-Request-Id`` when it sent a usable one, otherwise makes a
 new UUID-shaped id (a random per-worker prefix plus a counter: unique, and far cheaper than ``uuid4()`` per
-request). The SDK endpoints echo it in the ``X-Request-Id`` response header and in PostHog's ``requestId``,
-and bind it (``request_id=...``) on every log line they write about that request.
+request). The SDK endpoints echo it in the ``X-Request-Id`` response header and in PostHog's ``requestId``.
+Routes that do I/O (definitions, events) bind it with ``structlog.contextvars`` so every line logged below
+them carries ``request_id``; the in-memory hot routes (``/flags``, OFREP) skip that cost and add it to the
+few lines they write themselves.
 """
 
 from __future__ import annotations
