@@ -32,7 +32,7 @@ from flagd.sdk.events import EventsEndpoint
 from flagd.sdk.flags import CORS, FlagsEndpoint
 from flagd.sdk.http import JSON, Answer, Headers, Receive, Scope, Send, send_answer
 from flagd.sdk.probes import Health, Probes
-from flagd.sdk.responses import RecordCache
+from flagd.sdk.responses import RecordCaches
 from flagd.shedding import LoadShedder
 from store.catalog import Catalog
 
@@ -135,7 +135,7 @@ class SdkApp:
         self._sample = limits.log_sample_rate
         self._shed_since_log = 0
         self._last_shed_log = 0.0
-        cache = RecordCache()
+        cache = RecordCaches()
         metrics.add_source(cache.drain)
         flags = FlagsEndpoint("flags", catalog, limits, metrics, cache)
         decide = FlagsEndpoint("decide", catalog, limits, metrics, cache)

@@ -19,7 +19,7 @@ from flagd.limits import Limits
 from flagd.metrics import Metrics
 from flagd.sdk.bodies import check_properties, decode, stringify_id, unwrap
 from flagd.sdk.http import JSON, Answer, Headers, Receive, Scope, parse_query, read_body
-from flagd.sdk.responses import RecordCache, Shape, render, render_disabled, shape_for
+from flagd.sdk.responses import RecordCaches, Shape, render, render_disabled, shape_for
 from store.catalog import Catalog
 
 CORS: Headers = [(b"access-control-allow-origin", b"*")]
@@ -99,7 +99,7 @@ class FlagsEndpoint:
     __slots__ = ("_cache", "_catalog", "_kind", "_limits", "_metrics", "_shapes")
 
     def __init__(
-        self, kind: str, catalog: Catalog, limits: Limits, metrics: Metrics, cache: RecordCache
+        self, kind: str, catalog: Catalog, limits: Limits, metrics: Metrics, cache: RecordCaches
     ) -> None:
         self._kind = kind
         self._catalog = catalog
@@ -143,4 +143,4 @@ class FlagsEndpoint:
                 attr="flag_keys_to_evaluate",
             )
         decisions: dict[str, Decision] = state.snapshot.evaluate(ctx, keys=keys)
-        return 200, render(shape, decisions, self._cache, request_id, now_ms), FLAGS_HEADERS
+        return 200, render(shape, decisions, self._cache.for_state(state), request_id, now_ms), FLAGS_HEADERS

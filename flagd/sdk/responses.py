@@ -27,6 +27,7 @@ from operator import attrgetter
 import msgspec
 
 from evaluator import Decision
+from store.catalog import ProjectState
 
 _encode = msgspec.json.encode
 
@@ -82,7 +83,7 @@ class RecordCache:
 
     __slots__ = ("_alive", "_counts", "_failed", "_plain", "_reason_of", "_reasons", "_size", "_typed")
 
-    def __init__(self, size: int = 200_000) -> None:
+    def __init__(self, size: int = 50_000) -> None:
         self._alive: dict[int, Decision] = {}
         self._plain: dict[int, bytes] = {}
         self._typed: dict[int, bytes] = {}
@@ -143,6 +144,39 @@ class RecordCache:
         failed = self._failed
         # bytes cache their hash, so this is cheap; and usually no flag has ever failed.
         return frags, bool(failed) and not failed.isdisjoint(frags)
+
+
+class RecordCaches:
+    """One ``RecordCache`` per project, tied to the snapshot it was filled from.
+
+    When a project's snapshot is replaced, its cache is dropped with it (after its evaluation tallies are
+    kept), so memory follows the live flags instead of accumulating every past version's decisions."""
+
+    __slots__ = ("_by_project", "_retired", "_size")
+
+    def __init__(self, size: int = 50_000) -> None:
+        self._by_project: dict[int, tuple[object, RecordCache]] = {}
+        self._retired: collections.Counter[str] = collections.Counter()
+        self._size = size
+
+    def for_state(self, state: ProjectState) -> RecordCache:
+        """The cache for this project's current snapshot (a fresh one after a change)."""
+        entry = self._by_project.get(state.project_id)
+        if entry is not None and entry[0] is state.snapshot:
+            return entry[1]
+        if entry is not None:
+            self._retired.update(entry[1].drain())
+        cache = RecordCache(self._size)
+        self._by_project[state.project_id] = (state.snapshot, cache)
+        return cache
+
+    def drain(self) -> dict[str, int]:
+        """Evaluations by reason across every project since the last drain."""
+        out = self._retired
+        self._retired = collections.Counter()
+        for _, cache in self._by_project.values():
+            out.update(cache.drain())
+        return dict(out)
 
 
 _error_of = attrgetter("error")

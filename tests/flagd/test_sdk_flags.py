@@ -367,3 +367,29 @@ async def test_unknown_paths_go_to_the_fallback_app() -> None:
         response = await http.get("/api/projects/")
         assert response.status_code == 404
         assert response.json() == {"fallback": True}
+
+
+async def test_a_new_snapshot_is_served_at_once_and_counts_survive_the_swap() -> None:
+    """After the catalog installs a changed project, /flags answers from it (no stale cached records)."""
+    from store.catalog import build_project_state
+    from tests.flagd.sdk_support import FLAGS_A, SECRET_A, flag, project_data
+
+    catalog = make_catalog()
+    metrics = Metrics()
+    async with client(make_app(catalog, metrics=metrics)) as http:
+        before = (await http.post("/flags?v=2", content=json.dumps(BODY))).json()["flags"]
+        assert before["always-on"]["enabled"] is True
+        changed = [f for f in FLAGS_A if f["key"] != "always-on"] + [
+            {**flag(1, "always-on", [{"properties": [], "rollout_percentage": 0}]), "version": 4}
+        ]
+        assert catalog.install(build_project_state(project_data(1, TOKEN_A, SECRET_A, changed)))
+        after = (await http.post("/flags?v=2", content=json.dumps(BODY))).json()["flags"]
+    assert after["always-on"]["enabled"] is False
+    assert after["always-on"]["metadata"]["version"] == 4
+    text = metrics.render().decode()
+    total = sum(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith("flagd_flag_evaluations_total{")
+    )
+    assert total == len(before) + len(after)
