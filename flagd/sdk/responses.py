@@ -10,11 +10,14 @@ Versions (``v`` query parameter):
 - ``LEGACY`` — ``/flags`` v1 and ``/decide`` v3: ``featureFlags {key: bool|variant}`` +
   ``featureFlagPayloads``.
 - ``ENABLED_ONLY`` — ``/decide`` v2: ``featureFlags`` with only the enabled flags.
-- ``KEYS`` — ``/decide`` v1: ``featureFlags`` is the list of enabled keys. Failed flags are left out of the
-  legacy shapes (clients keep their previous value), and every shape reports ``errorsWhileComputingFlags``.
+- ``KEYS`` — ``/decide`` v1: ``featureFlags`` is the list of enabled keys.
+
+Failed flags are left out of the legacy shapes (clients keep their previous value), and every shape reports
+``errorsWhileComputingFlags``.
 
 The evaluator shares one ``Decision`` object per possible outcome of a flag, so a record's JSON is encoded
-once and then reused by identity (``RecordCache``): rendering 50 flags is a join of 50 cached byte strings.
+once and then reused by identity (``RecordCache``, one per project snapshot, see ``RecordCaches``):
+rendering 50 flags is a join of 50 cached byte strings. The cache also tallies evaluations by reason.
 """
 
 from __future__ import annotations
