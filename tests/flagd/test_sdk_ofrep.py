@@ -160,3 +160,18 @@ async def test_bulk_lists_every_flag_with_etag_and_304() -> None:
     )
     assert changed.status_code == 200
     assert changed.headers["etag"] != etag
+
+
+async def test_context_over_a_limit_is_invalid_context() -> None:
+    """A context with more attributes than max_properties is 400 INVALID_CONTEXT naming the limit."""
+    from flagd.limits import Limits
+
+    async with client(make_app(limits=Limits(max_properties=2))) as http:
+        response = await http.post(
+            f"{URL}/always-on",
+            headers={"Authorization": f"Bearer {TOKEN_A}"},
+            content=json.dumps({"context": {"targetingKey": "u", "a": 1, "b": 2, "c": 3}}),
+        )
+    assert response.status_code == 400
+    assert response.json()["errorCode"] == "INVALID_CONTEXT"
+    assert "max_properties=2" in response.json()["errorDetails"]
