@@ -25,7 +25,8 @@ field                          default      over the limit
 Logging policy (the hot path formats no log line per request by default):
 
 - ``slow_request_seconds`` (0.25): a request slower than this is logged at warning with its route,
-  status, duration and request id.
+  status, duration and request id — at most 10 such lines a second per worker (each says how many were
+  skipped before it), so an overloaded worker does not add a log flood to its load.
 - ``log_sample_rate`` (0.0): the fraction of other successful requests logged at info (an access-log
   sample; 1.0 logs every request, for debugging).
 - Server errors (an unexpected exception → 500) are always logged at error with the traceback; requests

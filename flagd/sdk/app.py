@@ -42,6 +42,7 @@ ErrorRenderer = Callable[[RequestRejected, Scope], bytes]
 
 _encode = msgspec.json.encode
 _log = structlog.get_logger("flagd.sdk")
+_SLOW_LINES_PER_SECOND = 10
 _PREFLIGHT: Headers = [
     *CORS,
     (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
@@ -111,6 +112,9 @@ class SdkApp:
         "_shed_since_log",
         "_shedder",
         "_slow",
+        "_slow_logged",
+        "_slow_skipped",
+        "_slow_window",
         "catalog",
     )
 
@@ -135,6 +139,9 @@ class SdkApp:
         self._sample = limits.log_sample_rate
         self._shed_since_log = 0
         self._last_shed_log = 0.0
+        self._slow_window = 0.0
+        self._slow_logged = 0
+        self._slow_skipped = 0
         cache = RecordCaches()
         metrics.add_source(cache.drain)
         flags = FlagsEndpoint("flags", catalog, limits, metrics, cache)
@@ -254,13 +261,7 @@ class SdkApp:
             elapsed = time.perf_counter() - start
             self._metrics.observe(route.metrics, status, elapsed)
             if elapsed > self._slow:
-                _log.warning(
-                    "slow request",
-                    route=route.name,
-                    status=status,
-                    seconds=round(elapsed, 6),
-                    request_id=request_id,
-                )
+                self._log_slow(route, status, elapsed, request_id)
             elif self._sample and random.random() < self._sample:
                 _log.info(
                     "request",
@@ -269,6 +270,26 @@ class SdkApp:
                     seconds=round(elapsed, 6),
                     request_id=request_id,
                 )
+
+    def _log_slow(self, route: _Route, status: int, elapsed: float, request_id: str) -> None:
+        # At most _SLOW_LINES_PER_SECOND lines: when everything is slow (overload), logging each request
+        # would add load exactly when there is none to spare; the next line says how many were skipped.
+        now = time.monotonic()
+        if now - self._slow_window >= 1.0:
+            self._slow_window, self._slow_logged = now, 0
+        if self._slow_logged >= _SLOW_LINES_PER_SECOND:
+            self._slow_skipped += 1
+            return
+        self._slow_logged += 1
+        skipped, self._slow_skipped = self._slow_skipped, 0
+        _log.warning(
+            "slow request",
+            route=route.name,
+            status=status,
+            seconds=round(elapsed, 6),
+            request_id=request_id,
+            skipped_since_last=skipped,
+        )
 
     async def _wrong_method(self, route: _Route, scope: Scope, send: Send) -> None:
         if scope["method"] == "OPTIONS" and route.preflight:

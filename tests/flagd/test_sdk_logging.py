@@ -129,3 +129,14 @@ async def test_request_id_is_bound_for_log_lines_below_io_routes() -> None:
     lookups = [entry for entry in logs if entry["event"] == "key lookup"]
     assert lookups
     assert lookups[0]["request_id"] == "req-io-1"
+
+
+async def test_slow_request_lines_are_capped_per_second() -> None:
+    """When every request is slow, at most 10 slow-request lines a second are written."""
+    with capture_logs() as logs:
+        async with client(make_app(limits=Limits(slow_request_seconds=0))) as http:
+            for _ in range(25):
+                await http.post("/flags?v=2", content=BODY)
+    slow = [entry for entry in logs if entry["event"] == "slow request"]
+    assert len(slow) == 10
+    assert all(entry["skipped_since_last"] == 0 for entry in slow)
