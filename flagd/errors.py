@@ -9,7 +9,8 @@
         ├── MethodNotAllowed 405: the path exists but takes another method (``Allow`` says which)
         ├── PayloadTooLarge  413: the body, before or after decompression, is over ``max_body_bytes``
         ├── LimitExceeded    400: a field is over one of ``flagd.limits.Limits`` (the detail names it)
-        └── Overloaded       503: shed by ``flagd.shedding.LoadShedder``; carries ``Retry-After``
+        ├── Overloaded       503: shed by ``flagd.shedding.LoadShedder``; carries ``Retry-After``
+        └── NotReady         503: the node has not loaded its flags yet; carries ``Retry-After``
 
 Only the edge (``flagd.sdk``) raises these, while decoding a request; they never escape an endpoint: the
 router turns them into the JSON error shape of the protocol being spoken (PostHog or OFREP).
@@ -99,3 +100,15 @@ class Overloaded(RequestRejected):
         super().__init__(detail)
         self.retry_after = retry_after
         self.status = status
+
+
+class NotReady(RequestRejected):
+    """The node has not loaded its catalog yet, so it cannot tell a valid token from an invalid one."""
+
+    status = 503
+    type = "server_error"
+    code = "not_ready"
+
+    def __init__(self, detail: str, *, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

@@ -225,6 +225,9 @@ class SdkApp:
                     status, body, extra = await route.endpoint(scope, receive, headers, request_id)
             except RequestRejected as exc:
                 status, body, extra = exc.status, route.errors(exc, scope), JSON
+                retry_after = getattr(exc, "retry_after", None)
+                if retry_after is not None:
+                    extra = [*JSON, (b"retry-after", str(retry_after).encode())]
                 _log.debug(
                     "request rejected",
                     route=route.name,

@@ -24,6 +24,7 @@ from cachetools import TTLCache
 from flagd.errors import BadRequest, Forbidden, Unauthorized
 from flagd.limits import Limits
 from flagd.sdk.http import JSON, Answer, Receive, Scope, parse_query
+from flagd.sdk.projects import project_for
 from store.catalog import Catalog, ProjectState
 from store.records import ApiKey
 
@@ -102,9 +103,7 @@ class DefinitionsEndpoint:
                 code="authentication_required",
             )
         token = parse_query(scope["query_string"]).get("token")
-        state = self._catalog.by_token(token) if token else None
-        if token and state is None:
-            raise Unauthorized("Project API key (token) invalid.")
+        state = project_for(self._catalog, token, "Project API key (token) invalid.") if token else None
         if state is None or not is_project_secret(secret, state):
             key = await self._keys.lookup(secret)
             if key is None:

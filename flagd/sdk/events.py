@@ -18,6 +18,7 @@ from flagd.errors import BadRequest, LimitExceeded, Unauthorized
 from flagd.limits import Limits
 from flagd.sdk.bodies import decode, unwrap
 from flagd.sdk.http import JSON, Answer, Headers, Receive, Scope, parse_query, read_body
+from flagd.sdk.projects import project_for
 from store.catalog import Catalog
 
 _decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
@@ -106,8 +107,7 @@ class EventsEndpoint:
         token = _token_of(payload, events, query)
         if not token:
             raise Unauthorized("No project API key was provided: send it as api_key in the body.")
-        if self._catalog.by_token(token) is None:
-            raise Unauthorized("Project API key invalid.")
+        project_for(self._catalog, token, "Project API key invalid.")
         if len(events) > limits.max_batch_events:
             raise LimitExceeded(
                 f"batch has {len(events)} events; the limit is max_batch_events={limits.max_batch_events}",

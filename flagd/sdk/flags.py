@@ -19,6 +19,7 @@ from flagd.limits import Limits
 from flagd.metrics import Metrics
 from flagd.sdk.bodies import check_properties, decode, stringify_id, unwrap
 from flagd.sdk.http import JSON, Answer, Headers, Receive, Scope, parse_query, read_body
+from flagd.sdk.projects import project_for
 from flagd.sdk.responses import RecordCaches, Shape, render, render_disabled, shape_for
 from store.catalog import Catalog
 
@@ -122,11 +123,11 @@ class FlagsEndpoint:
         token = body.api_key or body.token or body.dollar_token or query.get("token")
         if not token:
             raise Unauthorized("No project API key was provided: send it as api_key (or token) in the body.")
-        state = self._catalog.by_token(token)
-        if state is None:
-            raise Unauthorized(
-                "Project API key invalid. You can find your project API key in flagd's admin API."
-            )
+        state = project_for(
+            self._catalog,
+            token,
+            "Project API key invalid. You can find your project API key in flagd's admin API.",
+        )
         ctx = context_from(body, limits)
         version = _version(query)
         shape = self._shapes.get(version)

@@ -32,6 +32,7 @@ from flagd.metrics import Metrics
 from flagd.sdk.bodies import check_properties, stringify_id
 from flagd.sdk.definitions import bearer
 from flagd.sdk.http import JSON, Answer, Receive, Scope, read_body
+from flagd.sdk.projects import project_for
 from store.catalog import Catalog, ProjectState
 
 PREFIX = "/ofrep/v1/evaluate/flags/"
@@ -125,10 +126,7 @@ class OfrepEndpoint:
             token = raw.decode("latin-1").strip() if raw else None
         if not token:
             raise Unauthorized("Send the project token as 'Authorization: Bearer <token>' or X-API-Key.")
-        state = self._catalog.by_token(token)
-        if state is None:
-            raise Unauthorized("Project token invalid.")
-        return state
+        return project_for(self._catalog, token, "Project token invalid.")
 
     def _context(self, raw: bytes) -> Context:
         limits = self._limits

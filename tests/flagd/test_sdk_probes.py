@@ -106,3 +106,30 @@ async def test_lifespan_goes_to_the_fallback() -> None:
 
     await app({"type": "lifespan"}, receive, send)
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+async def test_before_the_catalog_loads_tokens_get_503_not_401() -> None:
+    """Until the node has loaded its flags, unknown tokens get 503 + Retry-After, not 401; then 401."""
+    from store.catalog import Catalog
+
+    catalog = Catalog()
+    body = json.dumps({"api_key": TOKEN_A, "distinct_id": "u"})
+    async with client(make_app(catalog)) as http:
+        answers = [
+            await http.post("/flags?v=2", content=body),
+            await http.post(
+                "/batch/",
+                content=json.dumps({"api_key": TOKEN_A, "batch": [{"event": "x", "distinct_id": "u"}]}),
+            ),
+            await http.get(f"/flags/definitions?token={TOKEN_A}", headers={"Authorization": "Bearer phs_x"}),
+            await http.post(
+                "/ofrep/v1/evaluate/flags/x",
+                headers={"Authorization": f"Bearer {TOKEN_A}"},
+                content=b'{"context": {"targetingKey": "u"}}',
+            ),
+        ]
+        for answer in answers:
+            assert answer.status_code == 503, answer.text
+            assert answer.headers["retry-after"] == "1"
+        catalog.replace_all({})
+        assert (await http.post("/flags?v=2", content=body)).status_code == 401
