@@ -127,3 +127,35 @@ async def test_keys_are_listed_without_their_secret(admin: Admin) -> None:
     listing = await admin.client.get(f"/api/projects/{admin.project_id}/api_keys/")
     assert key not in listing.text
     assert any(key.startswith(k["key_prefix"]) for k in listing.json()["results"])
+
+
+async def test_authenticator_caches_lookups_until_invalidated(tmp_path: Path) -> None:
+    """Repeated checks of one key reach the repository once per TTL; invalidate() forces a fresh lookup."""
+    from flagd.auth import Authenticator
+    from store.embedded import EmbeddedBackend
+    from store.records import ApiKey
+
+    backend = await EmbeddedBackend.open(tmp_path / "auth.db")
+    try:
+        created = await backend.repository.create_api_key(
+            label="x", scope="read", project_id=None, actor="test"
+        )
+        lookups: list[str] = []
+
+        async def counted(raw: str) -> ApiKey | None:
+            lookups.append(raw)
+            return await backend.repository.authenticate(raw)
+
+        authenticate = Authenticator(counted, ttl=60)
+        assert (await authenticate(created.raw_key)) is not None
+        assert (await authenticate(created.raw_key)) is not None
+        assert await authenticate("phx_unknown_key_000000000000") is None
+        assert await authenticate("phx_unknown_key_000000000000") is None
+        assert len(lookups) == 2
+        await backend.repository.revoke_api_key(created.api_key.id, actor="test")
+        assert (await authenticate(created.raw_key)) is not None  # still cached
+        authenticate.invalidate()
+        assert await authenticate(created.raw_key) is None
+        assert len(lookups) == 3
+    finally:
+        await backend.close()
