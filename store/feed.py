@@ -11,12 +11,13 @@ past it, or Redis lost its data) and reloads everything instead of following.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Any, Literal
 
 import msgspec
 
-__all__ = ["Backoff", "Change", "FeedEntry", "FeedOp"]
+__all__ = ["Backoff", "Change", "FeedEntry", "FeedOp", "raise_if_cancelling"]
 
 EntityType = Literal["flag", "cohort", "project"]
 FeedOp = Literal["upsert", "delete", "reload"]
@@ -75,3 +76,11 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
+
+
+def raise_if_cancelling() -> None:
+    """Re-raise a cancellation that a client library swallowed (turned into a connection error, or lost in
+    a timeout race on Python 3.11): a task asked to stop must stop, not reconnect forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
