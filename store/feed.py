@@ -13,14 +13,24 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import msgspec
 
-__all__ = ["Backoff", "Change", "FeedEntry", "FeedOp", "raise_if_cancelling"]
+if TYPE_CHECKING:
+    from store.catalog import ProjectData
+
+__all__ = ["Backoff", "Change", "FeedEntry", "FeedOp", "ProjectSource", "raise_if_cancelling"]
 
 EntityType = Literal["flag", "cohort", "project"]
 FeedOp = Literal["upsert", "delete", "reload"]
+
+
+class ProjectSource(Protocol):
+    """Where whole projects are read from PostgreSQL (``PostgresRepository`` satisfies it): the syncer's full
+    resync and reconciliation, and nodes starting while Redis is down."""
+
+    async def load_projects(self) -> list[ProjectData]: ...
 
 
 class Change(msgspec.Struct, frozen=True):

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs shipped; pyproject has no override
 import msgspec
@@ -30,7 +30,7 @@ import structlog
 
 from store.catalog import ProjectData
 from store.errors import StoreUnavailable
-from store.feed import Backoff, Change, raise_if_cancelling
+from store.feed import Backoff, Change, ProjectSource, raise_if_cancelling
 from store.redis_store import APPLIED, COMMITTED, CURSOR_LOST, RedisFlagStore
 
 __all__ = ["CHANNEL", "SYNCER_LOCK", "ProjectSource", "SyncStats", "Syncer", "project_fingerprint"]
@@ -59,12 +59,6 @@ _RETRYABLE: tuple[type[Exception], ...] = (
     TimeoutError,
     _ConnectionLostError,
 )
-
-
-class ProjectSource(Protocol):
-    """Where a full resync reads projects from (``PostgresRepository`` satisfies it)."""
-
-    async def load_projects(self) -> list[ProjectData]: ...
 
 
 class SyncStats(msgspec.Struct):

@@ -108,10 +108,12 @@ async def pg_flags(repo: PostgresRepository, project_id: int) -> dict[str, bool]
 
 
 @contextlib.asynccontextmanager
-async def stream_env(database_url: str, redis_url: str) -> AsyncIterator[StreamEnv]:
+async def stream_env(
+    database_url: str, redis_url: str, *, socket_timeout: float = 2.0
+) -> AsyncIterator[StreamEnv]:
     await migrate(database_url)
     repo = await PostgresRepository.connect(database_url)
-    store = RedisFlagStore(redis_url)
+    store = RedisFlagStore(redis_url, socket_timeout=socket_timeout)
     env = StreamEnv(database_url, redis_url, repo, store)
     try:
         yield env
