@@ -16,8 +16,9 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+import msgspec
 import structlog
 from starlette.applications import Starlette
 
@@ -32,6 +33,12 @@ from store.catalog import Catalog
 from store.embedded import EmbeddedBackend
 from store.protocols import AdminRepository
 from store.records import ApiKey
+
+if TYPE_CHECKING:
+    from store.node import NodeFollower
+    from store.postgres import PostgresRepository
+    from store.redis_store import RedisFlagStore
+    from store.syncer import Syncer
 
 _log = structlog.get_logger("flagd.app")
 
@@ -77,7 +84,13 @@ class EmbeddedMode:
 class DistributedMode:
     """PostgreSQL (admin writes) + Redis (flag store and change feed) + a node follower (+ a syncer)."""
 
-    def __init__(self, repository: Any, store: Any, follower: Any, syncer: Any | None) -> None:
+    def __init__(
+        self,
+        repository: PostgresRepository,
+        store: RedisFlagStore,
+        follower: NodeFollower,
+        syncer: Syncer | None,
+    ) -> None:
         self._repository = repository
         self._store = store
         self._follower = follower
@@ -86,17 +99,18 @@ class DistributedMode:
 
     @property
     def repository(self) -> AdminRepository:
-        repository: AdminRepository = self._repository
-        return repository
+        return self._repository
 
-    def start_syncer(self) -> None:
+    async def start(self) -> None:
+        """Start the syncer contender (if any), load the catalog, then follow the change feed."""
         if self._syncer is not None:
             self._tasks.append(asyncio.create_task(self._syncer.run(), name="flagd-syncer"))
+        await self._follower.start()
+        self._tasks.append(asyncio.create_task(self._follower.run(), name="flagd-node-follower"))
 
     def health(self) -> dict[str, Any]:
-        status = self._follower.status
-        health: dict[str, Any] = dict(status) if isinstance(status, dict) else _struct_dict(status)
-        health.setdefault("ready", bool(health.get("loaded")))
+        health: dict[str, Any] = msgspec.structs.asdict(self._follower.status)
+        health["ready"] = bool(health["loaded"])
         health["mode"] = "distributed"
         if self._syncer is not None:
             health["syncer"] = self._syncer.status
@@ -108,18 +122,10 @@ class DistributedMode:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        with contextlib.suppress(Exception):
-            await self._follower.close()
-        with contextlib.suppress(Exception):
+        try:
             await self._store.close()
-        await self._repository.close()
-
-
-def _struct_dict(status: Any) -> dict[str, Any]:
-    import msgspec
-
-    result: dict[str, Any] = msgspec.to_builtins(status)
-    return result
+        finally:
+            await self._repository.close()
 
 
 async def open_backend(settings: Settings, catalog: Catalog) -> Backend:
@@ -139,7 +145,6 @@ async def open_backend(settings: Settings, catalog: Catalog) -> Backend:
             raise
         return EmbeddedMode(backend)
     from store.node import NodeFollower
-
     from store.postgres import PostgresRepository
     from store.redis_store import RedisFlagStore
     from store.syncer import Syncer
@@ -156,8 +161,7 @@ async def open_backend(settings: Settings, catalog: Catalog) -> Backend:
     follower = NodeFollower(store, catalog, fallback=repository)
     mode = DistributedMode(repository, store, follower, syncer)
     try:
-        mode.start_syncer()
-        await follower.start()
+        await mode.start()
     except BaseException:
         await mode.close()
         raise

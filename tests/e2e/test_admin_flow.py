@@ -111,11 +111,10 @@ def test_flags_keep_serving_while_postgresql_is_down(
     wait_until(lambda: _enabled(server, "resilient") is True, timeout=5)
     own_postgres.stop()
     assert _enabled(server, "resilient") is True
-    down = server.admin(
-        "POST", f"/api/projects/{server.project_id}/feature_flags/", json={"key": "later"}, expect=503
-    )
+    url = f"/api/projects/{server.project_id}/feature_flags/"
+    body = {"key": "later", "filters": {"groups": [{"properties": [], "rollout_percentage": 100}]}}
+    down = server.admin("POST", url, json=body, expect=503)
     assert down["code"] == "store_unavailable"
     own_postgres.start()
-    url = f"/api/projects/{server.project_id}/feature_flags/"
-    wait_until(lambda: server.request("POST", url, json={"key": "later"}).status_code == 201, timeout=15)
+    wait_until(lambda: server.request("POST", url, json=body).status_code == 201, timeout=15)
     wait_until(lambda: _enabled(server, "later") is True, timeout=10)
