@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -118,3 +121,27 @@ def test_flags_keep_serving_while_postgresql_is_down(
     own_postgres.start()
     wait_until(lambda: server.request("POST", url, json=body).status_code == 201, timeout=15)
     wait_until(lambda: _enabled(server, "later") is True, timeout=10)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_separate_sync_process_feeds_nodes_without_syncers(
+    start_flagd: Callable[..., FlagdServer], tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    """With FLAGD_SYNCER=0 on two workers, a separate `flagd sync` process carries edits to them."""
+    env = {**distributed_env(tmp_path, database_url, redis_url), "FLAGD_SYNCER": "0"}
+    syncer = subprocess.Popen(
+        [sys.executable, "-m", "flagd", "sync"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        server = start_flagd(env=env, args=("--workers", "2"))
+        flag = server.create_flag("via-sync")
+        wait_until(lambda: all(_enabled(server, "via-sync", f"u{i}") is True for i in range(6)), timeout=10)
+        server.update_flag(flag, active=False)
+        wait_until(lambda: all(_enabled(server, "via-sync", f"u{i}") is False for i in range(6)), timeout=10)
+        health = httpx.get(f"{server.url}/readyz", timeout=5).json()
+        assert "syncer" not in health
+    finally:
+        syncer.send_signal(signal.SIGTERM)
+        _, err = syncer.communicate(timeout=10)
+    assert syncer.returncode == 0, err.decode()
