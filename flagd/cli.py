@@ -97,6 +97,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings.log_format, settings.log_level)
     try:
         result = asyncio.run(_bootstrap(settings))
+    except StoreUnavailable:
+        raise
     except StoreError as exc:
         hint = " (has the database been migrated? run: flagd migrate)" if settings.distributed else ""
         raise StoreError(f"{exc}{hint}") from exc

@@ -326,3 +326,20 @@ def test_compose_file_runs_migrate_then_two_nodes() -> None:
 
     settings = Settings.from_env(defaults)  # the compose environment is a valid configuration
     assert settings.distributed is True
+
+
+@pytest.mark.integration
+def test_serve_on_an_unmigrated_database_says_to_migrate(
+    database_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """serve refuses to start on an empty database (exit 1) and tells the user to run flagd migrate."""
+    monkeypatch.setenv("FLAGD_DATABASE_URL", database_url)
+    monkeypatch.setenv("FLAGD_REDIS_URL", redis_url)
+    assert main(["serve", "--port", "1"]) == 1
+    assert "flagd migrate" in capsys.readouterr().err
+
+
+def test_serve_rejects_a_bad_port_option(embedded_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An out-of-range --port is a usage error naming the option."""
+    assert main(["serve", "--port", "70000"]) == 2
+    assert "--port" in capsys.readouterr().err
