@@ -65,16 +65,18 @@ class EmbeddedMode:
         return self._backend.repository
 
     def health(self) -> dict[str, Any]:
+        """The same fields as the distributed node status (``store.node.NodeStatus``), plus ready/mode."""
         catalog = self._backend.catalog
         return {
             "ready": catalog.loaded,
             "mode": "embedded",
-            "source": "sqlite",
+            "loaded": catalog.loaded,
             "version": catalog.version,
-            "projects": sum(1 for _ in catalog.projects()),
+            "source": "sqlite",
             "stale": self._backend.last_error is not None,
+            "lag_seconds": 0.0,
             "last_error": self._backend.last_error,
-            "lag": 0.0,
+            "projects": sum(1 for _ in catalog.projects()),
         }
 
     async def close(self) -> None:

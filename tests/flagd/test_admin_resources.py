@@ -137,3 +137,14 @@ async def test_admin_responses_carry_a_request_id(admin: Admin) -> None:
     first = await admin.client.get(admin.flags_url)
     second = await admin.client.get(admin.flags_url)
     assert first.headers["x-request-id"] != second.headers["x-request-id"]
+
+
+async def test_readyz_reports_the_embedded_catalog(admin: Admin) -> None:
+    """/readyz is 200 once the catalog is loaded, and its version follows admin writes."""
+    before = (await admin.client.get("/readyz")).json()
+    assert before["ready"] is True
+    assert before["mode"] == "embedded"
+    await admin.create_flag("bump")
+    after = (await admin.client.get("/readyz")).json()
+    assert after["version"] > before["version"]
+    assert after["projects"] == 1
