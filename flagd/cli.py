@@ -94,7 +94,6 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if "workers" in overrides and overrides["workers"] < 1:
         raise UsageError("--workers: expected at least 1")
     settings = settings.replace(demo=settings.demo or args.demo, **overrides)
-    configure_logging(settings.log_format, settings.log_level)
     try:
         result = asyncio.run(_bootstrap(settings))
     except StoreUnavailable:
@@ -108,6 +107,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         directory = settings.metrics_dir or Path(tempfile.mkdtemp(prefix="flagd-metrics-"))
         prepare_multiprocess(directory)
         settings = settings.replace(metrics_dir=directory)
+    configure_logging(settings.log_format, settings.log_level)
     # Workers are separate processes: they rebuild the same settings from the environment.
     os.environ.update(settings.to_env())
     server = Granian(
