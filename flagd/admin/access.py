@@ -53,6 +53,7 @@ async def project_caller(request: Request, *, write: bool | None = None) -> tupl
         raise forbidden(f"this API key has no access to project {project_id}")
     if wants_write and not who.key.allows(project_id, write=True):
         raise forbidden("this API key is read-only")
+    await who.services.repository.get_project(project_id)  # 404 for a project that does not exist
     return who, project_id
 
 

@@ -30,7 +30,6 @@ async def list_cohorts(request: Request) -> Response:
 async def create_cohort(request: Request) -> Response:
     who, project_id = await project_caller(request)
     body = await read_json(request, who.services.max_body_bytes)
-    await who.services.repository.get_project(project_id)
     cohort = await who.services.repository.create_cohort(project_id, body, actor=who.actor)
     return cohort_response(cohort, status=201)
 

@@ -41,7 +41,6 @@ async def list_flags(request: Request) -> Response:
 async def create_flag(request: Request) -> Response:
     who, project_id = await project_caller(request)
     body = await read_json(request, who.services.max_body_bytes)
-    await who.services.repository.get_project(project_id)
     flag = await who.services.repository.create_flag(project_id, body, actor=who.actor)
     return flag_response(flag, status=201)
 

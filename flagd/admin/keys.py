@@ -37,7 +37,6 @@ async def create_key(request: Request) -> Response:
     scope = body.get("scope", "read")
     if scope not in ("read", "write"):
         raise invalid("scope", "must be 'read' or 'write'")
-    await who.services.repository.get_project(project_id)
     created = await who.services.repository.create_api_key(
         label=label, scope=scope, project_id=project_id, actor=who.actor
     )

@@ -159,3 +159,11 @@ async def test_authenticator_caches_lookups_until_invalidated(tmp_path: Path) ->
         assert len(lookups) == 3
     finally:
         await backend.close()
+
+
+async def test_unknown_project_is_404(admin: Admin) -> None:
+    """A key that reaches every project still gets 404 for a project id that does not exist."""
+    for path in ("/api/projects/999/", "/api/projects/999/feature_flags/", "/api/projects/999/audit_log/"):
+        assert (await admin.client.get(path)).status_code == 404, path
+    created = await admin.client.post("/api/projects/999/feature_flags/", json={"key": "orphan"})
+    assert created.status_code == 404
