@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -103,8 +104,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         raise StoreError(f"{exc}{hint}") from exc
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host  # noqa: S104
     print(result.banner(f"http://{host}:{settings.port}"), flush=True)
+    temporary: Path | None = None
     if settings.workers > 1:
-        directory = settings.metrics_dir or Path(tempfile.mkdtemp(prefix="flagd-metrics-"))
+        if settings.metrics_dir is None:
+            temporary = Path(tempfile.mkdtemp(prefix="flagd-metrics-"))
+        directory = settings.metrics_dir or temporary
+        assert directory is not None
         prepare_multiprocess(directory)
         settings = settings.replace(metrics_dir=directory)
     configure_logging(settings.log_format, settings.log_level)
@@ -124,7 +129,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         websockets=False,
         backlog=2048,
     )
-    server.serve()
+    try:
+        server.serve()
+    finally:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
     return 0
 
 
