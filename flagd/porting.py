@@ -7,7 +7,8 @@ unless they say otherwise, so every user stays in the bucket PostHog gave them.
 
 Ids are the source system's: an imported flag depending on another imported flag by id is rewritten to
 depend on it by key, and cohort references are rewritten to the cohorts created by the import. Flags are
-written in dependency order; a flag whose key exists already is updated instead of duplicated.
+written in dependency order; a flag whose key exists already is updated instead of duplicated. Group types
+the project does not have yet are added from the document's ``group_type_mapping``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class ImportReport:
     updated: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # deleted in the source
     cohorts_created: int = 0
+    group_types_added: dict[str, str] = field(default_factory=dict)
     failed: dict[str, list[Issue]] = field(default_factory=dict)
 
     @property
@@ -145,6 +147,7 @@ async def import_flags(
     live = [f for f in document.flags if not f.get("deleted")]
     report.skipped = [f["key"] for f in document.flags if f.get("deleted")]
     flag_ids = {str(f["id"]): f["key"] for f in live if "id" in f}
+    await _merge_group_types(repository, project_id, document.group_type_mapping, actor=actor, report=report)
     cohort_ids: dict[str, int] = {}
     for source_id, body in document.cohorts.items():
         filters = body if "properties" in body else {"properties": body}
@@ -173,6 +176,24 @@ async def import_flags(
         except (Conflict, NotFound) as exc:
             report.failed[key] = [Issue(path="", message=str(exc))]
     return report
+
+
+async def _merge_group_types(
+    repository: AdminRepository,
+    project_id: int,
+    mapping: Mapping[str, str],
+    *,
+    actor: str,
+    report: ImportReport,
+) -> None:
+    """Add the document's group types the project lacks (existing indexes keep their names)."""
+    if not mapping:
+        return
+    current = dict((await repository.get_project(project_id)).group_type_mapping)
+    added = {index: name for index, name in mapping.items() if index not in current}
+    if added:
+        await repository.update_project(project_id, actor=actor, group_type_mapping={**current, **added})
+        report.group_types_added = added
 
 
 async def export_flags(repository: AdminRepository, project_id: int) -> dict[str, Any]:

@@ -61,9 +61,18 @@ SOURCE = {
             },
         },
         {"id": 104, "key": "gone", "active": True, "deleted": True, "filters": {"groups": []}},
+        {
+            "id": 105,
+            "key": "for-companies",
+            "active": True,
+            "filters": {
+                "aggregation_group_type_index": 0,
+                "groups": [{"properties": [], "rollout_percentage": 100}],
+            },
+        },
     ],
     "cohorts": {"55": {"type": "OR", "values": [{"key": "plan", "type": "person", "value": "pro"}]}},
-    "group_type_mapping": {},
+    "group_type_mapping": {"0": "company"},
 }
 
 
@@ -119,10 +128,10 @@ def test_import_then_export_round_trips(
     source.write_text(json.dumps(SOURCE))
     assert main(["import", str(source)]) == 0
     out = capsys.readouterr().out
-    assert "3 created" in out
+    assert "4 created" in out
     assert "1 skipped" in out
     stored = _flags_in(embedded_env)
-    assert set(stored) == {"base", "needs-base", "pros"}
+    assert set(stored) == {"base", "needs-base", "pros", "for-companies"}
     assert {f["bucketing"] for f in stored.values()} == {"posthog"}
     dependency = stored["needs-base"]["filters"]["groups"][0]["properties"][0]
     assert dependency["key"] == "base"  # the source id was rewritten to the key
@@ -132,10 +141,10 @@ def test_import_then_export_round_trips(
     exported = tmp_path / "exported.json"
     assert main(["export", "-o", str(exported)]) == 0
     first = json.loads(exported.read_text())
-    assert _comparable(first["flags"]) == _comparable(
-        [{**f, "bucketing": "posthog"} for f in SOURCE["flags"][:3]]
-    )
+    live_source = [{"name": "", **f, "bucketing": "posthog"} for f in SOURCE["flags"] if not f.get("deleted")]
+    assert _comparable(first["flags"]) == _comparable(live_source)
     assert len(first["cohorts"]) == 1
+    assert first["group_type_mapping"] == {"0": "company"}  # added to the project by the import
 
     monkeypatch.setenv("FLAGD_DATA_PATH", str(tmp_path / "second.db"))
     assert main(["import", str(exported)]) == 0
@@ -267,7 +276,7 @@ def test_import_export_on_postgresql(
     exported = tmp_path / "out.json"
     assert main(["export", "-o", str(exported)]) == 0
     flags = json.loads(exported.read_text())["flags"]
-    assert sorted(f["key"] for f in flags) == ["base", "needs-base", "pros"]
+    assert sorted(f["key"] for f in flags) == ["base", "for-companies", "needs-base", "pros"]
 
 
 ROOT = Path(__file__).resolve().parents[2]
