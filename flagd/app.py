@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -173,13 +172,12 @@ async def open_backend(settings: Settings, catalog: Catalog) -> Backend:
 class _Runtime:
     """The per-app holder the lifespan fills; the SDK app's callbacks read through it."""
 
-    __slots__ = ("backend", "catalog", "settings", "started_at")
+    __slots__ = ("backend", "catalog", "settings")
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.catalog = Catalog()
         self.backend: Backend | None = None
-        self.started_at = time.time()
 
     async def authenticate(self, raw_key: str) -> ApiKey | None:
         if self.backend is None:
