@@ -126,6 +126,10 @@ class NodeFollower:
                 if not self.catalog.loaded:
                     await self._load_fallback()
                 await asyncio.sleep(self._backoff.next_delay())
+            except Exception as exc:  # never stop following: keep serving, log loudly, reload and go on
+                _log.exception("node.unexpected_error")
+                self._failed(StoreUnavailable(f"{type(exc).__name__}: {exc}"))
+                await asyncio.sleep(self._backoff.next_delay())
 
     # Work ----------------------------------------------------------------------------------------------
     async def _reload_from_redis(self) -> bool:

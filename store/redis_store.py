@@ -14,6 +14,8 @@ global keys share ``{g}``, so every script touches one Redis Cluster slot::
     flagd:{g}:tokens         hash   public project token -> project id
     flagd:{g}:cursor         string the seq up to which the syncer has applied and published the change_log.
                                     Its absence means Redis lost its data (or was never filled): full resync.
+    flagd:{g}:resync         string token of the full resync in progress; the cursor is set at its end only
+                                    if the token survived (no flush while the projects were being rewritten)
     flagd:{g}:feed           stream the change feed the nodes follow (MAXLEN ~ trimmed); one entry per change,
                                     each naming the previous entry (``prev``) so followers detect gaps
 
@@ -30,6 +32,7 @@ Redis errors are translated once, here: ``StoreTimeout`` for timeouts, ``StoreUn
 from __future__ import annotations
 
 import contextlib
+import secrets
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -110,6 +113,20 @@ return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'prev', prev, 's
                   'committed', ARGV[8])
 """
 
+# KEYS: cursor, resync token, feed.  ARGV: token, seq, maxlen.  Ends a full resync: sets the cursor and
+# publishes a "reload everything" entry, unless Redis was flushed since the resync began (token gone).
+_FINISH_RESYNC = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[2])
+local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+local prev = '0-0'
+if last[1] then prev = last[1][1] end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'prev', prev, 'seq', ARGV[2], 'project', 0,
+           'op', 'reload', 'type', 'project', 'id', 0, 'version', ARGV[2], 'committed', 0)
+return 1
+"""
+
 # KEYS: cursor, feed.  ARGV: expected cursor, new cursor, maxlen, then 7 fields per entry.
 _COMMIT = """
 local cur = redis.call('GET', KEYS[1])
@@ -173,9 +190,11 @@ class RedisFlagStore:
         self._replace = self._redis.register_script(_REPLACE)
         self._publish_one = self._redis.register_script(_PUBLISH_ONE)
         self._commit = self._redis.register_script(_COMMIT)
+        self._finish_resync = self._redis.register_script(_FINISH_RESYNC)
         g = f"{prefix}:{{g}}"
         self.projects_key, self.tokens_key = f"{g}:projects", f"{g}:tokens"
         self.cursor_key, self.feed_key = f"{g}:cursor", f"{g}:feed"
+        self.resync_key = f"{g}:resync"
 
     # Keys ----------------------------------------------------------------------------------------------
     def project_keys(self, project_id: int) -> tuple[str, str, str, str, str]:
@@ -261,11 +280,25 @@ class RedisFlagStore:
         with _translated("committing the cursor"):
             return int(await self._commit(keys=[self.cursor_key, self.feed_key], args=args))
 
+    async def begin_resync(self) -> str:
+        """Mark the start of a full resync; pass the returned token to ``finish_resync``."""
+        token = secrets.token_hex(8)
+        with _translated("starting a resync"):
+            await self._redis.set(self.resync_key, token)
+        return token
+
+    async def finish_resync(self, token: str, seq: int) -> bool:
+        """Set the cursor to ``seq`` and tell every follower to reload everything, unless Redis lost its data
+        since ``begin_resync`` (then False: some rewritten projects may be gone; resync again)."""
+        with _translated("finishing a resync"):
+            done = await self._finish_resync(
+                keys=[self.cursor_key, self.resync_key, self.feed_key], args=[token, seq, self.feed_maxlen]
+            )
+        return bool(done)
+
     async def reset_cursor(self, seq: int) -> None:
-        """Set the cursor after a full resync and tell every follower to reload everything."""
-        with _translated("resetting the cursor"):
-            await self._redis.set(self.cursor_key, seq)
-        await self.publish_reload(0, seq)
+        """Set the cursor unconditionally (with a "reload everything" entry)."""
+        await self.finish_resync(await self.begin_resync(), seq)
 
     async def publish_reload(self, project_id: int, seq: int) -> str:
         """Publish a ``reload`` entry (``project_id`` 0: every project)."""

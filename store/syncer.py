@@ -152,6 +152,9 @@ class Syncer:
             except _RETRYABLE as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 _log.warning("syncer.retrying", error=self.last_error)
+            except Exception as exc:  # a syncer must outlive any one bad moment: log loudly, start over
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                _log.exception("syncer.unexpected_error", error=self.last_error)
             finally:
                 self.role = "retrying"
                 if conn is not None:
@@ -239,11 +242,14 @@ class Syncer:
     async def _resync(self, conn: asyncpg.Connection) -> None:
         """Rebuild Redis from PostgreSQL. The newest seq is read before the load, so changes committed during
         it are replayed afterwards (and skipped where the load already had them)."""
+        token = await self._store.begin_resync()
         top = int(await conn.fetchval("SELECT coalesce(max(seq), 0) FROM change_log", timeout=self._timeout))
         projects = await self._source.load_projects()
         for project in projects:
             await self._store.replace_project(project)
-        await self._store.reset_cursor(top)
+        if not await self._store.finish_resync(token, top):
+            _log.warning("syncer.resync_interrupted")  # Redis flushed meanwhile; the caller tries again
+            return
         self.stats.resyncs += 1
         _log.info("syncer.resynced", projects=len(projects), cursor=top)
 

@@ -9,7 +9,7 @@ import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from store.catalog import Catalog
+from store.catalog import Catalog, ProjectState, build_project_state
 from store.migrate import migrate
 from store.postgres import PostgresRepository
 from store.redis_store import RedisFlagStore
@@ -55,6 +55,7 @@ class StreamEnv:
         self.repo = repo
         self.store = store
         self.tasks: list[asyncio.Task[None]] = []
+        self.injected: set[str] = set()  # feed entry ids a test published itself (duplicate deliveries)
 
     def syncer(self, **options: Any) -> Syncer:
         options = {"poll_seconds": 0.5, "lock_retry_seconds": 0.2, "reconcile_seconds": 60.0, **options}
@@ -122,3 +123,30 @@ async def stream_env(
             await env.stop(task)
         await store.close()
         await repo.close()
+
+
+_USERS = ("u1", "u2", "u3", "user-1")
+
+
+def _answers(state: ProjectState) -> dict[tuple[str, str], tuple[bool, str | None]]:
+    from evaluator import Context
+
+    out = {}
+    for user in _USERS:
+        for key, d in state.snapshot.evaluate(Context(distinct_id=user)).items():
+            out[(user, key)] = (d.enabled, d.variant)
+    return out
+
+
+async def node_matches_pg(catalog: Catalog, repo: PostgresRepository) -> bool:
+    """Every project installed at PostgreSQL's version, answering like a snapshot compiled from PostgreSQL."""
+    expected = await repo.load_projects()
+    if {p.project_id for p in expected} != {s.project_id for s in catalog.projects()}:
+        return False
+    for data in expected:
+        state = catalog.by_id(data.project_id)
+        if state is None or state.version != data.version:
+            return False
+        if _answers(state) != _answers(build_project_state(data)):
+            return False
+    return True
