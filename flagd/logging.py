@@ -52,11 +52,11 @@ def configure_logging(fmt: LogFormat = "auto", level: str = "info") -> None:
     structlog.configure(
         processors=[*shared, structlog.processors.StackInfoRenderer(), exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=True,
     )
     # Route stdlib logging through the same renderer.
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
@@ -73,6 +73,40 @@ def configure_logging(fmt: LogFormat = "auto", level: str = "info") -> None:
 
 def _identity(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
+
+
+class _StderrLogger:
+    """Writes each line to the process's *current* ``sys.stderr``.
+
+    structlog caches loggers on first use; a logger holding the stream object it was created with would
+    keep writing to it after it is replaced (and, under pytest, closed). Looking it up per line costs one
+    attribute read.
+    """
+
+    __slots__ = ()
+
+    def msg(self, message: str) -> None:
+        stream = sys.stderr
+        stream.write(message + "\n")
+        stream.flush()
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = failure = err = msg
+
+
+def _stderr_logger(*_args: Any) -> _StderrLogger:
+    return _StderrLogger()
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stdlib handler bound to the current ``sys.stderr`` (see ``_StderrLogger``)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
 
 
 class RequestIds:
