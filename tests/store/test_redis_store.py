@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from store.errors import StoreUnavailable
+from store.errors import StoreTimeout, StoreUnavailable
 from store.feed import Change
 from store.redis_store import APPLIED, CURSOR_LOST, CURSOR_MOVED, SKIPPED, RedisFlagStore
-from tests.servers import free_port
+from tests.servers import RedisServer, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -249,3 +249,18 @@ async def test_any_delivery_order_converges_to_the_in_order_state(
         rng.shuffle(replay)
         await store.apply([*replay, changes[n - 1]])
     assert await store.load_project(1) == expected
+
+
+async def test_a_stalled_redis_raises_store_timeout(own_redis: RedisServer) -> None:
+    """A Redis that accepts connections but never answers raises StoreTimeout within the socket timeout."""
+    s = RedisFlagStore(own_redis.url, socket_timeout=0.3)
+    try:
+        await s.ping()
+        own_redis.pause()
+        try:
+            with pytest.raises(StoreTimeout):
+                await s.load_all()
+        finally:
+            own_redis.resume()
+    finally:
+        await s.close()

@@ -215,3 +215,35 @@ async def test_reconciliation_heals_drift(env: StreamEnv) -> None:
     assert syncer.stats.healed == 1
     reloads = [e for e in await env.store.feed_entries() if e.op == "reload"]
     assert [e.project_id for e in reloads][-1] == project.id
+
+
+async def test_a_lost_notify_is_caught_by_the_poll(env: StreamEnv) -> None:
+    """With NOTIFY silenced the syncer still applies new changes, from its periodic catch-up."""
+    project = (await env.repo.create_project("p", actor="test")).project
+    syncer = env.syncer(poll_seconds=0.3)
+    env.start(syncer)
+    await env.synced()
+    conn = await asyncpg.connect(env.dsn)
+    try:
+        await conn.execute("ALTER TABLE change_log DISABLE TRIGGER change_log_notify")
+        await env.repo.create_flag(project.id, flag_data("unannounced"), actor="test")
+        await env.synced(within=3)
+    finally:
+        await conn.execute("ALTER TABLE change_log ENABLE TRIGGER change_log_notify")
+        await conn.close()
+    assert await env.redis_matches_pg()
+
+
+async def test_sync_once_respects_the_lock(env: StreamEnv) -> None:
+    """sync_once does nothing while another syncer holds the lock, and catches up fully once it is free."""
+    project = (await env.repo.create_project("p", actor="test")).project
+    await env.repo.create_flag(project.id, flag_data(), actor="test")
+    holder = await asyncpg.connect(env.dsn)
+    try:
+        await holder.execute("SELECT pg_advisory_lock($1)", SYNCER_LOCK)
+        assert not await env.syncer().sync_once()
+        assert await env.store.cursor() is None
+    finally:
+        await holder.close()
+    assert await env.syncer().sync_once()
+    assert await env.redis_matches_pg()
