@@ -12,6 +12,9 @@ When Redis becomes unreachable the node keeps serving the catalog it has (``stat
 capped, jittered backoff, and on reconnecting reloads everything, since it may have missed entries. It never
 replaces its catalog with an unsynced (empty or half-rebuilt) Redis: it waits for the syncer's resync.
 
+A recompile allocates a lot; in a long-lived server, ``gc.collect(); gc.freeze()`` after ``start()`` keeps
+full collections from walking the start-up heap and cuts the propagation tail (see bench/RESULTS.md).
+
 ``status`` reports: loaded, version (highest installed seq), source ("redis" | "postgres" | "stale": Redis
 was the source and is now unreachable), stale (not following changes), lag (seconds from a change's commit
 to its installation, worst of the last batch), and the last error.
