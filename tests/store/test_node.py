@@ -155,3 +155,21 @@ async def test_node_that_loses_redis_keeps_its_snapshot_and_recovers(
         await wait_until(lambda: catalog_flags(node.catalog, project.id) == {"kept": False}, timeout=10)
         status = node.follower.status
         assert (status.source, status.stale) == ("redis", False)
+
+
+async def test_node_does_not_trust_an_unsynced_redis(env: StreamEnv) -> None:
+    """A reachable but never-synced Redis is not mistaken for "no projects": the node loads from PostgreSQL,
+    then switches to Redis once the syncer has filled it."""
+    project = (await env.repo.create_project("p", actor="test")).project
+    await env.repo.create_flag(project.id, flag_data("from-pg"), actor="test")
+    async with node_for(env) as node:
+        assert await node.follower.start()
+        assert node.follower.status.source == "postgres"
+        assert catalog_flags(node.catalog, project.id) == {"from-pg": True}
+        node.run()
+        await asyncio.sleep(0.3)
+        assert catalog_flags(node.catalog, project.id) == {"from-pg": True}
+        env.start(env.syncer())
+        await wait_until(lambda: node.follower.status.source == "redis")
+        assert catalog_flags(node.catalog, project.id) == {"from-pg": True}
+        assert not node.follower.status.stale
