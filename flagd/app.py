@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -213,6 +214,11 @@ def create_app(settings: Settings, *, run_bootstrap: bool = True, metrics: Metri
                 max_body_bytes=settings.admin_max_body_bytes,
             )
             runtime.backend = backend
+            # Move everything loaded so far (modules, the first catalog) out of the collector's reach:
+            # full collections triggered by recompiles then scan only new objects. Measured in
+            # bench/RESULTS.md (change stream): propagation p99 ~53 ms without, ~18 ms with.
+            gc.collect()
+            gc.freeze()
             _log.info(
                 "flagd.started", **{k: v for k, v in backend.health().items() if k in ("mode", "version")}
             )
