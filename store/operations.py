@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -211,14 +211,7 @@ class WriteOperations:
         tx: Transaction, project_id: int, flag_id: int, expected_version: int | None
     ) -> FlagRecord:
         current = await tx.get_flag(project_id, flag_id)
-        if current is None or current.deleted:
-            raise NotFound(f"flag {flag_id} not found in project {project_id}")
-        if expected_version is not None and expected_version != current.version:
-            raise Conflict(
-                f"flag {flag_id} is at version {current.version}, not {expected_version}",
-                current_version=current.version,
-            )
-        return current
+        return _require_live(current, "flag", flag_id, project_id, expected_version)
 
     async def create_flag(self, project_id: int, data: Mapping[str, Any], *, actor: str) -> FlagRecord:
         values = writes.flag_values(data)
@@ -309,14 +302,7 @@ class WriteOperations:
         tx: Transaction, project_id: int, cohort_id: int, expected_version: int | None
     ) -> CohortRecord:
         current = await tx.get_cohort(project_id, cohort_id)
-        if current is None or current.deleted:
-            raise NotFound(f"cohort {cohort_id} not found in project {project_id}")
-        if expected_version is not None and expected_version != current.version:
-            raise Conflict(
-                f"cohort {cohort_id} is at version {current.version}, not {expected_version}",
-                current_version=current.version,
-            )
-        return current
+        return _require_live(current, "cohort", cohort_id, project_id, expected_version)
 
     async def create_cohort(self, project_id: int, data: Mapping[str, Any], *, actor: str) -> CohortRecord:
         values = writes.cohort_values(data)
@@ -369,3 +355,20 @@ class WriteOperations:
                 raise Conflict(f"cohort {cohort_id} changed concurrently")
             await self._cohort_changed(tx, "cohort.deleted", actor, current, cohort)
         return cohort
+
+
+_Live = TypeVar("_Live", FlagRecord, CohortRecord)
+
+
+def _require_live(
+    current: _Live | None, kind: str, entity_id: int, project_id: int, expected_version: int | None
+) -> _Live:
+    """The entity if it exists and is not deleted; ``Conflict`` when ``expected_version`` is stale."""
+    if current is None or current.deleted:
+        raise NotFound(f"{kind} {entity_id} not found in project {project_id}")
+    if expected_version is not None and expected_version != current.version:
+        raise Conflict(
+            f"{kind} {entity_id} is at version {current.version}, not {expected_version}",
+            current_version=current.version,
+        )
+    return current
