@@ -55,6 +55,28 @@ FLAGS: dict[str, dict[str, Any]] = {
         "aggregation_group_type_index": 0,
         "groups": [{"properties": [], "rollout_percentage": 50}],
     },
+    # Flag dependencies: SDKs evaluate these locally only with a dependency_chain in the definitions.
+    "follows-gradual": {
+        "groups": [
+            {
+                "properties": [
+                    {"key": "gradual", "type": "flag", "value": True, "operator": "flag_evaluates_to"}
+                ],
+                "rollout_percentage": 100,
+            }
+        ]
+    },
+    "beta-after-experiment": {
+        "groups": [
+            {
+                "properties": [
+                    {"key": "experiment", "type": "flag", "value": "c", "operator": "flag_evaluates_to"},
+                    {"key": "follows-gradual", "type": "flag", "value": False, "operator": "flag_evaluates_to"},
+                ],
+                "rollout_percentage": 100,
+            }
+        ]
+    },
 }
 USERS = [
     (
