@@ -71,7 +71,12 @@ FLAGS: dict[str, dict[str, Any]] = {
             {
                 "properties": [
                     {"key": "experiment", "type": "flag", "value": "c", "operator": "flag_evaluates_to"},
-                    {"key": "follows-gradual", "type": "flag", "value": False, "operator": "flag_evaluates_to"},
+                    {
+                        "key": "follows-gradual",
+                        "type": "flag",
+                        "value": False,
+                        "operator": "flag_evaluates_to",
+                    },
                 ],
                 "rollout_percentage": 100,
             }
