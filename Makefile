@@ -23,7 +23,7 @@ check-binaries:
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check evaluator store flagd
+	$(BIN)/ruff format --check .
 
 typecheck: install
 	$(BIN)/mypy
@@ -33,6 +33,7 @@ typecheck: install
 # pytest exits 5 when it collected nothing: that is a failure here, never a silent pass.
 test: install check-binaries
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	@$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - failing"; exit 1; fi; exit $$rc
