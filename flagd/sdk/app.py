@@ -1,5 +1,9 @@
 """``SdkApp``: the raw ASGI front of flagd. SDK paths are answered here; everything else goes to ``fallback``.
 
+``respond`` holds everything but the wire: it takes a ``Request`` and returns the ``Answer`` to send.
+``__call__`` is the thin ASGI shell around it; ``flagd.sdk.rsgi.RsgiApp`` is the RSGI one (what ``flagd
+serve`` runs).
+
 Every decision is made in ``__init__``: the route table is a dict from exact path to a prebuilt ``_Route``
 (endpoint, allowed method, whether it may be shed, how errors are rendered, its metric children), so a
 request costs one dict lookup before its endpoint runs — no Starlette routing, no middleware stack on this
@@ -30,19 +34,22 @@ from flagd.sdk import ofrep
 from flagd.sdk.definitions import Authenticate, DefinitionsEndpoint
 from flagd.sdk.events import EventsEndpoint
 from flagd.sdk.flags import CORS, FlagsEndpoint
-from flagd.sdk.http import JSON, Answer, Headers, Receive, Scope, Send, send_answer
+from flagd.sdk.http import JSON, Answer, AsgiRequest, Headers, Receive, Request, Scope, Send
 from flagd.sdk.probes import Health, Probes
 from flagd.sdk.responses import RecordCaches
 from flagd.shedding import LoadShedder
 from store.catalog import Catalog
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-Endpoint = Callable[[Scope, Receive, dict[bytes, bytes], str], Awaitable[Answer]]
-ErrorRenderer = Callable[[RequestRejected, Scope], bytes]
+Endpoint = Callable[[Request, str], Awaitable[Answer]]
+ErrorRenderer = Callable[[RequestRejected, str], bytes]  # (error, request path) -> body
 
 _encode = msgspec.json.encode
 _log = structlog.get_logger("flagd.sdk")
 _SLOW_LINES_PER_SECOND = 10
+_SERVER_ERROR_BODY = _encode(
+    {"type": "server_error", "code": "error", "detail": "internal error", "attr": None}
+)
 _PREFLIGHT: Headers = [
     *CORS,
     (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
@@ -51,13 +58,13 @@ _PREFLIGHT: Headers = [
 ]
 
 
-def posthog_error(exc: RequestRejected, scope: Scope) -> bytes:
+def posthog_error(exc: RequestRejected, path: str) -> bytes:
     """PostHog's error shape: ``{"type", "code", "detail", "attr"}``."""
     return _encode({"type": exc.type, "code": exc.code, "detail": exc.detail, "attr": exc.attr})
 
 
-def ofrep_error(exc: RequestRejected, scope: Scope) -> bytes:
-    return ofrep.error_body(exc, ofrep.flag_key_of(scope["path"]))
+def ofrep_error(exc: RequestRejected, path: str) -> bytes:
+    return ofrep.error_body(exc, ofrep.flag_key_of(path))
 
 
 class _Route:
@@ -101,7 +108,6 @@ class SdkApp:
     """The ASGI application for the SDK hot path (see the module docstring)."""
 
     __slots__ = (
-        "_fallback",
         "_ids",
         "_last_shed_log",
         "_limits",
@@ -116,6 +122,7 @@ class SdkApp:
         "_slow_skipped",
         "_slow_window",
         "catalog",
+        "fallback",
     )
 
     def __init__(
@@ -130,7 +137,7 @@ class SdkApp:
         metrics: Metrics | None = None,
     ) -> None:
         self.catalog = catalog
-        self._fallback = fallback
+        self.fallback = fallback
         self._limits = limits = limits or Limits()
         self._shedder = shedder or LoadShedder()
         self._metrics = metrics = metrics or Metrics()
@@ -191,28 +198,41 @@ class SdkApp:
             shed_status=429,
         )
 
+    def route_for(self, path: str) -> _Route | None:
+        """The SDK route serving ``path``, or None when ``fallback`` should have the request."""
+        route = self._routes.get(path)
+        if route is None and path.startswith(ofrep.PREFIX) and len(path) > len(ofrep.PREFIX):
+            return self._ofrep_one
+        return route
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self._fallback(scope, receive, send)
+            await self.fallback(scope, receive, send)
             return
-        path: str = scope["path"]
-        route = self._routes.get(path)
+        route = self.route_for(scope["path"])
         if route is None:
-            if path.startswith(ofrep.PREFIX) and len(path) > len(ofrep.PREFIX):
-                route = self._ofrep_one
-            else:
-                await self._fallback(scope, receive, send)
-                return
-        start = time.perf_counter()
-        if route.method != scope["method"]:
-            await self._wrong_method(route, scope, send)
+            await self.fallback(scope, receive, send)
             return
+        request = AsgiRequest(scope, receive, dict(scope["headers"]))
+        status, body, headers = await self.respond(route, scope["method"], request)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*headers, (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def respond(self, route: _Route, method: str, request: Request) -> Answer:
+        """The answer to ``request`` on ``route``: admission, the endpoint, errors, metrics and logging."""
+        start = time.perf_counter()
+        if route.method != method:
+            return self._wrong_method(route, method, request.path)
         shedder = self._shedder
         if route.shedding and not shedder.admit():
-            await self._shed(route, send, start)
-            return
-        headers = dict(scope["headers"])
-        request_id = self._ids.pick(headers.get(b"x-request-id"))
+            return self._shed(route, start)
+        request_id = self._ids.pick(request.headers.get(b"x-request-id"))
         status = 500
         try:
             try:
@@ -220,11 +240,11 @@ class SdkApp:
                     # Routes that do I/O bind the id for every log line written below them (the store's too);
                     # pure in-memory routes skip the contextvar cost and pass it explicitly.
                     with structlog.contextvars.bound_contextvars(request_id=request_id):
-                        status, body, extra = await route.endpoint(scope, receive, headers, request_id)
+                        status, body, extra = await route.endpoint(request, request_id)
                 else:
-                    status, body, extra = await route.endpoint(scope, receive, headers, request_id)
+                    status, body, extra = await route.endpoint(request, request_id)
             except RequestRejected as exc:
-                status, body, extra = exc.status, route.errors(exc, scope), JSON
+                status, body, extra = exc.status, route.errors(exc, request.path), JSON
                 retry_after = getattr(exc, "retry_after", None)
                 if retry_after is not None:
                     extra = [*JSON, (b"retry-after", str(retry_after).encode())]
@@ -237,27 +257,9 @@ class SdkApp:
                     request_id=request_id,
                 )
             except Exception:
-                _log.exception("request failed", route=route.name, path=path, request_id=request_id)
-                status, body, extra = (
-                    500,
-                    _encode(
-                        {"type": "server_error", "code": "error", "detail": "internal error", "attr": None}
-                    ),
-                    JSON,
-                )
-            # send_answer, inlined: one coroutine less on the hot path.
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": status,
-                    "headers": [
-                        *extra,
-                        (b"x-request-id", request_id.encode()),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+                _log.exception("request failed", route=route.name, path=request.path, request_id=request_id)
+                status, body, extra = 500, _SERVER_ERROR_BODY, JSON
+            return status, body, [*extra, (b"x-request-id", request_id.encode())]
         finally:
             if route.shedding:
                 shedder.release(start)
@@ -294,22 +296,20 @@ class SdkApp:
             skipped_since_last=skipped,
         )
 
-    async def _wrong_method(self, route: _Route, scope: Scope, send: Send) -> None:
-        if scope["method"] == "OPTIONS" and route.preflight:
-            await send_answer(send, 204, b"", _PREFLIGHT)
-            return
-        exc = MethodNotAllowed(f"{scope['method']} is not allowed here; use {route.method}")
-        await send_answer(send, 405, route.errors(exc, scope), [*JSON, (b"allow", route.method.encode())])
+    def _wrong_method(self, route: _Route, method: str, path: str) -> Answer:
+        if method == "OPTIONS" and route.preflight:
+            return 204, b"", _PREFLIGHT
+        exc = MethodNotAllowed(f"{method} is not allowed here; use {route.method}")
+        return 405, route.errors(exc, path), [*JSON, (b"allow", route.method.encode())]
 
-    async def _shed(self, route: _Route, send: Send, start: float) -> None:
+    def _shed(self, route: _Route, start: float) -> Answer:
         retry_after = self._shedder.retry_after
         self._metrics.count_shed(route.name)
         exc = Overloaded(
             "server is overloaded; retry later", retry_after=retry_after, status=route.shed_status
         )
-        body = route.errors(exc, {"path": ""})
+        body = route.errors(exc, "")
         headers = [*JSON, (b"retry-after", str(retry_after).encode())]
-        await send_answer(send, exc.status, body, headers)
         self._metrics.observe(route.metrics, route.shed_status, time.perf_counter() - start)
         self._shed_since_log += 1
         now = time.monotonic()
@@ -322,6 +322,7 @@ class SdkApp:
             )
             self._shed_since_log = 0
             self._last_shed_log = now
+        return exc.status, body, headers
 
 
 __all__ = ["SdkApp"]

@@ -23,7 +23,7 @@ from cachetools import TTLCache
 
 from flagd.errors import BadRequest, Forbidden, Unauthorized
 from flagd.limits import Limits
-from flagd.sdk.http import JSON, Answer, Receive, Scope, parse_query
+from flagd.sdk.http import JSON, Answer, Request, parse_query
 from flagd.sdk.projects import project_for
 from store.catalog import Catalog, ProjectState
 from store.records import ApiKey
@@ -93,16 +93,15 @@ class DefinitionsEndpoint:
         self._catalog = catalog
         self._keys = KeyCache(authenticate, limits.auth_cache_seconds)
 
-    async def __call__(
-        self, scope: Scope, receive: Receive, headers: dict[bytes, bytes], request_id: str
-    ) -> Answer:
+    async def __call__(self, request: Request, request_id: str) -> Answer:
+        headers = request.headers
         secret = bearer(headers)
         if secret is None:
             raise Unauthorized(
                 "Send the project secret or a personal API key as 'Authorization: Bearer <key>'.",
                 code="authentication_required",
             )
-        token = parse_query(scope["query_string"]).get("token")
+        token = parse_query(request.query_string).get("token")
         state = project_for(self._catalog, token, "Project API key (token) invalid.") if token else None
         if state is None or not is_project_secret(secret, state):
             key = await self._keys.lookup(secret)

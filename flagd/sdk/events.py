@@ -17,7 +17,7 @@ import msgspec
 from flagd.errors import BadRequest, LimitExceeded, Unauthorized
 from flagd.limits import Limits
 from flagd.sdk.bodies import decode, unwrap
-from flagd.sdk.http import JSON, Answer, Headers, Receive, Scope, parse_query, read_body
+from flagd.sdk.http import JSON, Answer, Headers, Request, parse_query
 from flagd.sdk.projects import project_for
 from store.catalog import Catalog
 
@@ -95,14 +95,12 @@ class EventsEndpoint:
         self._catalog = catalog
         self._limits = limits
 
-    async def __call__(
-        self, scope: Scope, receive: Receive, headers: dict[bytes, bytes], request_id: str
-    ) -> Answer:
+    async def __call__(self, request: Request, request_id: str) -> Answer:
         limits = self._limits
         limit = limits.max_event_body_bytes
-        query = parse_query(scope["query_string"])
-        raw = await read_body(receive, headers, limit)
-        payload = decode(_decoder, unwrap(raw, query, headers, limit))
+        query = parse_query(request.query_string)
+        raw = await request.body(limit)
+        payload = decode(_decoder, unwrap(raw, query, request.headers, limit))
         events, prefix = events_of(payload)
         token = _token_of(payload, events, query)
         if not token:

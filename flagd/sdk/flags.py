@@ -18,7 +18,7 @@ from flagd.errors import BadRequest, LimitExceeded, Unauthorized
 from flagd.limits import Limits
 from flagd.metrics import Metrics
 from flagd.sdk.bodies import check_properties, decode, stringify_id, unwrap
-from flagd.sdk.http import JSON, Answer, Headers, Receive, Scope, parse_query, read_body
+from flagd.sdk.http import JSON, Answer, Headers, Request, parse_query
 from flagd.sdk.projects import project_for
 from flagd.sdk.responses import RecordCaches, Shape, render, render_disabled, shape_for
 from store.catalog import Catalog
@@ -109,17 +109,11 @@ class FlagsEndpoint:
         self._cache = cache
         self._shapes: dict[int, Shape] = {}
 
-    async def __call__(
-        self, scope: Scope, receive: Receive, headers: dict[bytes, bytes], request_id: str
-    ) -> Answer:
+    async def __call__(self, request: Request, request_id: str) -> Answer:
         limits = self._limits
-        query = parse_query(scope["query_string"])
-        # The common case (one message, small body) without the read_body coroutine.
-        message = await receive()
-        raw: bytes = message.get("body", b"")
-        if message.get("more_body", False) or len(raw) > limits.max_body_bytes:
-            raw = await read_body(receive, headers, limits.max_body_bytes, first=raw)
-        body = decode(_decoder, unwrap(raw, query, headers, limits.max_body_bytes))
+        query = parse_query(request.query_string)
+        raw = await request.body(limits.max_body_bytes)
+        body = decode(_decoder, unwrap(raw, query, request.headers, limits.max_body_bytes))
         token = body.api_key or body.token or body.dollar_token or query.get("token")
         if not token:
             raise Unauthorized("No project API key was provided: send it as api_key (or token) in the body.")

@@ -1,4 +1,8 @@
-"""Raw ASGI plumbing for the SDK endpoints: reading bodies, parsing queries, sending answers.
+"""Plumbing shared by the SDK endpoints: the ``Request`` they read, query parsing, body limits, answers.
+
+Endpoints see a ``Request`` (path, raw query string, headers as a ``dict[bytes, bytes]``, ``await
+request.body(limit)``) and return an ``Answer``; ``AsgiRequest`` here and ``flagd.sdk.rsgi.RsgiRequest``
+carry it over either interface, so no endpoint knows which server protocol it is answering.
 
 Everything here is chosen to cost little per request: header lists are prebuilt byte pairs, the query string
 parser is memoised (SDKs send a handful of distinct query strings), and the body loop stops as soon as the
@@ -42,15 +46,60 @@ def parse_query(raw: bytes) -> dict[str, str]:
     return out
 
 
+class Request:
+    """What an endpoint sees of a request, whichever interface carried it."""
+
+    __slots__ = ("headers", "path", "query_string")
+
+    def __init__(self, path: str, query_string: bytes, headers: dict[bytes, bytes]) -> None:
+        self.path = path
+        self.query_string = query_string
+        self.headers = headers
+
+    async def body(self, limit: int) -> bytes:
+        """The whole body; ``PayloadTooLarge`` (413) past ``limit`` bytes, without buffering past it."""
+        raise NotImplementedError
+
+
+class AsgiRequest(Request):
+    """A ``Request`` over ASGI: the body comes from ``receive``."""
+
+    __slots__ = ("_receive",)
+
+    def __init__(self, scope: Scope, receive: Receive, headers: dict[bytes, bytes]) -> None:
+        super().__init__(scope["path"], scope["query_string"], headers)
+        self._receive = receive
+
+    async def body(self, limit: int) -> bytes:
+        # The common case (one message, small body) without the read_body loop.
+        message = await self._receive()
+        raw: bytes = message.get("body", b"")
+        if not message.get("more_body", False) and len(raw) <= limit:
+            return raw
+        return await read_body(self._receive, self.headers, limit, first=raw)
+
+
+def check_declared(headers: dict[bytes, bytes], limit: int) -> bool:
+    """Whether a ``Content-Length`` is declared; ``PayloadTooLarge`` when it is over ``limit``."""
+    declared = headers.get(b"content-length")
+    if declared is None or not declared.isdigit():
+        return False
+    if int(declared) > limit:
+        raise PayloadTooLarge(f"request body of {int(declared)} bytes is over max_body_bytes={limit}")
+    return True
+
+
+def too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"request body is over max_body_bytes={limit}")
+
+
 async def read_body(
     receive: Receive, headers: dict[bytes, bytes], limit: int, first: bytes | None = None
 ) -> bytes:
     """The whole request body, refusing (413) anything over ``limit`` bytes without buffering past it.
 
     ``first``: the body of the first ``http.request`` message when the caller already received it."""
-    declared = headers.get(b"content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body of {int(declared)} bytes is over max_body_bytes={limit}")
+    check_declared(headers, limit)
     if first is None:
         message = await receive()
         body: bytes = message.get("body", b"")
@@ -58,7 +107,7 @@ async def read_body(
     else:
         body, more = first, True
     if len(body) > limit:
-        raise PayloadTooLarge(f"request body is over max_body_bytes={limit}")
+        raise too_large(limit)
     if not more:
         return body
     chunks = [body]
@@ -70,20 +119,8 @@ async def read_body(
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"request body is over max_body_bytes={limit}")
+            raise too_large(limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
-
-
-async def send_answer(send: Send, status: int, body: bytes, headers: Headers) -> None:
-    """Send a complete response in two messages (start, body)."""
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*headers, (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

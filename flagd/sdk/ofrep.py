@@ -31,7 +31,7 @@ from flagd.limits import Limits
 from flagd.metrics import Metrics
 from flagd.sdk.bodies import check_properties, stringify_id
 from flagd.sdk.definitions import bearer
-from flagd.sdk.http import JSON, Answer, Receive, Scope, read_body
+from flagd.sdk.http import JSON, Answer, Request
 from flagd.sdk.projects import project_for
 from store.catalog import Catalog, ProjectState
 
@@ -170,14 +170,13 @@ class OfrepEndpoint:
             group_properties=group_props,
         )
 
-    async def __call__(
-        self, scope: Scope, receive: Receive, headers: dict[bytes, bytes], request_id: str
-    ) -> Answer:
+    async def __call__(self, request: Request, request_id: str) -> Answer:
+        headers = request.headers
         state = self._project(headers)
-        raw = await read_body(receive, headers, self._limits.max_body_bytes)
+        raw = await request.body(self._limits.max_body_bytes)
         ctx = self._context(raw)
         if not self._bulk:
-            key = scope["path"][len(PREFIX) :]
+            key = request.path[len(PREFIX) :]
             decision = state.snapshot.evaluate(ctx, keys=[key]).get(key)
             if decision is None:
                 raise OfrepError(404, "FLAG_NOT_FOUND", f"flag {key!r} does not exist in this project")

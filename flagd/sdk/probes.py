@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from flagd.metrics import CONTENT_TYPE, Metrics
-from flagd.sdk.http import JSON, Answer, Receive, Scope
+from flagd.sdk.http import JSON, Answer, Request
 
 Health = Callable[[], dict[str, Any]]
 _ALIVE = b'{"status":"ok"}'
@@ -29,18 +29,12 @@ class Probes:
         self._health = health
         self._metrics = metrics
 
-    async def healthz(
-        self, scope: Scope, receive: Receive, headers: dict[bytes, bytes], request_id: str
-    ) -> Answer:
+    async def healthz(self, request: Request, request_id: str) -> Answer:
         return 200, _ALIVE, JSON
 
-    async def readyz(
-        self, scope: Scope, receive: Receive, headers: dict[bytes, bytes], request_id: str
-    ) -> Answer:
+    async def readyz(self, request: Request, request_id: str) -> Answer:
         health = self._health()
         return (200 if health.get("ready") else 503), _encoder.encode(health), JSON
 
-    async def metrics(
-        self, scope: Scope, receive: Receive, headers: dict[bytes, bytes], request_id: str
-    ) -> Answer:
+    async def metrics(self, request: Request, request_id: str) -> Answer:
         return 200, self._metrics.render(self._health()), [(b"content-type", CONTENT_TYPE.encode())]
