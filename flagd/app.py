@@ -6,8 +6,9 @@ opens the backend — embedded (SQLite, one process) or distributed (PostgreSQL 
 filling the catalog from the change feed and, unless ``FLAGD_SYNCER=0``, a ``Syncer`` contender) — runs
 bootstrap when asked, stores ``AdminServices`` in the admin app's state and closes everything on shutdown.
 
-``app_factory()`` is Granian's factory target (``flagd.app:app_factory``): it reads ``Settings`` once,
-configures logging once and builds the app; the CLI has already bootstrapped, so workers do not.
+``app_factory()`` is Granian's factory target (``flagd.app:app_factory``, RSGI interface): it reads
+``Settings`` once, configures logging once and wraps the app in ``RsgiApp`` (SDK paths served natively over
+RSGI, the admin API and its lifespan through a bridge); the CLI has already bootstrapped, so workers do not.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from flagd.bootstrap import bootstrap
 from flagd.logging import configure_logging
 from flagd.metrics import Metrics
 from flagd.sdk import SdkApp
+from flagd.sdk.rsgi import RsgiApp
 from flagd.settings import Settings, make_limits, make_shedder
 from store.catalog import Catalog
 from store.embedded import EmbeddedBackend
@@ -241,8 +243,8 @@ def create_app(settings: Settings, *, run_bootstrap: bool = True, metrics: Metri
     )
 
 
-def app_factory() -> SdkApp:
-    """Granian's factory target: settings from the environment, logging configured, no bootstrap."""
+def app_factory() -> RsgiApp:
+    """Granian's (RSGI) factory target: settings from the environment, logging configured, no bootstrap."""
     settings = Settings.from_env()
     configure_logging(settings.log_format, settings.log_level)
-    return create_app(settings, run_bootstrap=False)
+    return RsgiApp(create_app(settings, run_bootstrap=False))

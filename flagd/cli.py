@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the server (Granian, ASGI)")
+    serve = commands.add_parser("serve", help="run the server (Granian, RSGI)")
     serve.add_argument("--host", help="address to listen on (FLAGD_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (FLAGD_PORT, default 8000)")
     serve.add_argument("--workers", type=int, help="worker processes (FLAGD_WORKERS, default 1)")
@@ -119,7 +119,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         "flagd.app:app_factory",
         address=settings.host,
         port=settings.port,
-        interface=Interfaces.ASGI,
+        interface=Interfaces.RSGI,
         workers=settings.workers,
         factory=True,
         log_enabled=True,
