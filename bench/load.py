@@ -10,6 +10,9 @@ local upstream), it measures:
 * half load: the same connections with exponentially distributed think time (wrk's ``delay()``), aiming at
   half the measured saturation rate with random arrivals; p50/p90/p99 of what was served.
 
+In the same run, bare Granian ASGI and RSGI stubs (``bench/stubs.py``) answer every request with the
+bytes of a real flagd answer: the ceiling of the server itself here, with ``wrk`` on the same cores.
+
 Everything binds to 127.0.0.1, every run is bounded by ``--duration``, and every process started is stopped.
 Needs ``wrk`` (``apt-get install -y wrk``) and, for the peer, ``node``/``npm`` (installs
 ``@unleash/proxy`` into ``bench/.peers`` on first use).
@@ -272,6 +275,41 @@ def flagd_bodies(people: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+@contextlib.contextmanager
+def granian_stub(interface: str, body: bytes, workers: int) -> Iterator[str]:
+    """A bare Granian app (``bench/stubs.py``) answering every request with ``body``."""
+    workdir = Path(tempfile.mkdtemp(prefix="flagd-stub-"))
+    (workdir / "body.json").write_bytes(body)
+    port = free_port()
+    env = {**os.environ, "FLAGD_STUB_BODY": str(workdir / "body.json"), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [
+            str(ROOT / ".venv" / "bin" / "granian"),
+            "--interface",
+            interface,
+            "--workers",
+            str(workers),
+            "--port",
+            str(port),
+            "--no-ws",
+            "--log-level",
+            "error",
+            f"bench.stubs:{interface}_app",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, timeout=30)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 # ------------------------------------------------------------------------------------------ unleash
 
 
@@ -370,15 +408,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--workers", default="1,2", help="flagd worker counts to measure (default 1,2)")
     ap.add_argument("--skip-unleash", action="store_true")
+    ap.add_argument("--skip-stubs", action="store_true", help="skip the bare Granian stubs (the ceiling)")
     args = ap.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
         return 2
     people = users(1000)
     results: list[Result] = []
+    sample = b""
     for workers in (int(w) for w in args.workers.split(",")):
         with flagd_server(workers) as base:
             load_flags(base)
+            sample = httpx.post(f"{base}/flags/?v=2", content=flagd_bodies(people)[0], timeout=5).content
             results += measure(
                 f"flagd, {workers} worker(s)",
                 f"{base}/flags/?v=2",
@@ -388,6 +429,19 @@ def main(argv: list[str] | None = None) -> int:
                 connections=args.connections,
                 duration=args.duration,
             )
+    if not args.skip_stubs:
+        workers = max(int(w) for w in args.workers.split(","))
+        for interface in ("asgi", "rsgi"):
+            with granian_stub(interface, sample, workers) as base:
+                results += measure(
+                    f"bare Granian {interface.upper()} stub, {workers} worker(s), same bytes",
+                    f"{base}/flags/",
+                    flagd_bodies(people),
+                    method="POST",
+                    headers={"Content-Type": "application/json"},
+                    connections=args.connections,
+                    duration=args.duration,
+                )
     if not args.skip_unleash:
         with unleash_proxy() as base:
             results += measure(
@@ -408,10 +462,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     sats = {r.target: r.rps for r in results if r.mode == "saturation"}
     peer = next((v for k, v in sats.items() if k.startswith("@unleash")), None)
-    if peer:
-        for k, v in sats.items():
-            if not k.startswith("@unleash"):
-                print(f"\n{k}: {v / peer:.1f}x the throughput of @unleash/proxy")
+    print()
+    for k, v in sats.items():
+        if k.startswith("flagd") and peer:
+            print(f"{k}: {v / peer:.1f}x the throughput of @unleash/proxy")
+        for stub, ceiling in sats.items():
+            if k.startswith("flagd") and stub.startswith("bare"):
+                print(f"{k}: {v / ceiling:.0%} of the {stub.split(',')[0]}")
     return 0
 
 
