@@ -414,33 +414,33 @@ def main(argv: list[str] | None = None) -> int:
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
         return 2
     people = users(1000)
+    bodies = flagd_bodies(people)
     results: list[Result] = []
     sample = b""
+
+    def post_flags(target: str, url: str) -> list[Result]:
+        return measure(
+            target,
+            url,
+            bodies,
+            method="POST",
+            headers={"Content-Type": "application/json"},
+            connections=args.connections,
+            duration=args.duration,
+        )
+
     for workers in (int(w) for w in args.workers.split(",")):
         with flagd_server(workers) as base:
             load_flags(base)
-            sample = httpx.post(f"{base}/flags/?v=2", content=flagd_bodies(people)[0], timeout=5).content
-            results += measure(
-                f"flagd, {workers} worker(s)",
-                f"{base}/flags/?v=2",
-                flagd_bodies(people),
-                method="POST",
-                headers={"Content-Type": "application/json"},
-                connections=args.connections,
-                duration=args.duration,
-            )
+            sample = httpx.post(f"{base}/flags/?v=2", content=bodies[0], timeout=5).content
+            results += post_flags(f"flagd, {workers} worker(s)", f"{base}/flags/?v=2")
     if not args.skip_stubs:
         workers = max(int(w) for w in args.workers.split(","))
         for interface in ("asgi", "rsgi"):
             with granian_stub(interface, sample, workers) as base:
-                results += measure(
+                results += post_flags(
                     f"bare Granian {interface.upper()} stub, {workers} worker(s), same bytes",
                     f"{base}/flags/",
-                    flagd_bodies(people),
-                    method="POST",
-                    headers={"Content-Type": "application/json"},
-                    connections=args.connections,
-                    duration=args.duration,
                 )
     if not args.skip_unleash:
         with unleash_proxy() as base:
