@@ -98,6 +98,16 @@ async def big_project(redis_url: str, size: int, repeat: int) -> None:
         catalog.install(build_project_state(loaded))
         path_times.append(time.perf_counter() - started)
         load_times.append(loaded_at - started)
+    # What a node does since incremental compiles: one flag edited, the rest reused from the installed state.
+    incremental_times = []
+    for n in range(repeat):
+        started = time.perf_counter()
+        loaded = await store.load_project(1)
+        assert loaded is not None
+        edited = loaded.flags[n % len(loaded.flags)]  # stands in for the change the feed announced
+        edited["version"] = int(edited.get("version") or 1) + 1 + n
+        catalog.install(build_project_state(loaded, previous=catalog.by_id(1)))
+        incremental_times.append(time.perf_counter() - started)
     state = catalog.by_id(1)
     assert state is not None
     assert len(state.snapshot) == size
@@ -105,6 +115,7 @@ async def big_project(redis_url: str, size: int, repeat: int) -> None:
     print(f"  compile + pre-encode (build_project_state): {summary(compile_times)}")
     print(f"  node path per change (Redis load + compile + install): {summary(path_times)}")
     print(f"    of which Redis load_project + decode: {summary(load_times)}")
+    print(f"  node path per change, incremental compile (one flag edited): {summary(incremental_times)}")
     print(f"  local-evaluation body: {len(state.local_eval_body) / 1024:.0f} KiB")
     await store.close()
 

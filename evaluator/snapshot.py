@@ -66,10 +66,40 @@ class _Scope:
 class Snapshot:
     """Compiled flags of one project. Evaluate with ``evaluate``; trace one flag with ``explain``."""
 
-    __slots__ = ("_crashed", "_dynamic", "_flags", "_reproducible", "_runs", "_static", "_used_cohorts")
+    __slots__ = (
+        "_chains",
+        "_crashed",
+        "_cyclic",
+        "_dynamic",
+        "_flags",
+        "_inputs",
+        "_position",
+        "_reproducible",
+        "_runs",
+        "_sources",
+        "_static",
+        "_targets",
+        "_used_cohorts",
+    )
 
-    def __init__(self, flags: dict[str, CompiledFlag], order: list[str]) -> None:
+    def __init__(
+        self,
+        flags: dict[str, CompiledFlag],
+        order: list[str],
+        *,
+        sources: Mapping[str, Mapping[str, Any]] | None = None,
+        targets: Mapping[str, list[str]] | None = None,
+        inputs: tuple[Any, ...] | None = None,
+        cyclic: frozenset[str] = frozenset(),
+    ) -> None:
         self._flags = flags
+        # What this snapshot was compiled from, so the next compile can reuse unchanged flags.
+        self._sources = sources or {}
+        self._targets = targets or {}
+        self._inputs = inputs
+        self._cyclic = cyclic
+        self._position = {key: i for i, key in enumerate(order)}
+        self._chains: dict[str, list[str]] = {}
         self._static: dict[str, Decision] = {}
         dynamic: list[tuple[str, Run]] = []
         self._crashed: dict[str, Decision] = {}
@@ -151,6 +181,29 @@ class Snapshot:
         used = self._used_cohorts
         return frozenset().union(*(used.get(key, ()) for key in keys))
 
+    def dependency_chain(self, key: str) -> list[str]:
+        """Every flag ``key`` depends on, directly or not, in evaluation order, then ``key`` itself: the order
+        a PostHog SDK evaluating locally walks a flag dependency in. Empty when ``key`` is unknown, or on or
+        behind a dependency cycle (SDKs treat an empty chain as unresolvable)."""
+        chain = self._chains.get(key)
+        if chain is None:
+            chain = self._chains[key] = self._solve_chain(key)
+        return list(chain)
+
+    def _solve_chain(self, key: str) -> list[str]:
+        if key not in self._flags or key in self._cyclic:
+            return []
+        needed: set[str] = set()
+        stack = [key]
+        while stack:
+            for dep in self._targets.get(stack.pop(), ()):
+                if dep not in needed:
+                    needed.add(dep)
+                    stack.append(dep)
+        if needed & self._cyclic:
+            return []
+        return [*sorted(needed, key=self._position.__getitem__), key]
+
     def issues(self, key: str) -> list[Issue]:
         """What is wrong with a flag's definition (empty when it is fine or unknown)."""
         flag = self._flags.get(key)
@@ -172,6 +225,14 @@ class Snapshot:
     def __repr__(self) -> str:
         return f"<Snapshot {len(self._flags)} flags, {len(self._dynamic)} request-dependent>"
 
+    def _reusable(self, inputs: tuple[Any, ...]) -> _Reusable | None:
+        """This snapshot's flags for reuse by a compile with ``inputs``; None if a shared input changed."""
+        if self._inputs is None or len(inputs) != len(self._inputs):
+            return None
+        if any(a is not b and a != b for a, b in zip(inputs, self._inputs, strict=True)):
+            return None
+        return _Reusable(self)
+
 
 def compile_flags(
     flags: Iterable[Mapping[str, Any]],
@@ -180,12 +241,19 @@ def compile_flags(
     group_type_mapping: Mapping[str, str] | None = None,
     static_cohorts: Mapping[str, Collection[str]] | None = None,
     clock: Clock = time.time,
+    previous: Snapshot | None = None,
 ) -> Snapshot:
     """Compile a project's flags (PostHog definitions; deleted ones are skipped) into a Snapshot.
 
     ``cohorts``: property cohorts by id (``{"type": "AND"|"OR", "values": [...]}``); ``static_cohorts``:
     distinct-id sets by cohort id; ``group_type_mapping``: group type index (as a string) to group name;
     ``clock``: POSIX seconds, read when a relative date filter is evaluated. Never raises on bad definitions.
+
+    ``previous``: the project's last snapshot. A flag is then reused, not recompiled, when its definition is
+    equal, it resolves to the same dependencies, each of those was itself reused, and the cohorts, static
+    cohorts, group type mapping and clock are all unchanged; the result evaluates exactly as a fresh
+    compile would, but one edit in a large project recompiles only the edited flag and its dependents.
+    Definitions are data: the caller must not mutate them after compiling.
     """
     live: dict[str, Mapping[str, Any]] = {}
     for definition in flags:
@@ -196,14 +264,51 @@ def compile_flags(
             live[key] = definition
     by_id = {str(d["id"]): key for key, d in live.items() if d.get("id") is not None}
     mapping = {str(k): str(v) for k, v in (group_type_mapping or {}).items()}
-    book = CohortBook(cohorts or {}, {str(k): frozenset(v) for k, v in (static_cohorts or {}).items()})
+    statics = {str(k): frozenset(v) for k, v in (static_cohorts or {}).items()}
+    cohort_defs = dict(cohorts or {})
+    book = CohortBook(cohort_defs, statics)
     scope = _Scope(clock, mapping, book, live, by_id)
     graph: dict[str, list[str]] = {}
     for key, definition in live.items():
         targets = (resolve(ref, live, by_id) for ref in references(definition))
         graph[key] = [target for target in targets if target is not None]
     order, scope.cyclic = evaluation_order(graph)
+    inputs = (mapping, cohort_defs, statics, clock)
+    reusable = previous._reusable(inputs) if previous is not None else None
     compiled: dict[str, CompiledFlag] = {}
+    reused: set[str] = set()
     for key in [*order, *sorted(scope.cyclic)]:
-        compiled[key] = scope.compiled[key] = compile_flag(live[key], scope, mapping)
-    return Snapshot(compiled, [*order, *sorted(scope.cyclic)])
+        old = reusable.get(key, live[key], graph[key], reused) if reusable is not None else None
+        if old is not None:
+            reused.add(key)
+            compiled[key] = scope.compiled[key] = old
+        else:
+            compiled[key] = scope.compiled[key] = compile_flag(live[key], scope, mapping)
+    return Snapshot(
+        compiled,
+        [*order, *sorted(scope.cyclic)],
+        sources=live,
+        targets=graph,
+        inputs=inputs,
+        cyclic=frozenset(scope.cyclic),
+    )
+
+
+class _Reusable:
+    """The compiled flags of a previous snapshot that may serve again (see ``compile_flags``)."""
+
+    __slots__ = ("_flags", "_sources", "_targets")
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self._flags = snapshot._flags
+        self._sources = snapshot._sources
+        self._targets = snapshot._targets
+
+    def get(
+        self, key: str, definition: Mapping[str, Any], targets: list[str], reused: set[str]
+    ) -> CompiledFlag | None:
+        old = self._flags.get(key)
+        if old is None or self._targets.get(key) != targets or not reused.issuperset(targets):
+            return None
+        # Flags on or behind a cycle always have a target not reused before them: recompiled, never reused.
+        return old if self._sources.get(key) == definition else None

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from evaluator import Snapshot, compile_flags
-from evaluator.dependencies import evaluation_order, references, resolve
+from evaluator.dependencies import references, resolve
 
 
 class ProjectData(msgspec.Struct, frozen=True):
@@ -50,8 +50,10 @@ class ProjectState(msgspec.Struct, frozen=True):
 _encoder = msgspec.json.Encoder()
 
 
-def build_project_state(data: ProjectData) -> ProjectState:
+def build_project_state(data: ProjectData, previous: ProjectState | None = None) -> ProjectState:
     """Compile a project and pre-encode what SDKs fetch for local evaluation.
+
+    ``previous`` (the state being replaced) lets the compile reuse every flag the change did not touch.
 
     Only flags an SDK can reproduce go into the local-evaluation body (``Snapshot.sdk_reproducible``):
     PostHog bucketing and no server-only cohorts. Never raises for a broken flag: that flag evaluates to an
@@ -65,11 +67,14 @@ def build_project_state(data: ProjectData) -> ProjectState:
     }
     static = {cid: frozenset(ids) for cid, ids in data.static_members.items()}
     snapshot = compile_flags(
-        live, cohorts=cohorts, group_type_mapping=data.group_type_mapping, static_cohorts=static
+        live,
+        cohorts=cohorts,
+        group_type_mapping=data.group_type_mapping,
+        static_cohorts=static,
+        previous=previous.snapshot if previous is not None else None,
     )
-    reproducible = snapshot.sdk_reproducible
-    local_flags = sdk_definitions(live, reproducible)
-    used = snapshot.cohorts_used_by(reproducible)
+    local_flags = sdk_definitions(live, snapshot)
+    used = snapshot.cohorts_used_by(snapshot.sdk_reproducible)
     used_cohorts = {cid: body for cid, body in cohorts.items() if cid in used}
     body = _encoder.encode(
         {"flags": local_flags, "group_type_mapping": data.group_type_mapping, "cohorts": used_cohorts}
@@ -88,49 +93,29 @@ def build_project_state(data: ProjectData) -> ProjectState:
     )
 
 
-def sdk_definitions(live: list[dict[str, Any]], keys: frozenset[str]) -> list[dict[str, Any]]:
-    """The flags named in ``keys`` as PostHog SDKs evaluate them locally.
+def sdk_definitions(live: list[dict[str, Any]], snapshot: Snapshot) -> list[dict[str, Any]]:
+    """The flags an SDK can reproduce (``snapshot.sdk_reproducible``), as PostHog SDKs evaluate them locally.
 
     An SDK evaluates a flag dependency locally only when the filter names the target by key and carries a
-    ``dependency_chain``: every flag the target needs, in evaluation order, ending with the target (empty for
-    a cycle, which the SDK treats as unresolvable). Filters are rewritten on copies; stored definitions are
-    never touched. Flags without dependencies are served as they are.
+    ``dependency_chain`` (``Snapshot.dependency_chain``: every flag the target needs, in evaluation order,
+    ending with the target; empty for a cycle). Filters are rewritten on copies; stored definitions are never
+    touched. Flags without dependencies are served as they are.
     """
+    keys = snapshot.sdk_reproducible
     by_key = {f["key"]: f for f in live}
     by_id = {str(f["id"]): f["key"] for f in live if "id" in f}
-    graph = {
-        key: [t for t in (resolve(ref, by_key, by_id) for ref in references(f)) if t is not None]
-        for key, f in by_key.items()
-    }
-    order, cyclic = evaluation_order(graph)
-    position = {key: i for i, key in enumerate(order)}
-
-    def chain(target: str) -> list[str]:
-        if target in cyclic:
-            return []
-        needed: set[str] = set()
-        stack = [target]
-        while stack:
-            for dep in graph.get(stack.pop(), ()):
-                if dep not in needed:
-                    needed.add(dep)
-                    stack.append(dep)
-        if needed & cyclic:  # depends on a cycle: as unresolvable for the SDK as the cycle itself
-            return []
-        return [*sorted(needed, key=position.__getitem__), target]
-
     out = []
     for flag in live:
         if flag["key"] not in keys:
             continue
-        if graph[flag["key"]]:
+        if references(flag):
             flag = msgspec.json.decode(_encoder.encode(flag))  # a deep copy to rewrite
             for condition in flag["filters"].get("groups", ()):
                 for prop in condition.get("properties") or ():
                     target = resolve(prop.get("key"), by_key, by_id) if prop.get("type") == "flag" else None
                     if target is not None:
                         prop["key"] = target
-                        prop["dependency_chain"] = chain(target)
+                        prop["dependency_chain"] = snapshot.dependency_chain(target)
         out.append(flag)
     return out
 

@@ -92,7 +92,7 @@ class EmbeddedBackend:
                 except NotFound:
                     self.catalog.remove(project_id)
                     continue
-                self.catalog.install(build_project_state(data))
+                self.catalog.install(build_project_state(data, previous=self.catalog.by_id(project_id)))
         except Exception as exc:
             self.last_error = f"catalog refresh failed: {exc!r}"
         else:

@@ -196,7 +196,7 @@ class NodeFollower:
             data = await self._store.load_project(project_id)
             if data is None:
                 continue  # the project's own record has not arrived yet
-            state = build_project_state(data)
+            state = build_project_state(data, previous=installed)
             if self.catalog.install(state) and self._on_install is not None:
                 self._on_install(state, covered)
         self._record_lag(entries)

@@ -72,3 +72,30 @@ def test_compile_flags_accepts_junk_without_raising() -> None:
     """Non-mapping entries and flags without a key are skipped, never fatal."""
     snapshot = compile_flags([None, 3, {"filters": {}}, STATIC])  # type: ignore[list-item]
     assert list(snapshot.keys()) == ["static"]
+
+
+def _dep_flag(fid: int, key: str, *deps: object) -> dict[str, object]:
+    props = [{"key": d, "type": "flag", "value": True, "operator": "flag_evaluates_to"} for d in deps]
+    return {"id": fid, "key": key, "active": True, "filters": {"groups": [{"properties": props}]}}
+
+
+def test_dependency_chain_lists_every_needed_flag_in_evaluation_order() -> None:
+    """A flag's chain holds its transitive dependencies, each after the ones it needs, then the flag."""
+    snapshot = compile_flags(
+        [_dep_flag(1, "base"), _dep_flag(2, "middle", 1), _dep_flag(3, "top", "middle", "base")]
+    )
+    assert snapshot.dependency_chain("base") == ["base"]
+    assert snapshot.dependency_chain("middle") == ["base", "middle"]
+    assert snapshot.dependency_chain("top") == ["base", "middle", "top"]
+    assert snapshot.dependency_chain("unknown") == []
+
+
+def test_dependency_chain_is_empty_on_and_behind_a_cycle() -> None:
+    """Flags on a dependency cycle, and flags depending on one, get an empty chain (unresolvable)."""
+    snapshot = compile_flags(
+        [_dep_flag(1, "a", "b"), _dep_flag(2, "b", "a"), _dep_flag(3, "c", "a"), _dep_flag(4, "d")]
+    )
+    assert snapshot.dependency_chain("a") == []
+    assert snapshot.dependency_chain("b") == []
+    assert snapshot.dependency_chain("c") == []
+    assert snapshot.dependency_chain("d") == ["d"]

@@ -7,7 +7,7 @@ from typing import Any
 
 from posthog.feature_flags import match_feature_flag_properties
 
-from evaluator import Context
+from evaluator import Context, compile_flags
 from store.catalog import Catalog, ProjectData, build_project_state, sdk_definitions
 
 
@@ -37,36 +37,36 @@ def chains(defs: list[dict[str, Any]]) -> dict[str, list[tuple[str, list[str]]]]
     }
 
 
+def served(live: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sdk_definitions(live, compile_flags(live))
+
+
 def test_dependencies_named_by_id_become_keys_with_chains_in_evaluation_order() -> None:
     """A dependency given by flag id is served by key, with every flag it needs listed before it."""
     live = [flag(1, "base"), flag(2, "middle", 1), flag(3, "top", "middle", "base")]
-    served = chains(sdk_definitions(live, frozenset({"base", "middle", "top"})))
-    assert served["base"] == []
-    assert served["middle"] == [("base", ["base"])]
-    assert served["top"] == [("middle", ["base", "middle"]), ("base", ["base"])]
-
-
-def test_cycles_and_flags_behind_them_get_empty_chains_without_raising() -> None:
-    """A cycle (and anything depending on it) gets an empty chain, which SDKs treat as unresolvable."""
-    live = [flag(1, "a", "b"), flag(2, "b", "a"), flag(3, "c", "a"), flag(4, "d")]
-    served = chains(sdk_definitions(live, frozenset({"a", "b", "c", "d"})))
-    assert served["a"] == [("b", [])]
-    assert served["c"] == [("a", [])]
-    assert served["d"] == []
+    chained = chains(served(live))
+    assert chained["base"] == []
+    assert chained["middle"] == [("base", ["base"])]
+    assert chained["top"] == [("middle", ["base", "middle"]), ("base", ["base"])]
 
 
 def test_stored_definitions_are_not_modified() -> None:
     """Rewriting filters for SDKs works on copies: the definitions the node compiled stay as stored."""
     live = [flag(1, "base"), flag(2, "child", 1)]
     before = copy.deepcopy(live)
-    sdk_definitions(live, frozenset({"base", "child"}))
+    served(live)
     assert live == before
 
 
-def test_only_requested_flags_are_served() -> None:
-    """Flags outside the reproducible set are left out of the local-evaluation definitions."""
-    live = [flag(1, "base"), flag(2, "other")]
-    assert [f["key"] for f in sdk_definitions(live, frozenset({"base"}))] == ["base"]
+def test_only_sdk_reproducible_flags_are_served() -> None:
+    """Flags an SDK cannot reproduce (murmur3 bucketing, or on a dependency cycle) are left out."""
+    live = [
+        flag(1, "base"),
+        {**flag(2, "server-side"), "bucketing": "murmur3"},
+        flag(3, "a", "b"),
+        flag(4, "b", "a"),
+    ]
+    assert [f["key"] for f in served(live)] == ["base"]
 
 
 def test_posthog_sdk_evaluates_served_dependencies_like_flagd() -> None:
@@ -83,18 +83,18 @@ def test_posthog_sdk_evaluates_served_dependencies_like_flagd() -> None:
             cohorts=[],
         )
     )
-    served = {f["key"]: f for f in sdk_definitions(live, state.snapshot.sdk_reproducible)}
-    assert set(served) == {"half", "child"}
+    by_key = {f["key"]: f for f in sdk_definitions(live, state.snapshot)}
+    assert set(by_key) == {"half", "child"}
 
     agree = 0
     for n in range(200):
         distinct_id = f"user-{n}"
         cache: dict[str, Any] = {}
         sdk = match_feature_flag_properties(
-            served["child"],
+            by_key["child"],
             distinct_id,
             {"distinct_id": distinct_id},
-            flags_by_key=served,
+            flags_by_key=by_key,
             bucketing_value=distinct_id,
             evaluation_cache=cache,
         )
