@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from flagd.admin.access import project_caller
 from flagd.admin.errors import invalid
-from flagd.admin.inputs import expected_version, page_params, path_id, read_json
+from flagd.admin.inputs import expected_version, page_params, path_id, read_json, take_deleted
 from flagd.admin.outputs import JSON, envelope, plain
 from store.records import CohortRecord
 
@@ -46,12 +46,8 @@ async def update_cohort(request: Request) -> Response:
     body = await read_json(request, who.services.max_body_bytes)
     version = expected_version(request, body)
     repository = who.services.repository
-    deleted = body.pop("deleted", None)
-    if deleted is not None and not isinstance(deleted, bool):
-        raise invalid("deleted", "must be true or false")
+    deleted = take_deleted(body, "cohort")
     if deleted:
-        if body:
-            raise invalid("deleted", "deleting a cohort cannot be combined with other changes")
         cohort = await repository.delete_cohort(
             project_id, cohort_id, actor=who.actor, expected_version=version
         )

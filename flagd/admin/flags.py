@@ -18,7 +18,7 @@ from starlette.responses import Response
 from evaluator import Context
 from flagd.admin.access import project_caller
 from flagd.admin.errors import ApiError, invalid, not_found
-from flagd.admin.inputs import expected_version, page_params, path_id, read_json
+from flagd.admin.inputs import expected_version, page_params, path_id, read_json, take_deleted
 from flagd.admin.outputs import JSON, envelope, plain
 from store.records import FlagRecord
 
@@ -57,17 +57,10 @@ async def update_flag(request: Request) -> Response:
     body = await read_json(request, who.services.max_body_bytes)
     version = expected_version(request, body)
     repository = who.services.repository
-    deleted = body.pop("deleted", None)
-    if deleted is not None and not isinstance(deleted, bool):
-        raise invalid("deleted", "must be true or false")
-    if deleted is False and body == {}:
-        current = await repository.get_flag(project_id, flag_id)
-        if current.deleted:
-            raise invalid("deleted", "a deleted flag cannot be restored; create it again")
-        return flag_response(current)
+    deleted = take_deleted(body, "flag")
+    if deleted is False and not body:  # "not deleted" and nothing else: the flag as it is (404 once deleted)
+        return flag_response(await repository.get_flag(project_id, flag_id))
     if deleted:
-        if body:
-            raise invalid("deleted", "deleting a flag cannot be combined with other changes")
         flag = await repository.delete_flag(project_id, flag_id, actor=who.actor, expected_version=version)
         return flag_response(flag)
     if not body:

@@ -111,3 +111,13 @@ def expected_version(request: Request, body: dict[str, Any]) -> int | None:
     if from_body is not None and from_header is not None and from_body != from_header:
         raise invalid("version", f"the body says version {from_body} but If-Match says {from_header}")
     return from_body if from_body is not None else from_header
+
+
+def take_deleted(body: dict[str, Any], kind: str) -> bool | None:
+    """Pop a PATCH body's ``deleted``: ``True`` asks for a soft delete, which takes no other changes."""
+    deleted = body.pop("deleted", None)
+    if deleted is not None and not isinstance(deleted, bool):
+        raise invalid("deleted", "must be true or false")
+    if deleted and body:
+        raise invalid("deleted", f"deleting a {kind} cannot be combined with other changes")
+    return deleted
