@@ -49,6 +49,8 @@ class Context(msgspec.Struct, frozen=True):
     ``cohort_ids`` carries cohorts resolved outside the evaluator (real-time cohorts); a cohort filter on an
     id that is neither a property cohort nor a static cohort matches iff the id is in this set.
     ``device_id`` is the bucketing id of flags whose ``bucketing_identifier`` is ``"device_id"``.
+    ``behaviour`` holds the counts the person store answered, by ``BehaviourQuery.key``
+    (``evaluator/behaviour.py``); ``None`` means nothing was read.
     """
 
     distinct_id: str
@@ -57,6 +59,7 @@ class Context(msgspec.Struct, frozen=True):
     group_properties: dict[str, dict[str, Any]] = {}
     cohort_ids: frozenset[str] = frozenset()
     device_id: str | None = None
+    behaviour: dict[str, int] | None = None
 
 
 class Decision(msgspec.Struct, frozen=True, gc=False):
