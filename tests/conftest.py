@@ -11,7 +11,6 @@ import pytest
 import redis
 from hypothesis import settings
 
-
 from tests.servers import PostgresServer, RedisServer, postgres_server, redis_server
 
 _db_counter = itertools.count()

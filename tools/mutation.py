@@ -1,11 +1,11 @@
-"""Mutation testing of ``evaluator/``: apply one small AST change at a time and check ``tests/evaluator`` fails.
+"""Mutation testing of ``evaluator/``: apply one small AST change at a time; ``tests/evaluator`` must fail.
 
 ``make mutation`` runs it (outside ``make test``; it is CPU-heavy). Each mutant is one change a slip of the
 keyboard could make: a flipped or loosened comparison, ``and``/``or`` swapped, a dropped ``not``, an integer
-limit off by one, ``True``/``False`` swapped, an arithmetic operator swapped, a dropped ``lower()``/``strip()``,
-a dropped slice (``text[:LIMIT]`` -> ``text``), ``never``/``_always`` swapped. The suite runs on a copy of the
-tree (``PYTHONPATH`` puts the copy first), one mutant at a time, with ``-x``; a mutant is killed when the
-tests fail (or time out), and survives when they pass.
+limit off by one, ``True``/``False`` swapped, an arithmetic operator swapped, a dropped ``lower()`` or
+``strip()``, a dropped slice (``text[:LIMIT]`` -> ``text``), ``never``/``_always`` swapped. The suite runs
+on a copy of the tree (``PYTHONPATH`` puts the copy first), one mutant at a time, with ``-x``; a mutant is
+killed when the tests fail (or time out), and survives when they pass.
 
 Mutant ids are stable across unrelated edits: ``file:function:kind:n`` where ``n`` counts identical changes
 within the function. ``tools/mutation_equivalent.txt`` lists the mutants that cannot change behaviour (with
@@ -74,9 +74,7 @@ def _annotation_nodes(tree: ast.AST) -> set[int]:
     inside: set[int] = set()
     for node in ast.walk(tree):
         annotations: list[ast.AST | None] = []
-        if isinstance(node, ast.AnnAssign):
-            annotations.append(node.annotation)
-        elif isinstance(node, ast.arg):
+        if isinstance(node, ast.AnnAssign | ast.arg):
             annotations.append(node.annotation)
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             annotations.append(node.returns)
@@ -90,9 +88,10 @@ def _docstrings(tree: ast.AST) -> set[int]:
     found: set[int] = set()
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr):
-            if isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
-                found.add(id(body[0].value))
+        first = body[0] if isinstance(body, list) and body else None
+        value = first.value if isinstance(first, ast.Expr) else None
+        if isinstance(value, ast.Constant) and isinstance(value.value, str):
+            found.add(id(value))
     return found
 
 
@@ -251,7 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", type=int, default=0, help="run a random sample of N mutants (0: all)")
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--only", nargs="*", default=None, help="run only these mutant ids")
-    parser.add_argument("--survivors-of", type=Path, default=None, help="rerun the survivors of a results file")
+    parser.add_argument(
+        "--survivors-of", type=Path, default=None, help="rerun the survivors of a results file"
+    )
     parser.add_argument("--tests", default="tests/evaluator")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--results", type=Path, default=RESULTS)
@@ -302,7 +303,10 @@ def main(argv: list[str] | None = None) -> int:
                 out.write(json.dumps(row) + "\n")
                 out.flush()
                 mark = "SURVIVED " if outcome == "survived" else ""
-                print(f"[{number}/{len(selected)}] {mark}{outcome} {m.path}:{m.line} {m.description}", flush=True)
+                print(
+                    f"[{number}/{len(selected)}] {mark}{outcome} {m.path}:{m.line} {m.description}",
+                    flush=True,
+                )
     killed = counts.get("killed", 0) + counts.get("timeout", 0)
     total = killed + counts.get("survived", 0)
     rate = 100.0 * killed / total if total else 0.0
