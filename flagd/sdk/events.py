@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from flagd.errors import BadRequest, LimitExceeded, Unauthorized
+from flagd.errors import BadRequest, LimitExceeded, PayloadTooLarge, Unauthorized
 from flagd.limits import Limits
 from flagd.sdk.bodies import decode, unwrap
 from flagd.sdk.http import JSON, Answer, Headers, Request, parse_query
@@ -99,8 +99,14 @@ class EventsEndpoint:
         limits = self._limits
         limit = limits.max_event_body_bytes
         query = parse_query(request.query_string)
-        raw = await request.body(limit)
-        payload = decode(_decoder, unwrap(raw, query, request.headers, limit))
+        try:
+            raw = await request.body(limit)
+            unwrapped = unwrap(raw, query, request.headers, limit)
+        except PayloadTooLarge as exc:
+            # The shared body readers name the /flags limit; this endpoint's limit is another one.
+            detail = exc.detail.replace("max_body_bytes=", "max_event_body_bytes=")
+            raise PayloadTooLarge(detail) from None
+        payload = decode(_decoder, unwrapped)
         events, prefix = events_of(payload)
         token = _token_of(payload, events, query)
         if not token:
