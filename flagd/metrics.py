@@ -8,7 +8,8 @@ Series (namespace ``flagd``):
 - ``flagd_flag_evaluations_total{reason}`` — flag decisions by PostHog reason code.
 - ``flagd_shed_total{route}`` — requests answered 503 by the load shedder.
 - ``flagd_store_errors_total{operation}`` — a hook for the store side (``Metrics.store_error``).
-- ``flagd_snapshot_version`` and ``flagd_snapshot_lag_seconds`` — read from ``health()`` when scraped.
+- ``flagd_snapshot_version``, ``flagd_snapshot_lag_seconds`` and ``flagd_snapshot_stale`` (1 while the node
+  serves a snapshot it cannot keep current) — read from ``health()`` when scraped.
 
 Multi-worker: Granian runs several processes. ``prepare_multiprocess(dir)`` (called by the CLI before the
 workers start) points prometheus_client at a shared directory; each worker then writes its values to mmap
@@ -114,6 +115,7 @@ class Metrics:
         "_shed",
         "_shed_children",
         "_sources",
+        "_stale",
         "_store_errors",
         "_timer_armed",
         "_version",
@@ -166,6 +168,12 @@ class Metrics:
             "Seconds from a change's commit to this node serving it.",
             registry=reg,
             multiprocess_mode="livemostrecent",
+        )
+        self._stale = Gauge(
+            "flagd_snapshot_stale",
+            "1 while this node serves a snapshot it cannot keep current (its stores are unreachable).",
+            registry=reg,
+            multiprocess_mode="livemax",
         )
         self._routes: dict[str, _RouteMetrics] = {}
         self._pending: collections.Counter[str] = collections.Counter()
@@ -281,6 +289,9 @@ class Metrics:
             lag = health.get("lag", health.get("lag_seconds"))
             if isinstance(lag, int | float):
                 self._lag.set(lag)
+            stale = health.get("stale")
+            if isinstance(stale, bool):
+                self._stale.set(1 if stale else 0)
         if self._multiprocess_dir:
             from prometheus_client import multiprocess
 
