@@ -8,6 +8,7 @@ empty lists, unusable filter values. The clock is fixed at 2024-06-15T12:00:00Z 
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -44,6 +45,13 @@ ROWS: list[Row] = [
     ("exact", None, None, True),
     ("exact", "straße", "STRASSE", False),
     ("exact", "ÉTÉ", "été", True),
+    ("exact", {"b": 1, "a": [2, None]}, {"a": [2, None], "b": 1}, True),
+    ("exact", '{"a":1}', {"a": 1}, True),
+    ("exact", "1.5", 1.5, True),
+    ("exact", "1e+100", 1e100, True),
+    ("exact", "nan", float("nan"), False),
+    ("exact", ["inf", "nan"], float("inf"), False),
+    ("icontains", "1", float("inf"), False),
     ("is_not", "Pro", "pro", False),
     ("is_not", ["a", "B"], "b", False),
     ("is_not", ["a", "b"], "c", True),
@@ -156,6 +164,10 @@ ROWS: list[Row] = [
     ("is_date_exact", "2024-01-02", "2024-01-03T00:00:00Z", False),
     ("is_date_exact", "2024-01-02", "2024-01-01T23:59:59Z", False),
     ("is_date_exact", "2024-01-02T18:00:00Z", "2024-01-02", True),
+    ("is_date_exact", "1969-12-31", "1969-12-31T23:00:00Z", True),
+    ("is_date_exact", "1969-12-31", "1970-01-01T01:00:00Z", False),
+    ("is_date_before", " -1d ", "2024-06-14T11:59:59Z", True),
+    ("is_date_after", "1d", "2024-06-14T12:00:01Z", True),
     # relative dates, against the fixed clock
     ("is_date_after", "-1d", "2024-06-14T12:00:01Z", True),
     ("is_date_after", "-1d", "2024-06-14T12:00:00Z", False),
@@ -182,6 +194,9 @@ ROWS: list[Row] = [
     ("semver_eq", "1.0.3", "1..3", True),
     ("semver_eq", "1.2.3", "1.2.3.4", True),
     ("semver_eq", "1.2.3", "abc", False),
+    ("semver_eq", "1.2.3", ".1.2", False),
+    ("semver_eq", "1.2.0", "1.2.", True),
+    ("semver_eq", "1.2.3", "1.2.x", False),
     ("semver_eq", "1.2.3", "１.2.3", False),
     ("semver_eq", "1.2.3", True, False),
     ("semver_eq", "1.0.0", 1, True),
@@ -321,3 +336,38 @@ def test_every_operator_has_a_row() -> None:
     from evaluator.operators import OPERATORS
 
     assert set(OPERATORS) <= {row[0] for row in ROWS}
+
+
+@pytest.mark.parametrize(
+    ("now", "value", "match"),
+    [
+        ("2024-03-31T12:00:00+00:00", "2024-02-29T12:00:01Z", True),  # March 31 minus a month: Feb 29
+        ("2024-03-31T12:00:00+00:00", "2024-02-29T11:59:59Z", False),
+        ("2023-03-31T12:00:00+00:00", "2023-02-28T12:00:01Z", True),  # not a leap year: Feb 28
+        ("2023-03-31T12:00:00+00:00", "2023-02-28T11:59:59Z", False),
+        ("2024-01-31T12:00:00+00:00", "2023-12-31T12:00:01Z", True),  # across the year, into December
+        ("2024-01-31T12:00:00+00:00", "2023-12-31T11:59:59Z", False),
+        ("2024-12-31T12:00:00+00:00", "2024-11-30T12:00:01Z", True),
+        ("2024-12-31T12:00:00+00:00", "2024-11-30T11:59:59Z", False),
+    ],
+)
+def test_relative_months_clamp_to_the_end_of_the_month(now: str, value: str, match: bool) -> None:
+    """ "-1m" moves one calendar month back, clamping the day (March 31 -> February 28 or 29)."""
+    instant = datetime.fromisoformat(now).timestamp()
+    flag = _flag({"key": "k", "operator": "is_date_after", "value": "-1m"})
+    snapshot = compile_flags([flag], clock=lambda: instant)
+    assert snapshot.evaluate(Context("u", {"k": value}))["f"].enabled is match
+
+
+def test_dates_given_as_python_objects_compare_as_instants() -> None:
+    """A property holding a datetime (naive = UTC) or a date compares like its ISO-8601 text."""
+    flag = _flag({"key": "k", "operator": "is_date_before", "value": "2024-01-02T00:00:00Z"})
+    snapshot = compile_flags([flag], clock=lambda: NOW)
+    for value, match in (
+        (datetime(2024, 1, 1, 23, 59), True),
+        (datetime(2024, 1, 2, 0, 0), False),
+        (datetime(2024, 1, 2, 0, 30, tzinfo=timezone(timedelta(hours=1))), True),
+        (date(2024, 1, 1), True),
+        (date(2024, 1, 2), False),
+    ):
+        assert snapshot.evaluate(Context("u", {"k": value}))["f"].enabled is match, value
