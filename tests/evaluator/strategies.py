@@ -104,6 +104,8 @@ def flags(draw: st.DrawFn, key: str, malformed: bool = False) -> dict[str, Any]:
         filters["holdout"] = {"id": 3, "exclusion_percentage": draw(st.integers(0, 100))}
     if draw(st.integers(0, 4)) == 0:
         filters["feature_enrollment"] = True
+    if draw(st.integers(0, 4)) == 0:
+        filters["early_exit"] = True
     definition: dict[str, Any] = {
         "id": draw(st.integers(1, 10)),
         "key": key,
@@ -111,6 +113,8 @@ def flags(draw: st.DrawFn, key: str, malformed: bool = False) -> dict[str, Any]:
         "bucketing": draw(st.sampled_from(["murmur3", "posthog"])),
         "filters": filters,
     }
+    if draw(st.integers(0, 5)) == 0:
+        definition["bucketing_identifier"] = "device_id"
     if malformed and draw(st.booleans()):
         path = draw(
             st.sampled_from(["filters", "bucketing", "active", "multivariate", "holdout", "payloads"])

@@ -72,6 +72,17 @@ def test_pathological_patterns_answer(pattern: str) -> None:
     assert _enabled({"key": "s", "operator": "not_regex", "value": pattern}, {"s": value})
 
 
+def test_a_pattern_over_re2s_memory_budget_never_matches_and_is_reported() -> None:
+    """RE2 compiles each pattern within 8 MiB: a short pattern expanding past that (500 Unicode letters)
+    never matches, for regex and not_regex alike, and validation says RE2 refused it."""
+    letters = "é" * 500
+    assert not _enabled({"key": "s", "operator": "regex", "value": "\\pL{500}"}, {"s": letters})
+    assert not _enabled({"key": "s", "operator": "not_regex", "value": "\\pL{500}"}, {"s": "1"})
+    assert _enabled({"key": "s", "operator": "regex", "value": "\\pL{50}"}, {"s": letters})
+    snapshot = compile_flags([_flag({"key": "s", "operator": "regex", "value": "\\pL{500}"})])
+    assert any("RE2" in issue.message for issue in snapshot.issues("f"))
+
+
 # --- number, date and version parsing limits ---------------------------------------------------------------
 
 
@@ -255,6 +266,13 @@ def test_server_only_operators_keep_a_flag_out_of_local_evaluation(
 
 
 # --- the behaviour contract is immutable ------------------------------------------------------------------
+
+
+def test_contexts_are_immutable() -> None:
+    """A Context is shared by every flag of a request: assigning to it raises."""
+    ctx = Context("u", {"plan": "pro"})
+    with pytest.raises(AttributeError):
+        ctx.distinct_id = "other"  # type: ignore[misc]
 
 
 def test_behaviour_queries_and_needs_are_immutable() -> None:

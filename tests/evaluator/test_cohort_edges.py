@@ -118,3 +118,32 @@ def test_nested_groups_combine_and_or() -> None:
         ({"plan": "pro", "age": 18}, False),
     ):
         assert snapshot.evaluate(Context("u", props))["f"].enabled is enabled, props
+
+
+@pytest.mark.parametrize("value", [True, "", [1], None, 1.5])
+def test_a_cohort_filter_needs_a_cohort_id(value: Any) -> None:
+    """A cohort filter whose value is not an id (int or non-empty string) makes the flag an error naming
+    the value's path."""
+    decision = compile_flags([_uses("f", value)]).evaluate(Context("u"))["f"]
+    assert decision.error == "invalid_definition"
+    assert "filters.groups[0].properties[0].value" in decision.description
+
+
+def test_flag_dependencies_inside_a_cohort_are_refused_at_the_filters_type() -> None:
+    """A cohort may not depend on a flag: the flag using it is an error naming the cohort filter's type."""
+    cohorts = {"3": _group({"key": "other", "type": "flag", "value": True, "operator": "flag_evaluates_to"})}
+    other = {"id": 2, "key": "other", "filters": {"groups": [{"properties": []}]}}
+    decision = compile_flags([other, _uses("f", 3)], cohorts=cohorts).evaluate(Context("u"))["f"]
+    assert decision.error == "invalid_definition"
+    assert "cohort 3.values[0].type" in decision.description
+    assert "flag dependencies are not supported inside cohorts" in decision.description
+
+
+@pytest.mark.parametrize(
+    "definition", [[1, 2], {"type": "XOR", "values": []}, {"type": "AND", "values": "plan"}, "pro"]
+)
+def test_a_malformed_cohort_is_an_error_not_a_match(definition: Any) -> None:
+    """A cohort that is not an AND/OR group of filters never matches: the flag using it is an error."""
+    decision = compile_flags([_uses("f", 4)], cohorts={"4": definition}).evaluate(Context("u"))["f"]
+    assert (decision.enabled, decision.error) == (False, "invalid_definition")
+    assert "cohort 4" in decision.description

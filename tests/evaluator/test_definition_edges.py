@@ -173,3 +173,109 @@ def test_no_match_reason_prefers_out_of_rollout_and_reports_the_first() -> None:
     ]
     decision = _decide(_flag(groups=groups))
     assert (decision.reason, decision.condition_index) == ("out_of_rollout_bound", 1)
+
+
+MAPPING = {"0": "company", "1": "team"}
+UNUSABLE = {"key": "s", "operator": "regex", "value": "("}  # a warning: this filter never matches
+
+
+def _decide_with(definition: dict[str, Any], ctx: Context) -> Any:
+    return compile_flags([definition], group_type_mapping=MAPPING).evaluate(ctx)["f"]
+
+
+def test_a_group_flag_whose_conditions_cannot_match_still_reports_a_missing_group() -> None:
+    """A group flag whose only condition never matches answers no_group_type when the request lacks the
+    group, and no_condition_match when it has it."""
+    flag = _flag(aggregation_group_type_index=0, groups=[{"properties": [UNUSABLE]}])
+    assert _decide_with(flag, Context("u")).reason == "no_group_type"
+    assert _decide_with(flag, Context("u", groups={"company": "acme"})).reason == "no_condition_match"
+
+
+def test_holdout_and_enrollment_still_decide_when_no_condition_can_match() -> None:
+    """A 100 % holdout holds everyone out, and an enrollment property decides, even if no condition could
+    ever match."""
+    held = _flag(holdout={"id": 2, "exclusion_percentage": 100}, groups=[{"properties": [UNUSABLE]}])
+    assert _decide_with(held, Context("u")).reason == "holdout_condition_value"
+    enrolled = _flag(feature_enrollment=True, groups=[{"properties": [UNUSABLE]}])
+    decision = _decide_with(enrolled, Context("u", {"$feature_enrollment/f": True}))
+    assert (decision.enabled, decision.reason) == (True, "super_condition_value")
+
+
+def test_a_condition_on_a_group_in_a_person_flag_needs_that_group() -> None:
+    """A person flag's condition aggregated on team matches only requests with a team (even with no
+    filters), reads the team's properties, and says no_group_type without one."""
+    open_to_teams = _flag(groups=[{"properties": [], "aggregation_group_type_index": 1}])
+    assert _decide_with(open_to_teams, Context("u")).reason == "no_group_type"
+    assert _decide_with(open_to_teams, Context("u", groups={"team": "t1"})).enabled is True
+    gold = {"key": "tier", "value": "gold", "type": "group", "group_type_index": 1}
+    gold_teams = _flag(groups=[{"properties": [gold], "aggregation_group_type_index": 1}])
+    team = Context("u", {"tier": "gold"}, {"team": "t1"}, {"team": {"tier": "gold"}})
+    assert _decide_with(gold_teams, team).enabled is True
+    assert _decide_with(gold_teams, Context("u", {"tier": "gold"}, {"team": "t1"})).enabled is False
+
+
+def test_a_condition_may_aggregate_on_the_person_inside_a_group_flag() -> None:
+    """In a company flag, a condition with aggregation_group_type_index null reads the person."""
+    person_condition = {"properties": [{"key": "plan", "value": "pro"}], "aggregation_group_type_index": None}
+    flag = _flag(aggregation_group_type_index=0, groups=[person_condition])
+    ctx = Context("u", {"plan": "pro"}, {"company": "acme"}, {"company": {"plan": "free"}})
+    assert _decide_with(flag, ctx).enabled is True
+
+
+def test_group_key_filters_read_the_groups_key() -> None:
+    """In a company flag, "$group_key" is the company's key unless its properties carry one."""
+    flag = _flag(
+        aggregation_group_type_index=0, groups=[{"properties": [{"key": "$group_key", "value": "acme"}]}]
+    )
+    assert _decide_with(flag, Context("u", groups={"company": "acme"})).enabled is True
+    assert _decide_with(flag, Context("u", groups={"company": "other"})).enabled is False
+    override = Context("u", groups={"company": "other"}, group_properties={"company": {"$group_key": "acme"}})
+    assert _decide_with(flag, override).enabled is True
+
+
+@pytest.mark.parametrize("value", [5, "", None, ["a"], {"x": 1}])
+def test_a_flag_dependency_value_must_be_a_boolean_or_a_variant(value: Any) -> None:
+    """A dependency filter whose value is not true, false or a variant key makes the flag an error."""
+    base = {"id": 1, "key": "base", "filters": {"groups": [{"properties": []}]}}
+    dependent = _flag(
+        groups=[
+            {"properties": [{"key": "1", "type": "flag", "value": value, "operator": "flag_evaluates_to"}]}
+        ]
+    )
+    decision = compile_flags([base, dependent]).evaluate(Context("u"))["f"]
+    assert decision.error == "invalid_definition"
+    assert "properties[0].value" in decision.description
+
+
+def test_payload_keys_must_be_true_or_a_variant() -> None:
+    """A payload for neither "true" nor a variant is reported (a warning); known keys are not."""
+    flag = _flag(multivariate=_variants(100), payloads={"v0": "1", "true": "2", "ghost": "3"})
+    issues = compile_flags([flag]).issues("f")
+    assert [issue.path for issue in issues] == ["filters.payloads.ghost"]
+
+
+def test_between_with_equal_bounds_is_fine_and_reversed_bounds_are_reported() -> None:
+    """[2, 2] is a valid range (exactly 2); [3, 1] is reported as empty and matches nothing."""
+    equal = _flag(groups=[{"properties": [{"key": "n", "operator": "between", "value": [2, 2]}]}])
+    snapshot = compile_flags([equal])
+    assert snapshot.issues("f") == []
+    assert snapshot.evaluate(Context("u", {"n": 2}))["f"].enabled is True
+    reversed_ = _flag(groups=[{"properties": [{"key": "n", "operator": "between", "value": [3, 1]}]}])
+    assert [i.path for i in compile_flags([reversed_]).issues("f")] == [
+        "filters.groups[0].properties[0].value"
+    ]
+
+
+@pytest.mark.parametrize(("first", "local"), [("is_not", False), ("not_icontains", False), ("exact", True)])
+def test_an_earlier_condition_true_on_a_missing_property_keeps_a_flag_server_side(
+    first: str, local: bool
+) -> None:
+    """SDKs skip a condition whose property is missing, where the server treats is_not / not_ forms as true:
+    a flag with such a filter before its last condition is not offered for local evaluation."""
+    flag = {
+        **_flag(
+            groups=[{"properties": [{"key": "plan", "operator": first, "value": "x"}]}, {"properties": []}]
+        ),
+        "bucketing": "posthog",
+    }
+    assert (compile_flags([flag]).sdk_reproducible == {"f"}) is local

@@ -89,6 +89,7 @@ def test_the_trace_names_the_bucketing_id_of_group_and_device_flags() -> None:
     assert (with_group.aggregation, with_group.bucketing_id) == ("company", "acme")
     assert with_group.conditions[0].bucketing_id == "acme"
     without = snapshot.explain("g", Context("u"))
+    assert without.found
     assert without.conditions == []
     assert "company" in without.summary
     assert without.decision is not None

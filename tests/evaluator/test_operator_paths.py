@@ -193,6 +193,7 @@ ROWS: list[Row] = [
     ("semver_eq", "1.2", "1.2.0", True),
     ("semver_eq", "1.0.3", "1..3", True),
     ("semver_eq", "1.2.3", "1.2.3.4", True),
+    ("semver_eq", "1.2.3", "1.2.3.x", True),
     ("semver_eq", "1.2.3", "abc", False),
     ("semver_eq", "1.2.3", ".1.2", False),
     ("semver_eq", "1.2.0", "1.2.", True),
