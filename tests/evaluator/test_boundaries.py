@@ -269,10 +269,14 @@ def test_server_only_operators_keep_a_flag_out_of_local_evaluation(
 
 
 def test_contexts_are_immutable() -> None:
-    """A Context is shared by every flag of a request: assigning to it raises."""
+    """Contexts and decisions are shared (by every flag of a request, by every request): assigning to
+    them raises."""
     ctx = Context("u", {"plan": "pro"})
     with pytest.raises(AttributeError):
         ctx.distinct_id = "other"  # type: ignore[misc]
+    decision = compile_flags([_flag({"key": "plan", "value": "pro"})]).evaluate(ctx)["f"]
+    with pytest.raises(AttributeError):
+        decision.enabled = False  # type: ignore[misc]
 
 
 def test_behaviour_queries_and_needs_are_immutable() -> None:
