@@ -278,7 +278,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tests", default="tests/evaluator")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--report",
+        nargs="*",
+        type=Path,
+        default=None,
+        help="summarise results files (later files override earlier ones per mutant), without running",
+    )
     args = parser.parse_args(argv)
+    if args.report is not None:
+        return report(args.report or [args.results])
 
     files = [ROOT / f for f in args.files] if args.files else sorted((ROOT / "evaluator").glob("*.py"))
     everything = [m for path in files for m in mutants_of(path)]
@@ -333,6 +342,28 @@ def main(argv: list[str] | None = None) -> int:
     total = killed + counts.get("survived", 0)
     rate = 100.0 * killed / total if total else 0.0
     print(f"killed {killed}/{total} = {rate:.1f}% of non-equivalent mutants ({counts})")
+    return 0
+
+
+def report(paths: list[Path]) -> int:
+    """The kill rate over results files: the last outcome per mutant wins (a rerun of the survivors after
+    new tests overrides the first run); mutants now listed as equivalent are left out and named."""
+    excluded = load_equivalent()
+    outcomes: dict[str, dict[str, object]] = {}
+    for path in paths:
+        for line in path.read_text().splitlines():
+            if line:
+                row = json.loads(line)
+                outcomes[row["id"]] = row
+    counted = {k: v for k, v in outcomes.items() if k not in excluded}
+    killed = sum(1 for row in counted.values() if row["outcome"] in ("killed", "timeout"))
+    survivors = sorted(k for k, row in counted.items() if row["outcome"] == "survived")
+    total = killed + len(survivors)
+    for mutant_id in survivors:
+        print(f"SURVIVED {mutant_id}")
+    left_out = len(outcomes) - len(counted)
+    rate = 100.0 * killed / total if total else 0.0
+    print(f"killed {killed}/{total} = {rate:.1f}% of non-equivalent mutants ({left_out} equivalent left out)")
     return 0
 
 
