@@ -18,7 +18,8 @@ when both are given (as in PostHog): relative ``-30d`` (``M`` minutes, ``h d w``
 inverts the leaf. A missing count raises ``BehaviourUnavailableError``: the flag answers
 ``store_unavailable``.
 Unknown keys, and every behaviour PostHog has that flagd does not count (sequences, first time, regularly,
-stopped/restarted, actions), are definition errors.
+stopped/restarted, actions, HogQL event filters), are definition errors; ``conditionHash`` and ``bytecode``,
+which PostHog derives for its own pipeline, are accepted and ignored.
 """
 
 from __future__ import annotations
@@ -95,6 +96,9 @@ LEAF_KEYS: Final = frozenset(
         "operator_value",
         "event_filters",
         "negation",
+        # Derived by PostHog's real-time cohort pipeline and present in cohorts exported from it; ignored.
+        "conditionHash",
+        "bytecode",
     }
 )
 EVENT_FILTER_KEYS: Final = frozenset({"key", "value", "operator", "type", "negation"})
@@ -256,7 +260,7 @@ def compile_event_filters(
             if name not in EVENT_FILTER_KEYS:
                 problems.error(f"{where}.{name}", f"unknown key {name!r} in an event filter")
         if item.get("type", "event") != "event":
-            problems.error(f"{where}.type", 'must be "event"')
+            problems.error(f"{where}.type", 'must be "event" (HogQL and element filters are not supported)')
         key = item.get("key")
         if not isinstance(key, str) or not key:
             problems.error(f"{where}.key", "must be a non-empty string")

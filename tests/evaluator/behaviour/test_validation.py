@@ -32,7 +32,7 @@ def test_valid_behavioural_cohorts() -> None:
                 person("plan", "pro"),
             ),
             leaf("purchase", times=3, operator="exact", time_value="2", time_interval="week", negation=True),
-            leaf("x", explicit_datetime="-30d"),
+            leaf("x", explicit_datetime="-30d", conditionHash="0123456789abcdef", bytecode=["_H", 1]),
             leaf("y", explicit_datetime="2026-01-01", time_value=None, time_interval=None),
             leaf("z", times=0, operator="lte", event_filters=[], time_interval="year", time_value=2),
         )
