@@ -229,3 +229,25 @@ def test_incremental_compile_follows_cohort_edits() -> None:
     assert unchanged.flag("f") is again.flag("f")
     assert unchanged.counters == again.counters
     assert unchanged.evaluate(ctx) == fresh.evaluate(ctx)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(trees(), min_size=1, max_size=3), st.lists(trees(), min_size=1, max_size=3), st.data())
+def test_incremental_compile_with_changing_behavioural_cohorts(
+    before: list[dict[str, Any]], after: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    """Compiling with ``previous`` after the cohorts change (or not) evaluates, needs and counts exactly like
+    a fresh compile."""
+    flags = [cohort_flag(f"f{i}", i, flag_id=i + 1) for i in range(3)]
+    old = {str(i): tree for i, tree in enumerate(before)}
+    new = old if data.draw(st.booleans()) else {str(i): tree for i, tree in enumerate(after)}
+    first = compile_flags(flags, cohorts=old)
+    again = compile_flags(flags, cohorts=new, previous=first)
+    fresh = compile_flags(flags, cohorts=new)
+    assert [c.id for c in again.counters] == [c.id for c in fresh.counters]
+    assert again.store_needs() == fresh.store_needs()
+    keys = sorted(set().union(*(tree_keys(t) for t in [*before, *after])))
+    for _ in range(3):
+        counts = {key: data.draw(st.integers(0, 4)) for key in keys if data.draw(st.booleans())}
+        ctx = Context("u", {"plan": data.draw(st.sampled_from(["free", "pro"]))}, behaviour=counts)
+        assert again.evaluate(ctx) == fresh.evaluate(ctx)
