@@ -194,24 +194,27 @@ def _whole(value: Any) -> int | None:
 
 
 def _window(raw: dict[str, Any], path: str, problems: Problems) -> tuple[int | None, int | None] | None:
-    """``(window_seconds, None)`` or ``(None, since)``; None when invalid."""
+    """``(window_seconds, None)`` or ``(None, since)``; None when invalid. With ``explicit_datetime``,
+    ``time_value`` and ``time_interval`` may be absent, but when present they must still be valid."""
     explicit = raw.get("explicit_datetime")
     amount, interval = raw.get("time_value"), raw.get("time_interval")
-    relative: int | None = None
-    if amount is not None or interval is not None or explicit is None:
-        count = _whole(amount)
-        if count is None or count == 0:
-            problems.error(f"{path}.time_value", "must be a whole number of at least 1")
-        if not isinstance(interval, str) or interval not in INTERVALS:
-            problems.error(f"{path}.time_interval", f"must be one of {', '.join(INTERVALS)}")
-        elif count:
-            relative = count * INTERVALS[interval]
-            if relative > MAX_WINDOW_SECONDS:
-                problems.error(f"{path}.time_value", f"windows are at most {_MAX_DAYS} days")
-                relative = None
-    if explicit is None:
-        return None if relative is None else (relative, None)
-    return _explicit(explicit, f"{path}.explicit_datetime", problems)
+    count = _whole(amount)
+    if (explicit is None or amount is not None) and not count:
+        problems.error(f"{path}.time_value", "must be a whole number of at least 1")
+    if (explicit is None or interval is not None) and not (
+        isinstance(interval, str) and interval in INTERVALS
+    ):
+        problems.error(f"{path}.time_interval", f"must be one of {', '.join(INTERVALS)}")
+        interval = None
+    if explicit is not None:
+        return _explicit(explicit, f"{path}.explicit_datetime", problems)
+    if not count or interval is None:
+        return None
+    relative = count * INTERVALS[interval]
+    if relative > MAX_WINDOW_SECONDS:
+        problems.error(f"{path}.time_value", f"windows are at most {_MAX_DAYS} days")
+        return None
+    return relative, None
 
 
 def _explicit(value: Any, path: str, problems: Problems) -> tuple[int | None, int | None] | None:

@@ -34,6 +34,7 @@ def test_valid_behavioural_cohorts() -> None:
             leaf("purchase", times=3, operator="exact", time_value="2", time_interval="week", negation=True),
             leaf("x", explicit_datetime="-30d", conditionHash="0123456789abcdef", bytecode=["_H", 1]),
             leaf("y", explicit_datetime="2026-01-01", time_value=None, time_interval=None),
+            leaf("w", explicit_datetime="-7d", time_value=None, time_interval="day"),
             leaf("z", times=0, operator="lte", event_filters=[], time_interval="year", time_value=2),
         )
     }
@@ -55,6 +56,11 @@ def test_valid_behavioural_cohorts() -> None:
         ({"key": ""}, f"{LEAF}.key", "must be an event name"),
         ({"negation": "yes"}, f"{LEAF}.negation", "true or false"),
         ({"operator": "gte", "operator_value": 2}, f"{LEAF}.operator", "only performed_event_multiple"),
+        (
+            {"explicit_datetime": "-7d", "time_interval": "fortnight"},
+            f"{LEAF}.time_interval",
+            "must be one of",
+        ),
         ({"explicit_datetime": "last week"}, f"{LEAF}.explicit_datetime", "neither a relative date"),
         ({"explicit_datetime": "-0d"}, f"{LEAF}.explicit_datetime", "windows are from"),
         ({"explicit_datetime": "-3y"}, f"{LEAF}.explicit_datetime", "windows are from"),
