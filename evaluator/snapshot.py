@@ -219,8 +219,9 @@ class Snapshot:
 
     @property
     def sdk_reproducible(self) -> frozenset[str]:
-        """Keys an SDK evaluating locally answers identically for: PostHog bucketing, no static or external
-        cohorts, no operator SDKs lack, not broken, and every dependency reproducible too."""
+        """Keys an SDK evaluating locally answers identically for: PostHog bucketing, no static, external or
+        behavioural cohorts (nested ones included), no operator SDKs lack, not broken, and every dependency
+        reproducible too."""
         return self._reproducible
 
     def cohorts_used_by(self, keys: Iterable[str]) -> frozenset[str]:
