@@ -186,3 +186,38 @@ def test_needs_of_keys_is_the_union_of_each(cohort_trees: list[dict[str, Any]], 
     everything = {q.key for q in snapshot.store_needs().queries}
     assert {q.key for q in got.queries} <= everything
     assert {c.id for c in snapshot.counters} >= {q.counter for q in got.queries}
+
+
+def test_needs_of_enrollment_and_cohorts_on_groups() -> None:
+    """Feature enrollment reads a person property; a property cohort inside a group condition reads that
+    group's properties, while its behavioural leaves still read the person's counts."""
+    cohorts = {"1": group("AND", person("tier", "gold")), "2": group("AND", person("tier", "gold"), leaf())}
+    on_group = {
+        "aggregation_group_type_index": 0,
+        "groups": [{"properties": [{"key": "id", "type": "cohort", "value": 1}]}],
+    }
+    flags = [
+        {
+            "id": 1,
+            "key": "enrolled",
+            "filters": {"feature_enrollment": True, "groups": [{"rollout_percentage": 5}]},
+        },
+        {"id": 2, "key": "grouped", "filters": on_group},
+        {
+            "id": 3,
+            "key": "grouped_behaviour",
+            "filters": {
+                **on_group,
+                "groups": [{"properties": [{"key": "id", "type": "cohort", "value": 2}]}],
+            },
+        },
+    ]
+    snapshot = compile_flags(flags, cohorts=cohorts, group_type_mapping={"0": "company"})
+    assert snapshot.store_needs(["enrolled"]).person_properties
+    grouped = snapshot.store_needs(["grouped"])
+    assert grouped.group_types == {"company"}
+    assert not grouped.person_properties
+    both = snapshot.store_needs(["grouped_behaviour"])
+    assert both.group_types == {"company"}
+    assert both.person_properties
+    assert [q.counter for q in both.queries] == ["e:$pageview"]
