@@ -137,6 +137,11 @@ class CohortBook:
         self._broken: set[str] = set()
         self._counters: tuple[EventCounter, ...] | None = None
 
+    def extra(self) -> int:
+        """How many compiled entries are neither a cohort definition nor a static cohort (external ids)."""
+        defined, static = self._definitions, self._static
+        return sum(1 for key in self._compiled if key not in defined and key not in static)
+
     def get(self, cohort_id: str) -> CohortEntry | None:
         """A cohort already compiled (None when it is not, or not yet)."""
         entry = self._compiled.get(cohort_id)

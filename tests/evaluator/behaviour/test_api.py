@@ -221,3 +221,14 @@ def test_needs_of_enrollment_and_cohorts_on_groups() -> None:
     assert both.group_types == {"company"}
     assert both.person_properties
     assert [q.counter for q in both.queries] == ["e:$pageview"]
+
+
+def test_reused_cohorts_do_not_pile_up_across_incremental_compiles() -> None:
+    """Edits that keep referencing new, undefined cohort ids never grow the shared cohort book for good."""
+    cohorts = {"1": group("AND", leaf())}
+    snapshot = compile_flags([cohort_flag("f", 1)], cohorts=cohorts)
+    for i in range(400):
+        flags = [cohort_flag("f", 1), cohort_flag("g", f"external-{i}", flag_id=2)]
+        snapshot = compile_flags(flags, cohorts=cohorts, previous=snapshot)
+        assert snapshot._book.extra() <= len(flags) + 101
+    assert [c.id for c in snapshot.counters] == ["e:$pageview"]
