@@ -251,3 +251,16 @@ def test_incremental_compile_with_changing_behavioural_cohorts(
         counts = {key: data.draw(st.integers(0, 4)) for key in keys if data.draw(st.booleans())}
         ctx = Context("u", {"plan": data.draw(st.sampled_from(["free", "pro"]))}, behaviour=counts)
         assert again.evaluate(ctx) == fresh.evaluate(ctx)
+
+
+def test_a_condition_decided_by_a_property_needs_no_count() -> None:
+    """A flag condition listing a behavioural cohort before a person filter that fails answers
+    no_condition_match without counts; when the person filter holds, the missing count fails the flag."""
+    flag = cohort_flag("f", 1)
+    flag["filters"]["groups"][0]["properties"].append(person("plan", "pro"))
+    snapshot = compile_flags([flag], cohorts={"1": group("AND", leaf())})
+    free = snapshot.evaluate(Context("u", {"plan": "free"}))["f"]
+    assert free.error is None
+    assert free.reason == "no_condition_match"
+    assert snapshot.evaluate(Context("u", {"plan": "pro"}))["f"].error == STORE_UNAVAILABLE
+    assert snapshot.evaluate(Context("u", {"plan": "pro"}, behaviour={PAGEVIEW_5M: 1}))["f"].enabled
