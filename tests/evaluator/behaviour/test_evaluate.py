@@ -264,3 +264,21 @@ def test_a_condition_decided_by_a_property_needs_no_count() -> None:
     assert free.reason == "no_condition_match"
     assert snapshot.evaluate(Context("u", {"plan": "pro"}))["f"].error == STORE_UNAVAILABLE
     assert snapshot.evaluate(Context("u", {"plan": "pro"}, behaviour={PAGEVIEW_5M: 1}))["f"].enabled
+
+
+def test_nested_groups_and_cohorts_with_behaviour_are_checked_last() -> None:
+    """A nested group or a referenced cohort holding behaviour, listed first, is not read when a property
+    later in the same AND already fails (or in an OR already holds)."""
+    cohorts = {
+        "1": group("AND", leaf()),
+        "2": group("AND", group("OR", leaf("purchase"), leaf("signed_up")), person("plan", "pro")),
+        "3": group("AND", {"key": "id", "type": "cohort", "value": 1}, person("plan", "pro")),
+        "4": group("OR", {"key": "id", "type": "cohort", "value": 1}, person("plan", "free")),
+    }
+    flags = [cohort_flag(f"c{i}", i, flag_id=i) for i in (2, 3, 4)]
+    snapshot = compile_flags(flags, cohorts=cohorts)
+    got = snapshot.evaluate(Context("u", {"plan": "free"}))
+    assert [got[k].error for k in ("c2", "c3", "c4")] == [None, None, None]
+    assert [got[k].enabled for k in ("c2", "c3", "c4")] == [False, False, True]
+    pro = snapshot.evaluate(Context("u", {"plan": "pro"}))
+    assert [pro[k].error for k in ("c2", "c3", "c4")] == [STORE_UNAVAILABLE] * 3
