@@ -273,13 +273,21 @@ def compile_event_filters(
         if spec is None:
             problems.error(f"{where}.operator", f"unknown operator {operator!r}")
             continue
-        negation = item.get("negation") or False
-        if not isinstance(negation, bool):
+        negation = item.get("negation")
+        if negation is None:
+            negation = False
+        elif not isinstance(negation, bool):
             problems.error(f"{where}.negation", "must be true or false")
             continue
         expected = item.get("value")
+        try:
+            canonical.append(
+                _encode({"key": key, "operator": operator, "value": expected, "negation": negation})
+            )
+        except (TypeError, ValueError, OverflowError):
+            problems.error(f"{where}.value", "must be a JSON value")
+            continue
         test = spec.factory(expected, problems, f"{where}.value", clock)
-        canonical.append(_encode({"key": key, "operator": operator, "value": expected, "negation": negation}))
         tests.append((key, test, spec.inverted is not negation, spec.on_missing is not negation))
         if test is never:
             tests[-1] = (key, never, False, False)
@@ -304,7 +312,7 @@ def _matcher(tests: tuple[_Test, ...]) -> Callable[[Mapping[str, Any]], bool]:
                 if value is _MISSING:
                     if not on_missing:
                         return False
-                elif test(value) is flip:
+                elif bool(test(value)) is flip:
                     return False
         except Exception:  # bad data means "no match", never a failed ingest
             return False

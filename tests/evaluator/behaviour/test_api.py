@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -232,3 +233,35 @@ def test_reused_cohorts_do_not_pile_up_across_incremental_compiles() -> None:
         snapshot = compile_flags(flags, cohorts=cohorts, previous=snapshot)
         assert snapshot._book.extra() <= len(flags) + 101
     assert [c.id for c in snapshot.counters] == ["e:$pageview"]
+
+
+@pytest.mark.parametrize(
+    ("event_filter", "properties", "counted"),
+    [
+        ({"key": "plan", "value": ["pro", "team"]}, {"plan": "PRO"}, True),
+        ({"key": "plan", "value": "pro", "operator": "is_not"}, {}, True),
+        ({"key": "plan", "value": "pro", "negation": True}, {"plan": "free"}, True),
+        ({"key": "plan", "value": "pro", "negation": True}, {"plan": "pro"}, False),
+        ({"key": "n", "value": 3, "operator": "gt"}, {"n": "4"}, True),
+        ({"key": "n", "value": 3, "operator": "gt"}, {"n": "four"}, False),
+        ({"key": "url", "value": "/docs", "operator": "not_icontains"}, {}, True),
+        ({"key": "url", "value": "(unclosed", "operator": "regex"}, {"url": "(unclosed"}, False),
+        ({"key": "url", "value": "(unclosed", "operator": "not_regex"}, {"url": "x"}, False),
+        ({"key": "url", "value": "^https://", "operator": "regex"}, {"url": "https://x.io"}, True),
+        ({"key": "v", "value": "1.2.0", "operator": "semver_gte"}, {"v": "v1.10.3"}, True),
+        ({"key": "seen", "operator": "is_set", "value": "is_set"}, {"seen": None}, True),
+        (
+            {"key": "at", "value": "2026-01-01", "operator": "is_date_after"},
+            {"at": "2026-03-01T10:00:00Z"},
+            True,
+        ),
+    ],
+)
+def test_event_filters_use_every_property_operator(
+    event_filter: dict[str, Any], properties: dict[str, Any], counted: bool
+) -> None:
+    """Event filters follow the property operators' rules: lists are any-of, missing keys, negation,
+    numbers from strings, invalid regexes matching nothing, versions, dates."""
+    cohort = group("AND", leaf(event_filters=[{**event_filter, "type": "event"}]))
+    (counter,) = compile_flags([], cohorts={"1": cohort}).counters
+    assert counter.matches(properties) is counted
