@@ -1,7 +1,7 @@
-"""The seam between the shared write operations (``store.operations``) and a backend's SQL.
+"""The seam between the shared write operations (``store.sql.operations``) and a backend's SQL.
 
-A backend implements ``Transaction`` (``store.pg_transaction`` on asyncpg, ``store.sqlite_transaction`` on
-sqlite3): the handful of statements a write needs, all committing together. The row shapes both backends
+``Transaction`` is the handful of statements a write needs, all committing together; ``store.sql.statements``
+implements it once for both backends, over a connection each backend supplies. The row shapes both backends
 return (``ProjectRow``, ``ProjectHead``) and the grouping of a full load into ``ProjectData``
 (``assemble_projects``) live here too, so the two backends cannot drift apart.
 """
@@ -14,9 +14,9 @@ from typing import Any, Literal, Protocol
 
 import msgspec
 
-from store import writes
 from store.catalog import ProjectData
 from store.records import ApiKey, CohortRecord, FlagRecord, Project, Scope
+from store.sql import writes
 
 __all__ = ["EntityType", "ProjectHead", "ProjectRow", "Transaction", "assemble_projects"]
 
