@@ -1,6 +1,6 @@
 """Every difference between the PostgreSQL and the SQLite SQL, in one place.
 
-Queries (``store.sql.statements``, ``store.sql.reads``) are written once, in PostgreSQL's spelling: ``$n``
+Queries (``store.sql.transaction``, ``store.sql.reads``) are written once, in PostgreSQL's spelling: ``$n``
 placeholders, ``now()``, ``col ILIKE $n`` for a case-insensitive substring search, ``FOR UPDATE`` on the
 project lock, ``CAST(x AS type)``. ``sqlite_text`` rewrites that text for SQLite:
 

@@ -1,8 +1,8 @@
-"""The admin write operations, written once over a small ``Transaction`` protocol each backend implements.
+"""The admin write operations, written once over ``store.sql.transaction.Transaction``.
 
 ``WriteOperations`` implements every write method of ``store.protocols.AdminRepository``. A backend
 (``store.sql.postgres`` on asyncpg, ``store.sql.sqlite`` on sqlite3) supplies ``_transaction()``: an async
-context manager yielding a ``Transaction`` (``store.sql.statements``) whose statements commit together or not
+context manager yielding a ``Transaction`` (``store.sql.transaction``) whose statements commit together or not
 at all. The rules (``store.sql.writes``), the order of steps and what goes into the audit and change logs are
 the same on both backends.
 
@@ -28,7 +28,8 @@ import msgspec
 from store.errors import Conflict, NotFound
 from store.records import ApiKey, CohortRecord, FlagRecord, NewApiKey, NewProject, Project, Scope
 from store.sql import tokens, writes
-from store.sql.transaction import ProjectRow, Transaction
+from store.sql.rows import ProjectRow
+from store.sql.transaction import Transaction
 
 __all__ = ["WriteOperations", "cohort_payload"]
 

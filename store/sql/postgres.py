@@ -2,7 +2,7 @@
 
 Writes (``store.sql.operations``) run each in one transaction: the row, an audit_log row and a change_log row,
 whose trigger assigns the commit-ordered ``seq`` and NOTIFYs ``flagd_changes``. The queries are shared with
-SQLite (``store.sql.statements``, ``store.sql.reads``); this module supplies the asyncpg connection.
+SQLite (``store.sql.transaction``, ``store.sql.reads``); this module supplies the asyncpg connection.
 ``load_projects`` and ``changes_since`` serve the change stream (syncer, and nodes starting while Redis is
 down). asyncpg errors are translated here, once: connection trouble -> ``StoreUnavailable``, deadlines ->
 ``StoreTimeout``, anything else from the server -> ``StoreError``.
@@ -22,7 +22,6 @@ from store.protocols import AdminRepository, ChangeSource
 from store.sql.dialect import POSTGRES, Dialect
 from store.sql.operations import WriteOperations
 from store.sql.reads import Query, SqlReads
-from store.sql.statements import SqlTransaction
 from store.sql.transaction import Transaction
 
 __all__ = ["PostgresRepository"]
@@ -114,7 +113,7 @@ class PostgresRepository(SqlReads, WriteOperations):
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Transaction]:
         async with self._connection() as conn, conn.transaction():
-            yield SqlTransaction(_PgConnection(conn))
+            yield Transaction(_PgConnection(conn))
 
     async def _all(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         async with self._connection() as conn:
@@ -135,7 +134,7 @@ class PostgresRepository(SqlReads, WriteOperations):
 
 
 class _PgConnection:
-    """``store.sql.statements.Connection`` on an asyncpg connection inside a transaction."""
+    """``store.sql.transaction.Connection`` on an asyncpg connection inside a transaction."""
 
     __slots__ = ("_conn",)
     dialect = POSTGRES

@@ -14,8 +14,8 @@ from store.catalog import ProjectData
 from store.errors import NotFound
 from store.records import ApiKey, AuditEntry, ChangeRow, CohortRecord, FlagRecord, Page, Project
 from store.sql.dialect import API_KEY_COLUMNS, COHORT_COLUMNS, FLAG_COLUMNS, PROJECT_COLUMNS, Dialect
+from store.sql.rows import ProjectRow, assemble_projects
 from store.sql.tokens import hash_secret
-from store.sql.transaction import ProjectHead, ProjectRow, assemble_projects
 
 __all__ = ["SqlReads"]
 
@@ -35,6 +35,32 @@ class SqlReads(ABC):
     async def _count(self, sql: str, *args: Any) -> int: ...
     @abstractmethod
     async def _snapshot(self, queries: list[Query]) -> list[list[dict[str, Any]]]: ...
+
+    async def _page(
+        self, columns: str, table: str, where: str, order: str, args: tuple[Any, ...], limit: int, offset: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of rows (``where`` uses $1..$n for ``args``) and the count of all rows matching."""
+        n = len(args)
+        rows = await self._all(
+            f"SELECT {columns} FROM {table} WHERE {where} ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2}",
+            *args,
+            max(limit, 0),
+            max(offset, 0),
+        )
+        return rows, await self._count(f"SELECT count(*) FROM {table} WHERE {where}", *args)
+
+    async def _live(
+        self, columns: str, table: str, by: str, project_id: int, value: Any, missing: str
+    ) -> dict[str, Any]:
+        """The project's live row whose ``by`` column is ``value`` (else ``NotFound(missing)``)."""
+        row = await self._one(
+            f"SELECT {columns} FROM {table} WHERE project_id = $1 AND {by} = $2 AND NOT deleted",
+            project_id,
+            value,
+        )
+        if row is None:
+            raise NotFound(missing)
+        return row
 
     # Projects -------------------------------------------------------------------------------------------
     async def get_project(self, project_id: int) -> Project:
@@ -85,60 +111,32 @@ class SqlReads(ABC):
             " AND (CAST($3 AS text) IS NULL OR key ILIKE $3 OR name ILIKE $3)"
         )
         args = (project_id, include_deleted, self.dialect.search(search))
-        rows = await self._all(
-            f"SELECT {FLAG_COLUMNS} FROM feature_flags WHERE {where} ORDER BY id LIMIT $4 OFFSET $5",
-            *args,
-            max(limit, 0),
-            max(offset, 0),
-        )
-        total = await self._count(f"SELECT count(*) FROM feature_flags WHERE {where}", *args)
+        rows, total = await self._page(FLAG_COLUMNS, "feature_flags", where, "id", args, limit, offset)
         return Page(items=[FlagRecord(**r) for r in rows], total=total)
 
     async def get_flag(self, project_id: int, flag_id: int) -> FlagRecord:
         """A live flag by id (``NotFound`` when absent or deleted)."""
-        row = await self._one(
-            f"SELECT {FLAG_COLUMNS} FROM feature_flags WHERE project_id = $1 AND id = $2 AND NOT deleted",
-            project_id,
-            flag_id,
+        missing = f"flag {flag_id} not found in project {project_id}"
+        return FlagRecord(
+            **await self._live(FLAG_COLUMNS, "feature_flags", "id", project_id, flag_id, missing)
         )
-        if row is None:
-            raise NotFound(f"flag {flag_id} not found in project {project_id}")
-        return FlagRecord(**row)
 
     async def get_flag_by_key(self, project_id: int, key: str) -> FlagRecord:
-        row = await self._one(
-            f"SELECT {FLAG_COLUMNS} FROM feature_flags WHERE project_id = $1 AND key = $2 AND NOT deleted",
-            project_id,
-            key,
-        )
-        if row is None:
-            raise NotFound(f"flag {key!r} not found in project {project_id}")
-        return FlagRecord(**row)
+        missing = f"flag {key!r} not found in project {project_id}"
+        return FlagRecord(**await self._live(FLAG_COLUMNS, "feature_flags", "key", project_id, key, missing))
 
     # Cohorts --------------------------------------------------------------------------------------------
     async def list_cohorts(self, project_id: int, *, limit: int = 100, offset: int = 0) -> Page[CohortRecord]:
-        rows = await self._all(
-            f"SELECT {COHORT_COLUMNS} FROM cohorts WHERE project_id = $1 AND NOT deleted ORDER BY id"
-            " LIMIT $2 OFFSET $3",
-            project_id,
-            max(limit, 0),
-            max(offset, 0),
-        )
-        total = await self._count(
-            "SELECT count(*) FROM cohorts WHERE project_id = $1 AND NOT deleted", project_id
-        )
+        where = "project_id = $1 AND NOT deleted"
+        rows, total = await self._page(COHORT_COLUMNS, "cohorts", where, "id", (project_id,), limit, offset)
         return Page(items=[CohortRecord(**r) for r in rows], total=total)
 
     async def get_cohort(self, project_id: int, cohort_id: int) -> CohortRecord:
         """A live cohort by id (``NotFound`` when absent or deleted)."""
-        row = await self._one(
-            f"SELECT {COHORT_COLUMNS} FROM cohorts WHERE project_id = $1 AND id = $2 AND NOT deleted",
-            project_id,
-            cohort_id,
+        missing = f"cohort {cohort_id} not found in project {project_id}"
+        return CohortRecord(
+            **await self._live(COHORT_COLUMNS, "cohorts", "id", project_id, cohort_id, missing)
         )
-        if row is None:
-            raise NotFound(f"cohort {cohort_id} not found in project {project_id}")
-        return CohortRecord(**row)
 
     async def cohort_members(self, project_id: int, cohort_id: int) -> list[str]:
         """A static cohort's distinct ids, sorted."""
@@ -163,14 +161,8 @@ class SqlReads(ABC):
             " AND (CAST($3 AS bigint) IS NULL OR entity_id = $3)"
         )
         args = (project_id, entity_type, entity_id)
-        rows = await self._all(
-            "SELECT id, project_id, actor, action, entity_type, entity_id, before, after, created_at"
-            f" FROM audit_log WHERE {where} ORDER BY id DESC LIMIT $4 OFFSET $5",
-            *args,
-            max(limit, 0),
-            max(offset, 0),
-        )
-        total = await self._count(f"SELECT count(*) FROM audit_log WHERE {where}", *args)
+        columns = "id, project_id, actor, action, entity_type, entity_id, before, after, created_at"
+        rows, total = await self._page(columns, "audit_log", where, "id DESC", args, limit, offset)
         return Page(items=[AuditEntry(**r) for r in rows], total=total)
 
     # Change stream --------------------------------------------------------------------------------------
@@ -213,8 +205,8 @@ class SqlReads(ABC):
         projects, flags, cohorts, members = await self._snapshot(
             [
                 (
-                    "SELECT p.id, p.api_token, p.secret_token_hash, p.group_type_mapping,"
-                    " COALESCE((SELECT max(seq) FROM change_log c WHERE c.project_id = p.id), 0) AS seq"
+                    "SELECT p.id AS project_id, p.api_token, p.secret_token_hash, p.group_type_mapping,"
+                    " COALESCE((SELECT max(seq) FROM change_log c WHERE c.project_id = p.id), 0) AS version"
                     " FROM projects p WHERE (CAST($1 AS bigint) IS NULL OR p.id = $1) ORDER BY p.id",
                     args,
                 ),
@@ -231,7 +223,7 @@ class SqlReads(ABC):
             ]
         )
         return assemble_projects(
-            [ProjectHead(**p) for p in projects],
+            projects,
             [FlagRecord(**f) for f in flags],
             [CohortRecord(**c) for c in cohorts],
             [(m["cohort_id"], m["distinct_id"]) for m in members],

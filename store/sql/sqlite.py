@@ -1,8 +1,8 @@
 """``SqliteRepository``: the admin repository on a local SQLite file, for the embedded (one-process) mode.
 
 Same contract, same rules, same queries and same audit/change logs as ``store.sql.postgres``: the write steps
-live in ``store.sql.operations``, the statements in ``store.sql.statements`` and ``store.sql.reads``, and what
-SQLite spells differently in ``store.sql.dialect``; the schema is ``store.sql.sqlite_schema``. sqlite3 is
+live in ``store.sql.operations``, the statements in ``store.sql.transaction`` and ``store.sql.reads``, and
+what SQLite spells differently in ``store.sql.dialect``; the schema is ``store.sql.sqlite_schema``. sqlite3 is
 blocking, so every statement runs on one dedicated database thread; an ``asyncio.Lock`` makes each write
 transaction (``BEGIN IMMEDIATE``) and each read exclusive, which also makes change_log seq order equal commit
 order. WAL mode keeps the file readable by other processes (e.g. ``flagd export``) while the server writes.
@@ -29,7 +29,6 @@ from store.sql.dialect import SQLITE, Clock, Dialect, decode_row, sqlite_text
 from store.sql.operations import WriteOperations
 from store.sql.reads import Query, SqlReads
 from store.sql.sqlite_schema import PRAGMAS, SCHEMA, SCHEMA_VERSION
-from store.sql.statements import SqlTransaction
 from store.sql.transaction import Transaction
 
 __all__ = ["OnCommit", "SqliteRepository"]
@@ -125,7 +124,7 @@ class SqliteRepository(SqlReads, WriteOperations):
     async def _transaction(self) -> AsyncIterator[Transaction]:
         async with self._lock:
             await asyncio.shield(self._run(self._begin))
-            tx = SqlTransaction(_SqliteConnection(self._conn, self._clock, self._run))
+            tx = Transaction(_SqliteConnection(self._conn, self._clock, self._run))
             try:
                 yield tx
             except BaseException as exc:
@@ -159,7 +158,7 @@ class SqliteRepository(SqlReads, WriteOperations):
 
 
 class _SqliteConnection:
-    """``store.sql.statements.Connection`` on the repository's connection, inside its open transaction.
+    """``store.sql.transaction.Connection`` on the repository's connection, inside its open transaction.
 
     Statements run on the repository's single database thread (``run``); ``flagd_now()`` reads the stamp
     the clock took when the statement started."""

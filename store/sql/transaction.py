@@ -1,122 +1,88 @@
-"""The seam between the shared write operations (``store.sql.operations``) and a backend's SQL.
+"""``Transaction``: the statements a write needs, all committing together, written once for both backends.
 
-``Transaction`` is the handful of statements a write needs, all committing together; ``store.sql.statements``
-implements it once for both backends, over a connection each backend supplies. The row shapes both backends
-return (``ProjectRow``, ``ProjectHead``) and the grouping of a full load into ``ProjectData``
-(``assemble_projects``) live here too, so the two backends cannot drift apart.
+Only SQL lives here; the rules are in ``store.sql.writes`` and the order of steps in ``store.sql.operations``.
+The text is PostgreSQL's spelling; ``store.sql.dialect`` names every difference SQLite needs. A backend
+supplies a ``Connection`` (asyncpg in ``store.sql.postgres``, sqlite3 in ``store.sql.sqlite``) that is inside
+one open transaction. Driver errors are translated by the repository at the transaction boundary, except
+unique violations, which mean something specific at each statement and become ``Conflict`` right here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from datetime import datetime
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Protocol
 
-import msgspec
-
-from store.catalog import ProjectData
-from store.records import ApiKey, CohortRecord, FlagRecord, Project, Scope
+from store.errors import Conflict
+from store.records import ApiKey, CohortRecord, FlagRecord, Scope
 from store.sql import writes
+from store.sql.dialect import API_KEY_COLUMNS, COHORT_COLUMNS, FLAG_COLUMNS, PROJECT_COLUMNS, Dialect
+from store.sql.rows import EntityType, ProjectRow
 
-__all__ = ["EntityType", "ProjectHead", "ProjectRow", "Transaction", "assemble_projects"]
-
-EntityType = Literal["flag", "cohort", "project"]
+__all__ = ["Connection", "Transaction"]
 
 
-class ProjectRow(msgspec.Struct, frozen=True):
-    """A project as stored, including what ``Project`` does not expose (secret hash, version)."""
+class Connection(Protocol):
+    """One backend connection inside an open transaction; rows come back as dicts of Python values."""
 
-    id: int
-    name: str
-    api_token: str
-    secret_token_hash: str
-    group_type_mapping: dict[str, str]
-    version: int
-    created_at: datetime
-    created_by: str
+    @property
+    def dialect(self) -> Dialect: ...
+    async def one(self, sql: str, *args: Any) -> dict[str, Any] | None: ...
+    async def all(self, sql: str, *args: Any) -> list[dict[str, Any]]: ...
+    async def execute(self, sql: str, *args: Any) -> None: ...
+    async def insert_rows(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None: ...
 
-    def record(self) -> Project:
-        return Project(
-            id=self.id,
-            name=self.name,
-            api_token=self.api_token,
-            group_type_mapping=self.group_type_mapping,
-            created_at=self.created_at,
-            created_by=self.created_by,
+
+class Transaction:
+    """Statements for one write, on a connection that is inside a transaction (``store.sql.operations`` runs
+    them; ``Conflict`` where a unique key is taken)."""
+
+    __slots__ = ("_db", "_json", "_unique", "changed_projects")
+
+    def __init__(self, db: Connection) -> None:
+        self._db = db
+        self._json = db.dialect.json
+        self._unique = db.dialect.unique_violation
+        self.changed_projects: set[int] = set()
+
+    async def _one_unique(self, taken: str, sql: str, *args: Any) -> dict[str, Any] | None:
+        """The row an INSERT/UPDATE ... RETURNING gives; ``Conflict(taken)`` on a unique violation."""
+        try:
+            return await self._db.one(sql, *args)
+        except Exception as exc:
+            if self._unique(exc):
+                raise Conflict(taken) from exc
+            raise
+
+    def _flag_values(self, values: writes.FlagValues) -> tuple[Any, ...]:
+        """A flag's fields in the order of $2..$7 in its INSERT and its UPDATE."""
+        return (
+            values.key,
+            values.name,
+            self._json(values.filters),
+            values.active,
+            values.bucketing,
+            values.ensure_experience_continuity,
         )
 
-    def payload(self) -> dict[str, Any]:
-        """The change_log payload of a project change."""
-        return {
-            "id": self.id,
-            "api_token": self.api_token,
-            "secret_token_hash": self.secret_token_hash,
-            "group_type_mapping": self.group_type_mapping,
-            "version": self.version,
-        }
-
-    def audit(self) -> dict[str, Any]:
-        """What the audit log keeps of a project (never the secret's hash)."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "api_token": self.api_token,
-            "group_type_mapping": self.group_type_mapping,
-            "version": self.version,
-        }
-
-
-class ProjectHead(msgspec.Struct, frozen=True):
-    """What ``assemble_projects`` needs of a project row; ``seq`` is its newest change_log seq."""
-
-    id: int
-    api_token: str
-    secret_token_hash: str
-    group_type_mapping: dict[str, str]
-    seq: int
-
-
-def assemble_projects(
-    projects: Iterable[ProjectHead],
-    flags: Iterable[FlagRecord],
-    cohorts: Iterable[CohortRecord],
-    members: Iterable[tuple[int, str]],
-) -> list[ProjectData]:
-    """Group live flags, live cohorts and static members (cohort id, distinct id) under their projects."""
-    heads = list(projects)
-    flag_defs: dict[int, list[dict[str, Any]]] = {p.id: [] for p in heads}
-    cohort_defs: dict[int, list[dict[str, Any]]] = {p.id: [] for p in heads}
-    static: dict[int, dict[str, list[str]]] = {p.id: {} for p in heads}
-    for flag in flags:
-        flag_defs[flag.project_id].append(flag.definition())
-    owner: dict[int, int] = {}
-    for cohort in cohorts:
-        cohort_defs[cohort.project_id].append(cohort.definition())
-        owner[cohort.id] = cohort.project_id
-    for cohort_id, distinct_id in members:
-        static[owner[cohort_id]].setdefault(str(cohort_id), []).append(distinct_id)
-    return [
-        ProjectData(
-            project_id=p.id,
-            api_token=p.api_token,
-            secret_token_hash=p.secret_token_hash,
-            group_type_mapping=p.group_type_mapping,
-            version=p.seq,
-            flags=flag_defs[p.id],
-            cohorts=cohort_defs[p.id],
-            static_members=static[p.id],
+    # Projects -------------------------------------------------------------------------------------------
+    async def lock_project(self, project_id: int) -> ProjectRow | None:
+        row = await self._db.one(
+            f"SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1 FOR UPDATE", project_id
         )
-        for p in heads
-    ]
+        return None if row is None else ProjectRow(**row)
 
-
-class Transaction(Protocol):
-    """The statements a write needs; they all commit together when the transaction's context exits cleanly."""
-
-    async def lock_project(self, project_id: int) -> ProjectRow | None: ...
     async def insert_project(self, name: str, api_token: str, secret_hash: str, actor: str) -> ProjectRow:
-        """``Conflict`` when the token is taken."""
-        ...
+        row = await self._one_unique(
+            "a project with this api_token already exists",
+            "INSERT INTO projects (name, api_token, secret_token_hash, created_at, created_by)"
+            f" VALUES ($1, $2, $3, now(), $4) RETURNING {PROJECT_COLUMNS}",
+            name,
+            api_token,
+            secret_hash,
+            actor,
+        )
+        assert row is not None
+        return ProjectRow(**row)
 
     async def update_project(
         self,
@@ -127,39 +93,153 @@ class Transaction(Protocol):
         secret_token_hash: str,
         expected_version: int,
     ) -> ProjectRow | None:
-        """Set the fields and bump the version, only if the version still is ``expected_version``."""
-        ...
+        row = await self._db.one(
+            "UPDATE projects SET name = $2, group_type_mapping = $3, secret_token_hash = $4,"
+            " version = version + 1"
+            f" WHERE id = $1 AND version = $5 RETURNING {PROJECT_COLUMNS}",
+            project_id,
+            name,
+            self._json(dict(group_type_mapping)),
+            secret_token_hash,
+            expected_version,
+        )
+        return None if row is None else ProjectRow(**row)
 
-    async def live_flags(self, project_id: int) -> list[FlagRecord]: ...
-    async def live_cohort_ids(self, project_id: int) -> list[str]: ...
-    async def get_flag(self, project_id: int, flag_id: int) -> FlagRecord | None: ...
+    # Flags ----------------------------------------------------------------------------------------------
+    async def live_flags(self, project_id: int) -> list[FlagRecord]:
+        rows = await self._db.all(
+            f"SELECT {FLAG_COLUMNS} FROM feature_flags WHERE project_id = $1 AND NOT deleted ORDER BY id",
+            project_id,
+        )
+        return [FlagRecord(**r) for r in rows]
+
+    async def live_cohort_ids(self, project_id: int) -> list[str]:
+        rows = await self._db.all(
+            "SELECT id FROM cohorts WHERE project_id = $1 AND NOT deleted ORDER BY id", project_id
+        )
+        return [str(r["id"]) for r in rows]
+
+    async def get_flag(self, project_id: int, flag_id: int) -> FlagRecord | None:
+        row = await self._db.one(
+            f"SELECT {FLAG_COLUMNS} FROM feature_flags WHERE project_id = $1 AND id = $2", project_id, flag_id
+        )
+        return None if row is None else FlagRecord(**row)
+
     async def insert_flag(self, project_id: int, values: writes.FlagValues, actor: str) -> FlagRecord:
-        """``Conflict`` when a live flag of the project has the key."""
-        ...
+        row = await self._one_unique(
+            f"a live flag with key {values.key!r} already exists",
+            "INSERT INTO feature_flags (project_id, key, name, filters, active, bucketing,"
+            " ensure_experience_continuity, created_at, created_by, updated_at, updated_by)"
+            f" VALUES ($1, $2, $3, $4, $5, $6, $7, now(), $8, now(), $8) RETURNING {FLAG_COLUMNS}",
+            project_id,
+            *self._flag_values(values),
+            actor,
+        )
+        assert row is not None
+        return FlagRecord(**row)
 
     async def update_flag(
         self, flag_id: int, values: writes.FlagValues, *, deleted: bool, expected_version: int, actor: str
     ) -> FlagRecord | None:
-        """Set the fields and bump the version, only if the version still is ``expected_version``."""
-        ...
+        row = await self._one_unique(
+            f"a live flag with key {values.key!r} already exists",
+            "UPDATE feature_flags SET key = $2, name = $3, filters = $4, active = $5, bucketing = $6,"
+            " ensure_experience_continuity = $7, deleted = $8, version = version + 1, updated_at = now(),"
+            f" updated_by = $9 WHERE id = $1 AND version = $10 RETURNING {FLAG_COLUMNS}",
+            flag_id,
+            *self._flag_values(values),
+            deleted,
+            actor,
+            expected_version,
+        )
+        return None if row is None else FlagRecord(**row)
 
-    async def get_cohort(self, project_id: int, cohort_id: int) -> CohortRecord | None: ...
-    async def insert_cohort(
-        self, project_id: int, values: writes.CohortValues, actor: str
-    ) -> CohortRecord: ...
+    # Cohorts --------------------------------------------------------------------------------------------
+    async def get_cohort(self, project_id: int, cohort_id: int) -> CohortRecord | None:
+        row = await self._db.one(
+            f"SELECT {COHORT_COLUMNS} FROM cohorts WHERE project_id = $1 AND id = $2", project_id, cohort_id
+        )
+        return None if row is None else CohortRecord(**row)
+
+    # Cohort writes return the id and re-read the row: SQLite's RETURNING takes no subquery (member count).
+    async def insert_cohort(self, project_id: int, values: writes.CohortValues, actor: str) -> CohortRecord:
+        row = await self._db.one(
+            "INSERT INTO cohorts (project_id, name, description, filters, is_static, created_at, created_by,"
+            " updated_at, updated_by) VALUES ($1, $2, $3, $4, $5, now(), $6, now(), $6) RETURNING id",
+            project_id,
+            values.name,
+            values.description,
+            self._json(values.filters),
+            values.is_static,
+            actor,
+        )
+        assert row is not None
+        cohort = await self.get_cohort(project_id, row["id"])
+        assert cohort is not None
+        return cohort
+
     async def update_cohort(
         self, cohort_id: int, values: writes.CohortValues, *, deleted: bool, expected_version: int, actor: str
-    ) -> CohortRecord | None: ...
-    async def replace_members(self, cohort_id: int, members: tuple[str, ...]) -> None: ...
-    async def members(self, cohort_id: int) -> list[str]: ...
+    ) -> CohortRecord | None:
+        row = await self._db.one(
+            "UPDATE cohorts SET name = $2, description = $3, filters = $4, deleted = $5,"
+            " version = version + 1, updated_at = now(), updated_by = $6"
+            " WHERE id = $1 AND version = $7 RETURNING project_id",
+            cohort_id,
+            values.name,
+            values.description,
+            self._json(values.filters),
+            deleted,
+            actor,
+            expected_version,
+        )
+        return None if row is None else await self.get_cohort(row["project_id"], cohort_id)
+
+    async def replace_members(self, cohort_id: int, members: tuple[str, ...]) -> None:
+        await self._db.execute("DELETE FROM cohort_members WHERE cohort_id = $1", cohort_id)
+        if members:
+            await self._db.insert_rows(
+                "cohort_members", ("cohort_id", "distinct_id"), [(cohort_id, m) for m in members]
+            )
+
+    async def members(self, cohort_id: int) -> list[str]:
+        rows = await self._db.all(
+            "SELECT distinct_id FROM cohort_members WHERE cohort_id = $1 ORDER BY distinct_id", cohort_id
+        )
+        return [r["distinct_id"] for r in rows]
+
+    # API keys -------------------------------------------------------------------------------------------
     async def insert_api_key(
         self, *, label: str, key_hash: str, key_prefix: str, project_id: int | None, scope: Scope, actor: str
     ) -> ApiKey:
-        """``Conflict`` when the key (hash) exists."""
-        ...
+        row = await self._one_unique(
+            "this API key already exists",
+            "INSERT INTO api_keys"
+            " (label, key_hash, key_prefix, project_id, scope, created_at, created_by)"
+            f" VALUES ($1, $2, $3, $4, $5, now(), $6) RETURNING {API_KEY_COLUMNS}",
+            label,
+            key_hash,
+            key_prefix,
+            project_id,
+            scope,
+            actor,
+        )
+        assert row is not None
+        return ApiKey(**row)
 
-    async def get_api_key(self, key_id: int) -> ApiKey | None: ...
-    async def revoke_api_key(self, key_id: int) -> ApiKey | None: ...
+    async def get_api_key(self, key_id: int) -> ApiKey | None:
+        row = await self._db.one(f"SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1", key_id)
+        return None if row is None else ApiKey(**row)
+
+    async def revoke_api_key(self, key_id: int) -> ApiKey | None:
+        row = await self._db.one(
+            "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL"
+            f" RETURNING {API_KEY_COLUMNS}",
+            key_id,
+        )
+        return None if row is None else ApiKey(**row)
+
+    # Logs -----------------------------------------------------------------------------------------------
     async def audit(
         self,
         *,
@@ -170,7 +250,20 @@ class Transaction(Protocol):
         entity_id: int | None,
         before: dict[str, Any] | None,
         after: dict[str, Any] | None,
-    ) -> None: ...
+    ) -> None:
+        await self._db.execute(
+            "INSERT INTO audit_log"
+            " (project_id, actor, action, entity_type, entity_id, before, after, created_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, now())",
+            project_id,
+            actor,
+            action,
+            entity_type,
+            entity_id,
+            self._json(before),
+            self._json(after),
+        )
+
     async def change(
         self,
         *,
@@ -180,4 +273,19 @@ class Transaction(Protocol):
         entity_version: int,
         op: Literal["upsert", "delete"],
         payload: dict[str, Any],
-    ) -> None: ...
+    ) -> None:
+        # PostgreSQL: seq comes from the change_log_seq trigger (commit-ordered), which also NOTIFYs
+        # flagd_changes. SQLite: seq is AUTOINCREMENT (writes are serialised) and the repository's on_commit
+        # hook is told about ``changed_projects``.
+        await self._db.execute(
+            "INSERT INTO change_log"
+            " (project_id, entity_type, entity_id, entity_version, op, payload, created_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, now())",
+            project_id,
+            entity_type,
+            entity_id,
+            entity_version,
+            op,
+            self._json(payload),
+        )
+        self.changed_projects.add(project_id)
