@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import structlog
 
 from store.catalog import Catalog, ProjectState
+from store.redis.feed import FeedEntry
 from store.redis.flag_store import RedisFlagStore
 from store.sql.migrate import migrate
 from store.sql.postgres import PostgresRepository
-from store.stream.feed import FeedEntry
 from store.stream.node import NodeFollower
 from store.stream.syncer import Syncer
 from tests.servers import postgres_server, redis_server

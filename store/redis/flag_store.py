@@ -43,7 +43,7 @@ from redis import exceptions as redis_errors
 from store.catalog import ProjectData
 from store.errors import StoreTimeout, StoreUnavailable
 from store.redis import scripts as scripts
-from store.stream.feed import Change, FeedEntry, FeedOp
+from store.redis.feed import Change, FeedEntry, FeedOp
 
 __all__ = ["APPLIED", "CURSOR_LOST", "CURSOR_MOVED", "SKIPPED", "RedisFlagStore"]
 

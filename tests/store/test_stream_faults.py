@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from store.catalog import Catalog
+from store.redis.feed import Change
 from store.redis.flag_store import SKIPPED, RedisFlagStore
-from store.stream.feed import Change
 from store.stream.node import NodeFollower
 from store.stream.syncer import SYNCER_LOCK
 from tests.store.streams import StreamEnv, flag_data, node_matches_pg, stream_env, wait_until

@@ -106,7 +106,7 @@ async def test_a_syncer_killed_between_apply_and_commit_loses_nothing(env: Strea
     await edit_many(env, project.id, 6)
     # The dead syncer's half-done batch: applied, never committed.
     rows = await env.repo.changes_since(cursor, 1000)
-    from store.stream.feed import Change
+    from store.redis.feed import Change
 
     await env.store.apply(
         [
