@@ -227,16 +227,17 @@ def _ordered(workdir: Path, tests: str) -> list[str]:
     root = workdir / tests
     if not root.is_dir():
         return [tests]
-    files = sorted(path.name for path in root.glob("test_*.py"))
+    files = sorted(str(path.relative_to(workdir)) for path in root.rglob("test_*.py"))
 
     def rank(name: str) -> tuple[int, int, str]:
-        if name in _FIRST:
-            return (0, _FIRST.index(name), name)
-        if name in _LAST:
-            return (2, _LAST.index(name), name)
+        base = Path(name).name
+        if base in _FIRST:
+            return (0, _FIRST.index(base), name)
+        if base in _LAST:
+            return (2, _LAST.index(base), name)
         return (1, 0, name)
 
-    return [f"{tests.rstrip('/')}/{name}" for name in sorted(files, key=rank)]
+    return sorted(files, key=rank)
 
 
 def _run_tests(workdir: Path, tests: str, timeout: float) -> tuple[str, float]:
