@@ -279,3 +279,24 @@ def test_an_earlier_condition_true_on_a_missing_property_keeps_a_flag_server_sid
         "bucketing": "posthog",
     }
     assert (compile_flags([flag]).sdk_reproducible == {"f"}) is local
+
+
+def test_the_first_condition_missing_its_group_is_reported() -> None:
+    """When several conditions need groups the request lacks, no_group_type names the first of them."""
+    flag = _flag(
+        groups=[
+            {"properties": [{"key": "p", "value": "x"}]},
+            {"properties": [], "aggregation_group_type_index": 1},
+            {"properties": [], "aggregation_group_type_index": 0},
+        ]
+    )
+    decision = _decide_with(flag, Context("u"))
+    assert (decision.reason, decision.condition_index) == ("no_group_type", 1)
+
+
+@pytest.mark.parametrize("key", ["", 5, None, ["f"]])
+def test_definitions_without_a_usable_key_are_left_out(key: Any) -> None:
+    """A definition whose key is not a non-empty string is not a flag of the snapshot; the others are."""
+    snapshot = compile_flags([{**_flag(), "key": key}, {**_flag(), "key": "kept", "id": 5}])
+    assert list(snapshot.keys()) == ["kept"]
+    assert set(snapshot.evaluate(Context("u"))) == {"kept"}
