@@ -1,13 +1,15 @@
 """The behavioural-cohort limits the README documents, at their numbers (not read back from the module):
 20 behavioural conditions per cohort, 20 event_filters per condition, windows up to 730 days, event names up
-to 400 characters. One past each is an issue at the field's path."""
+to 400 characters. One past each is an issue at the field's path. Also the event filters' own edges."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from evaluator import validate_cohort
-from tests.evaluator.behaviour.strategies import group, leaf
+import pytest
+
+from evaluator import compile_flags, validate_cohort
+from tests.evaluator.behaviour.strategies import cohort_flag, group, leaf
 
 LEAF = "filters.properties.values[0]"
 
@@ -43,3 +45,36 @@ def test_event_names_up_to_400_characters() -> None:
     """An event name of 400 characters validates; 401 is reported at the condition's key."""
     assert _paths(leaf("e" * 400)) == []
     assert _paths(leaf("e" * 401)) == [f"{LEAF}.key"]
+
+
+def test_explicit_relative_windows_up_to_730_days() -> None:
+    """explicit_datetime -104w and -2y fit in 730 days; -105w and -3y do not."""
+    assert _paths(leaf(explicit_datetime="-104w", time_value=None, time_interval=None)) == []
+    assert _paths(leaf(explicit_datetime="-2y", time_value=None, time_interval=None)) == []
+    for too_long in ("-105w", "-3y"):
+        assert _paths(leaf(explicit_datetime=too_long, time_value=None, time_interval=None)) == [
+            f"{LEAF}.explicit_datetime"
+        ]
+
+
+def test_a_window_needs_an_interval_unless_an_explicit_date_is_given() -> None:
+    """Without explicit_datetime, a missing time_interval is an issue at its path."""
+    assert _paths(leaf(time_interval=None)) == [f"{LEAF}.time_interval"]
+
+
+@pytest.mark.parametrize("key", ["", 5, None])
+def test_event_filters_need_a_property_key(key: Any) -> None:
+    """An event filter without a non-empty string key is an issue at that filter's key."""
+    assert _paths(leaf(event_filters=[{"key": key, "value": 1}])) == [f"{LEAF}.event_filters[0].key"]
+
+
+def test_an_event_filter_that_can_never_match_matches_no_event() -> None:
+    """An event filter with an unusable regex matches no event, whether or not the event has the property
+    (the counter then counts nothing), for the regex and its negation alike."""
+    for negation in (False, True):
+        unusable = {"key": "url", "operator": "regex", "value": "(", "negation": negation}
+        cohorts = {"1": group("AND", leaf("visit", event_filters=[unusable]))}
+        snapshot = compile_flags([cohort_flag("f", 1)], cohorts=cohorts)
+        (counter,) = snapshot.counters
+        assert counter.matches({"url": "("}) is False
+        assert counter.matches({}) is False
