@@ -186,6 +186,15 @@ def test_murmur3_caches_stay_bounded() -> None:
     assert scheme.variant_value("flag-0", "u") == Murmur3Bucketing().variant_value("flag-0", "u")
 
 
+def test_murmur3_variant_hash_is_flagds_fractional_hash() -> None:
+    """variant_hash is the unsigned MurmurHash3 of the CBOR array [flag key, id], written out here, and
+    the variant position is that hash over 2**32, for new and repeated keys alike."""
+    scheme = Murmur3Bucketing()
+    for _ in range(2):  # the second round reads the cached key prefix
+        assert scheme.variant_hash("flag-x", "user-1") == mmh3.hash(b"\x82\x66flag-x\x66user-1", signed=False)
+        assert scheme.variant_value("flag-x", "user-1") == scheme.variant_hash("flag-x", "user-1") / 2**32
+
+
 # --- ids that are not valid UTF-8 --------------------------------------------------------------------------
 
 
