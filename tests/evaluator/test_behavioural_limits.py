@@ -78,3 +78,24 @@ def test_an_event_filter_that_can_never_match_matches_no_event() -> None:
         (counter,) = snapshot.counters
         assert counter.matches({"url": "("}) is False
         assert counter.matches({}) is False
+
+
+@pytest.mark.parametrize(
+    ("explicit", "seconds"),
+    [
+        ("-15M", 15 * 60),
+        ("-24h", 24 * 3600),
+        ("-30d", 30 * 86400),
+        ("-2w", 14 * 86400),
+        ("-1m", 30 * 86400),
+        ("-1q", 90 * 86400),
+        ("-2y", 730 * 86400),
+    ],
+)
+def test_explicit_relative_windows_ask_the_store_for_their_length(explicit: str, seconds: int) -> None:
+    """The window the person store is asked to count over is the documented length of each unit
+    (M minutes, h hours, d days, w weeks, m = 30 days, q = 90 days, y = 365 days)."""
+    raw = leaf("visit", explicit_datetime=explicit, time_value=None, time_interval=None)
+    snapshot = compile_flags([cohort_flag("f", 1)], cohorts={"1": group("AND", raw)})
+    (query,) = snapshot.store_needs(["f"]).queries
+    assert (query.window_seconds, query.since) == (seconds, None)
