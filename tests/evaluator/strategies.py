@@ -11,7 +11,19 @@ from hypothesis import strategies as st
 from evaluator import Context
 from evaluator.operators import OPERATORS
 
-KEYS = st.sampled_from(["plan", "email", "age", "version", "signup", "tags", "distinct_id", "$group_key"])
+KEYS = st.sampled_from(
+    [
+        "plan",
+        "email",
+        "age",
+        "version",
+        "signup",
+        "tags",
+        "distinct_id",
+        "$group_key",
+        "$feature_enrollment/flag-0",
+    ]
+)
 
 scalars = st.one_of(
     st.none(),

@@ -98,6 +98,18 @@ def test_the_trace_names_the_bucketing_id_of_group_and_device_flags() -> None:
     assert snapshot.explain("d", Context("u")).bucketing_id == "u"
 
 
+def test_an_enrollment_decision_is_traced_as_such() -> None:
+    """When the enrollment property decides, the trace is found, names the property and its value, and shows
+    no condition."""
+    flag = {"id": 1, "key": "f", "filters": {"feature_enrollment": True, "groups": [{"properties": []}]}}
+    snapshot = compile_flags([flag])
+    trace = snapshot.explain("f", Context("u", {"$feature_enrollment/f": "true"}))
+    assert (trace.found, trace.enrollment, trace.conditions) == (True, "$feature_enrollment/f = 'true'", [])
+    assert trace.summary == "Feature enrollment decided"
+    assert trace.decision is not None
+    assert (trace.decision.enabled, trace.decision.reason) == (True, "super_condition_value")
+
+
 def test_traces_are_immutable() -> None:
     """Every part of a trace refuses assignment."""
     flag = {

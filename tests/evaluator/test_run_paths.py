@@ -61,4 +61,7 @@ def test_a_condition_that_never_matches_changes_no_decision(definition: dict[str
                 plain.variant,
                 plain.reason,
                 plain.condition_index,
-            ) or (plain.reason == "no_condition_match" and other.reason == "no_group_type")
+            ) or (  # a missing group outranks the other no-match reasons (PostHog's priority)
+                plain.reason in ("no_condition_match", "out_of_rollout_bound")
+                and other.reason == "no_group_type"
+            )
