@@ -147,3 +147,16 @@ def test_a_malformed_cohort_is_an_error_not_a_match(definition: Any) -> None:
     decision = compile_flags([_uses("f", 4)], cohorts={"4": definition}).evaluate(Context("u"))["f"]
     assert (decision.enabled, decision.error) == (False, "invalid_definition")
     assert "cohort 4" in decision.description
+
+
+def test_static_and_external_cohorts_need_nothing_from_the_person_store() -> None:
+    """Membership of a static cohort or an externally resolved one is decided from the request alone: the
+    flags using them ask the person store for nothing; a property cohort needs the person's properties."""
+    cohorts = {"2": _group({"key": "plan", "value": "pro", "type": "person"})}
+    snapshot = compile_flags(
+        [_uses("static", 3), _uses("external", "rt-1"), _uses("property", 2)],
+        cohorts=cohorts,
+        static_cohorts={"3": frozenset({"ann"})},
+    )
+    assert not snapshot.store_needs(["static", "external"])
+    assert snapshot.store_needs(["property"]).person_properties is True
