@@ -240,9 +240,8 @@ def _condition(
                 flag.reproducible = flag.reproducible and entry.reproducible
         elif info.kind == "flag":
             flag.dependencies.add(info.key)
-        elif info.operator in SERVER_ONLY_OPERATORS or info.negation or _boolean_exact(info):
-            # SDKs lack these operators; honour ``negation`` only inside cohorts; and compare exact filters
-            # on true/false by truthiness ("no" equals "false" there), where flagd compares text.
+        elif info.operator in SERVER_ONLY_OPERATORS or info.negation:
+            # SDKs lack these operators, and honour ``negation`` only inside cohorts.
             flag.reproducible = False
     check = combine([info.check for info in infos], conjunction=True)
     rollout = raw.get("rollout_percentage")
@@ -281,16 +280,6 @@ def _condition(
     out_of_rollout = made.make("out_of_rollout_bound", index=index)
     no_group = made.make("no_group_type", index=index)
     return ConditionInfo(index, infos, check, pct, override, group, outcome, out_of_rollout, no_group)
-
-
-def _boolean_exact(info: FilterInfo) -> bool:
-    if info.operator not in ("exact", "is_not"):
-        return False
-    items = info.expected if isinstance(info.expected, list) else [info.expected]
-    return any(
-        isinstance(item, bool) or (isinstance(item, str) and item.lower() in ("true", "false"))
-        for item in items
-    )
 
 
 def _true_when_missing(condition: ConditionInfo) -> bool:

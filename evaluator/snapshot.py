@@ -24,7 +24,16 @@ from evaluator.runner import Run
 class _Scope:
     """What flags compiling into one snapshot share: clock, group types, cohorts, already compiled flags."""
 
-    __slots__ = ("book", "by_id", "by_key", "clock", "compiled", "cyclic", "group_type_mapping")
+    __slots__ = (
+        "book",
+        "by_id",
+        "by_key",
+        "clock",
+        "compiled",
+        "cyclic",
+        "group_type_mapping",
+        "property_matching_version",
+    )
 
     def __init__(
         self,
@@ -33,8 +42,10 @@ class _Scope:
         book: CohortBook,
         by_key: Mapping[str, Mapping[str, Any]],
         by_id: Mapping[str, str],
+        property_matching_version: int = 1,
     ) -> None:
         self.clock = clock
+        self.property_matching_version = property_matching_version
         self.group_type_mapping = group_type_mapping
         self.book = book
         self.by_key = by_key
@@ -80,6 +91,7 @@ class Snapshot:
         "_static",
         "_targets",
         "_used_cohorts",
+        "property_matching_version",
     )
 
     def __init__(
@@ -91,8 +103,11 @@ class Snapshot:
         targets: Mapping[str, list[str]] | None = None,
         inputs: tuple[Any, ...] | None = None,
         cyclic: frozenset[str] = frozenset(),
+        property_matching_version: int = 1,
     ) -> None:
         self._flags = flags
+        # The exact/is_not rule this snapshot evaluates with; SDKs must be told it (local evaluation).
+        self.property_matching_version = property_matching_version
         # What this snapshot was compiled from, so the next compile can reuse unchanged flags.
         self._sources = sources or {}
         self._targets = targets or {}
@@ -242,6 +257,7 @@ def compile_flags(
     static_cohorts: Mapping[str, Collection[str]] | None = None,
     clock: Clock = time.time,
     previous: Snapshot | None = None,
+    property_matching_version: int = 1,
 ) -> Snapshot:
     """Compile a project's flags (PostHog definitions; deleted ones are skipped) into a Snapshot.
 
@@ -254,7 +270,13 @@ def compile_flags(
     cohorts, group type mapping and clock are all unchanged; the result evaluates exactly as a fresh
     compile would, but one edit in a large project recompiles only the edited flag and its dependents.
     Definitions are data: the caller must not mutate them after compiling.
+
+    ``property_matching_version``: 1 (PostHog's default: ``exact``/``is_not`` on true/false values compare
+    truthiness) or 2 (plain string comparison); see ``evaluator/operators.py``. Anything else is a
+    ``ValueError``.
     """
+    if property_matching_version not in (1, 2):
+        raise ValueError(f"property_matching_version must be 1 or 2, not {property_matching_version!r}")
     live: dict[str, Mapping[str, Any]] = {}
     for definition in flags:
         if not isinstance(definition, Mapping) or definition.get("deleted"):
@@ -267,13 +289,13 @@ def compile_flags(
     statics = {str(k): frozenset(v) for k, v in (static_cohorts or {}).items()}
     cohort_defs = dict(cohorts or {})
     book = CohortBook(cohort_defs, statics)
-    scope = _Scope(clock, mapping, book, live, by_id)
+    scope = _Scope(clock, mapping, book, live, by_id, property_matching_version)
     graph: dict[str, list[str]] = {}
     for key, definition in live.items():
         targets = (resolve(ref, live, by_id) for ref in references(definition))
         graph[key] = [target for target in targets if target is not None]
     order, scope.cyclic = evaluation_order(graph)
-    inputs = (mapping, cohort_defs, statics, clock)
+    inputs = (mapping, cohort_defs, statics, clock, property_matching_version)
     reusable = previous._reusable(inputs) if previous is not None else None
     compiled: dict[str, CompiledFlag] = {}
     reused: set[str] = set()
@@ -291,6 +313,7 @@ def compile_flags(
         targets=graph,
         inputs=inputs,
         cyclic=frozenset(scope.cyclic),
+        property_matching_version=property_matching_version,
     )
 
 

@@ -77,3 +77,37 @@ def test_group_filter_reads_the_named_groups_properties() -> None:
     gold = Context("u", groups={"company": "acme"}, group_properties={"company": {"tier": "gold"}})
     assert snapshot.evaluate(gold)["case-flag"].enabled
     assert not snapshot.evaluate(Context("u", {"tier": "gold"}))["case-flag"].enabled
+
+
+@pytest.mark.parametrize(
+    ("value", "v1", "v2"),
+    [(0, True, False), (1, True, False), ("no", True, False), (False, True, True), ("FALSE", True, True),
+     (True, False, False), ("true", False, False), ([False], True, False)],
+)  # fmt: skip
+def test_exact_on_booleans_follows_the_property_matching_version(value: Any, v1: bool, v2: bool) -> None:
+    """``beta exact false``: version 1 (default) compares truthiness, so 0, 1 and "no" match; version 2
+    compares text, so only false-like text does."""
+    flag = {
+        "id": 1,
+        "key": "beta-off",
+        "filters": {"groups": [{"properties": [{"key": "beta", "value": False, "operator": "exact"}]}]},
+    }
+    for version, expected in ((1, v1), (2, v2)):
+        snapshot = compile_flags([flag], property_matching_version=version)
+        assert snapshot.property_matching_version == version
+        assert snapshot.evaluate(Context("u", {"beta": value}))["beta-off"].enabled is expected
+
+
+def test_empty_list_exact_matches_truthy_values_in_both_versions() -> None:
+    """``exact []`` matches a truthy property (true, "true") and nothing else, under both versions."""
+    flag = {"id": 1, "key": "e", "filters": {"groups": [{"properties": [{"key": "b", "value": []}]}]}}
+    for version in (1, 2):
+        snapshot = compile_flags([flag], property_matching_version=version)
+        got = [snapshot.evaluate(Context("u", {"b": v}))["e"].enabled for v in (True, "TRUE", "x", 1, False)]
+        assert got == [True, True, False, False, False]
+
+
+def test_an_unknown_property_matching_version_is_refused() -> None:
+    """Only versions 1 and 2 exist; compiling with another is a caller error."""
+    with pytest.raises(ValueError, match="property_matching_version"):
+        compile_flags([], property_matching_version=3)
