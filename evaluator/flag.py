@@ -294,7 +294,9 @@ def _choose_run(flag: CompiledFlag) -> None:
     """Fold what can be folded, then pick the evaluation closure for what is left."""
     live = [c for c in flag.conditions if c.check is not False]
     assert flag.no_match is not None
-    plain = flag.group is None and flag.holdout is None and flag.enrollment is None
+    plain = (
+        flag.group is None and flag.holdout is None and flag.enrollment is None and not flag.bucket_on_device
+    )
     if plain and all(c.group is None for c in live):
         if not live:
             flag.static = flag.no_match
