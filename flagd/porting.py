@@ -22,7 +22,15 @@ from typing import Any
 from store.errors import Conflict, Issue, NotFound, ValidationFailed
 from store.protocols import AdminRepository
 
-FLAG_FIELDS = ("key", "name", "filters", "active", "bucketing", "ensure_experience_continuity")
+FLAG_FIELDS = (
+    "key",
+    "name",
+    "filters",
+    "active",
+    "bucketing",
+    "ensure_experience_continuity",
+    "bucketing_identifier",
+)
 
 
 class ImportFormatError(ValueError):

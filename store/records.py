@@ -83,6 +83,8 @@ class FlagRecord(msgspec.Struct, frozen=True):
             "version": self.version,
             "bucketing": self.bucketing,
             "ensure_experience_continuity": self.ensure_experience_continuity,
+            # Stored in filters (store/writes.py), served top-level: the only place posthog-node reads it.
+            "bucketing_identifier": self.filters.get("bucketing_identifier"),
         }
 
 

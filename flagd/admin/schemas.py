@@ -76,6 +76,7 @@ def component_schemas() -> dict[str, Any]:
                 "deleted": {"type": "boolean"},
                 "bucketing": {"enum": ["murmur3", "posthog"]},
                 "ensure_experience_continuity": {"type": "boolean"},
+                "bucketing_identifier": {"enum": ["distinct_id", "device_id", None]},
                 "version": {"type": "integer"},
                 "created_at": ts,
                 "created_by": {"type": "string"},
@@ -92,6 +93,10 @@ def component_schemas() -> dict[str, Any]:
                 "active": {"type": "boolean"},
                 "bucketing": {"enum": ["murmur3", "posthog"]},
                 "ensure_experience_continuity": {"type": "boolean"},
+                "bucketing_identifier": {
+                    "enum": ["distinct_id", "device_id", None],
+                    "description": "what rollouts hash: the distinct id (default) or the device id",
+                },
                 "deleted": {"type": "boolean"},
                 "version": {"type": "integer", "description": "PATCH/DELETE: the version last read"},
             },

@@ -318,3 +318,38 @@ def test_following_next_links_visits_every_flag_once(
                 assert seen == keys[start:]
 
     asyncio.run(run())
+
+
+async def test_bucketing_identifier_is_accepted_kept_and_evaluated(admin: Admin) -> None:
+    """A top-level ``bucketing_identifier: "device_id"`` is stored, shown, survives a filters-only PATCH, and
+    makes /flags hash the device id (body ``$device_id``, or the ``$device_id`` person property)."""
+    filters = {"groups": [{"properties": [], "rollout_percentage": 50}]}
+    flag = await admin.create_flag(
+        "by-device", bucketing="posthog", bucketing_identifier="device_id", filters=filters
+    )
+    assert flag["bucketing_identifier"] == "device_id"
+    url = f"{admin.flags_url}{flag['id']}/"
+    patched = await admin.client.patch(url, json={"filters": filters, "version": 1})
+    assert patched.json()["bucketing_identifier"] == "device_id"
+    listed = (await admin.client.get(admin.flags_url)).json()["results"]
+    assert [f["bucketing_identifier"] for f in listed] == ["device_id"]
+    for n in range(20):
+        device = f"device-{n}"
+        answers = {
+            (await admin.evaluate(f"user-{n}-{m}", **{"$device_id": device}))["by-device"]["enabled"]
+            for m in range(3)
+        }
+        by_property = await admin.evaluate(f"x-{n}", person_properties={"$device_id": device})
+        assert answers == {by_property["by-device"]["enabled"]}  # one answer per device, any user
+    nothing = await admin.evaluate("someone")
+    assert nothing["by-device"]["reason"]["code"] == "out_of_rollout_bound"
+
+
+async def test_an_unknown_bucketing_identifier_is_400_naming_the_field(admin: Admin) -> None:
+    """Only distinct_id, device_id or null are accepted; anything else names the field and writes nothing."""
+    response = await admin.client.post(
+        admin.flags_url, json={"key": "bad", "bucketing_identifier": "session_id"}
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["attr"] == "bucketing_identifier"
+    assert await _count(admin) == 0
