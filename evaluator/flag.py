@@ -21,6 +21,7 @@ from evaluator.model import Context, Decision
 from evaluator.operators import OPERATORS, SERVER_ONLY_OPERATORS
 from evaluator.outcomes import Decisions, Holdout, number, parse_holdout, parse_payloads, parse_variants
 from evaluator.runner import build_run
+from evaluator.values import iso_instant, parse_relative, to_number
 
 Run = Callable[[Context, dict[str, Decision]], Decision]
 
@@ -240,8 +241,10 @@ def _condition(
                 flag.reproducible = flag.reproducible and entry.reproducible
         elif info.kind == "flag":
             flag.dependencies.add(info.key)
-        elif info.operator in SERVER_ONLY_OPERATORS or info.negation:
-            # SDKs lack these operators, and honour ``negation`` only inside cohorts.
+        elif info.operator in SERVER_ONLY_OPERATORS or info.negation or not _sdk_date(info):
+            # SDKs lack these operators, honour ``negation`` only inside cohorts, and read date filters other
+            # than ISO-8601 and relative ones each their own way (posthog-python refuses them, posthog-node
+            # hands them to JavaScript's Date: local time, numbers as milliseconds).
             flag.reproducible = False
     check = combine([info.check for info in infos], conjunction=True)
     rollout = raw.get("rollout_percentage")
@@ -280,6 +283,17 @@ def _condition(
     out_of_rollout = made.make("out_of_rollout_bound", index=index)
     no_group = made.make("no_group_type", index=index)
     return ConditionInfo(index, infos, check, pct, override, group, outcome, out_of_rollout, no_group)
+
+
+def _sdk_date(info: FilterInfo) -> bool:
+    if info.operator not in ("is_date_before", "is_date_after"):
+        return True
+    value = info.expected
+    if not isinstance(value, str):
+        return False
+    return parse_relative(value) is not None or (
+        to_number(value.strip()) is None and iso_instant(value.strip()) is not None
+    )
 
 
 def _true_when_missing(condition: ConditionInfo) -> bool:

@@ -23,9 +23,11 @@ Semantics (PostHog server; where flagd had to choose, the choice is written here
   pattern matches everything. Missing key: ``regex`` false, ``not_regex`` true.
 * ``gt``, ``gte``, ``lt``, ``lte``, ``between``/``not_between`` (inclusive; value ``[low, high]`` or
   ``{"min": low, "max": high}``): numbers (``values.to_number``); a non-numeric property is false for all.
-* ``is_date_before`` / ``is_date_after`` (strict) / ``is_date_exact`` (same UTC calendar day): the filter is
-  ISO-8601, unix seconds, or relative ``-7d``, ``-24h``, ``-2w``, ``-1m``, ``-1y`` -- relative ones are
-  resolved against the injected clock at each evaluation, the others once at compile time.
+* ``is_date_before`` / ``is_date_after`` (strict) / ``is_date_exact`` (same UTC calendar day): both sides
+  are read as PostHog's server reads dates (``values.to_instant``: unix seconds, ISO-8601, then other
+  complete dates such as ``June 1, 2023``); the filter may also be relative ``-7d``, ``-24h``, ``-2w``,
+  ``-1m``, ``-1y`` -- relative ones are resolved against the injected clock at each evaluation, the others
+  once at compile time.
 * ``semver_eq/neq/gt/gte/lt/lte`` and ranges ``semver_tilde`` (~1.2.3 = >=1.2.3 <1.3.0), ``semver_caret``
   (^1.2.3 = <2.0.0, ^0.2.3 = <0.3.0, ^0.0.3 = <0.0.4), ``semver_wildcard`` (1.2.* = >=1.2.0 <1.3.0).
   A property that is not a version is false for all of them.
@@ -273,7 +275,7 @@ def _date(compare: Callable[[float, float], bool]) -> Factory:
             return relative_test
         threshold = to_instant(expected)
         if threshold is None:
-            problems.error(path, "value must be an ISO-8601 date, unix seconds or a relative date like -7d")
+            problems.error(path, "value must be a date (e.g. 2024-01-01), unix seconds or a relative date like -7d")
             return never
 
         def test(value: Any) -> bool:
