@@ -162,6 +162,9 @@ def _compile_body(
             problems.warn("filters.aggregation_group_type_index", f"unknown group type index {aggregation!r}")
             flag.reproducible = False
     flag.early_exit = filters.get("early_exit") is True
+    if filters.get("feature_enrollment") is True or filters.get("super_groups"):
+        # posthog-node ignores both (it would answer from the conditions alone): served remotely only.
+        flag.reproducible = False
     flag.no_match = made.make("no_condition_match")
     flag.no_group = made.make("no_group_type")
     if filters.get("feature_enrollment") is True:

@@ -275,7 +275,9 @@ def _date(compare: Callable[[float, float], bool]) -> Factory:
             return relative_test
         threshold = to_instant(expected)
         if threshold is None:
-            problems.error(path, "value must be a date (e.g. 2024-01-01), unix seconds or a relative date like -7d")
+            problems.error(
+                path, "value must be a date (e.g. 2024-01-01), unix seconds or a relative date like -7d"
+            )
             return never
 
         def test(value: Any) -> bool:

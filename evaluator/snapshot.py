@@ -224,6 +224,13 @@ class Snapshot:
         flag = self._flags.get(key)
         return list(flag.problems.issues) if flag is not None else []
 
+    def definition(self, ref: str) -> Mapping[str, Any] | None:
+        """The definition a flag was compiled from, by key or by id (as text); None when there is none."""
+        found = self._sources.get(ref)
+        if found is None and ref.isdigit():
+            found = next((d for d in self._sources.values() if str(d.get("id")) == ref), None)
+        return found
+
     def flag(self, key: str) -> CompiledFlag | None:
         """The compiled flag (for tooling and tests), or None."""
         return self._flags.get(key)
