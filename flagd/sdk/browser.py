@@ -4,8 +4,9 @@
   [token] = {config, siteApps}``). posthog-js fetches one of them on every page load before its first
   ``/flags`` call, and takes the compression it may use from ``supportedCompression``. flagd answers what it
   supports: gzip bodies (``gzip``, ``gzip-js``), feature flags (``hasFeatureFlags`` when the project has
-  any), events on ``/i/v0/e/``; session recording, surveys, heatmaps, product tours, site apps and
-  autocaptured exceptions are off. Cached by browsers for a minute.
+  any), events on ``/i/v0/e/``; session recording, heatmaps, product tours, site apps and autocaptured
+  exceptions are off, and surveys are left out (posthog-js then loads no surveys bundle). Browsers cache
+  it for a minute.
 * ``GET /api/surveys/?token=`` → ``{"surveys": []}`` and ``GET /api/early_access_features/?token=`` →
   ``{"earlyAccessFeatures": []}``: flagd has neither, and says so instead of a 404.
 
@@ -54,7 +55,8 @@ def remote_config(state: ProjectState) -> dict[str, Any]:
         "captureDeadClicks": False,
         "elementsChainAsString": True,
         "heatmaps": False,
-        "surveys": False,
+        # No "surveys" key: posthog-js loads its surveys bundle from the host whenever the key is there, even
+        # false, and flagd serves no such bundle (a CORS error in every page). Absent means "not loaded".
         "productTours": False,
         "conversations": False,
         "sessionRecording": False,

@@ -58,13 +58,14 @@ async def test_preflight_names_authorization_for_ofrep_web_providers() -> None:
 
 async def test_remote_config_json_says_what_flagd_supports() -> None:
     """``/array/<token>/config``: gzip compression, feature flags on, the events endpoint, and session
-    recording, surveys, heatmaps and site apps off."""
+    recording, heatmaps and site apps off, surveys absent."""
     async with client(make_app()) as http:
         config = (await http.get(f"/array/{TOKEN_A}/config")).json()
     assert config["supportedCompression"] == ["gzip", "gzip-js"]
     assert config["hasFeatureFlags"] is True
     assert config["analytics"] == {"endpoint": "/i/v0/e/"}
-    assert (config["sessionRecording"], config["surveys"], config["heatmaps"]) == (False, False, False)
+    assert (config["sessionRecording"], config["heatmaps"]) == (False, False)
+    assert "surveys" not in config  # posthog-js would fetch a surveys bundle flagd does not serve
     assert config["siteApps"] == []
 
 
