@@ -106,6 +106,7 @@ class ExplainRequest(msgspec.Struct, forbid_unknown_fields=True):
     person_properties: dict[str, Any] = {}
     groups: dict[str, str] = {}
     group_properties: dict[str, dict[str, Any]] = {}
+    device_id: str | None = None  # what flags with bucketing_identifier "device_id" hash
 
 
 async def explain_flag(request: Request) -> Response:
@@ -129,6 +130,7 @@ async def explain_flag(request: Request) -> Response:
         person_properties=req.person_properties,
         groups=req.groups,
         group_properties=req.group_properties,
+        device_id=req.device_id or None,
     )
     explanation = state.snapshot.explain(flag.key, ctx)
     return JSON(

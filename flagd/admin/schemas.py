@@ -163,6 +163,7 @@ def component_schemas() -> dict[str, Any]:
                 "person_properties": _OBJ,
                 "groups": {"type": "object", "additionalProperties": {"type": "string"}},
                 "group_properties": _OBJ,
+                "device_id": {"type": "string", "description": "hashed by device-bucketed flags"},
             },
         },
     }

@@ -353,3 +353,14 @@ async def test_an_unknown_bucketing_identifier_is_400_naming_the_field(admin: Ad
     assert response.status_code == 400
     assert response.json()["errors"][0]["attr"] == "bucketing_identifier"
     assert await _count(admin) == 0
+
+
+async def test_explain_hashes_the_device_id_of_device_bucketed_flags(admin: Admin) -> None:
+    """Explaining a device-bucketed flag with a ``device_id`` traces the device id as the bucketing id and
+    reaches the same decision /flags gives for that device."""
+    flag = await admin.create_flag("by-device", bucketing="posthog", bucketing_identifier="device_id")
+    url = f"{admin.flags_url}{flag['id']}/explain/"
+    traced = (await admin.client.post(url, json={"distinct_id": "u1", "device_id": "d-7"})).json()
+    assert traced["explanation"]["bucketing_id"] == "d-7"
+    wire = await admin.evaluate("u1", **{"$device_id": "d-7"})
+    assert traced["explanation"]["decision"]["enabled"] == wire["by-device"]["enabled"]
