@@ -19,6 +19,7 @@ class Project(msgspec.Struct, frozen=True):
     group_type_mapping: dict[str, str]
     created_at: datetime
     created_by: str
+    property_matching_version: int = 1  # exact/is_not rule: 1 (PostHog's default) or 2
 
 
 class NewProject(msgspec.Struct, frozen=True):

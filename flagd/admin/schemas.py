@@ -53,6 +53,7 @@ def component_schemas() -> dict[str, Any]:
                 "name": {"type": "string"},
                 "api_token": {"type": "string"},
                 "group_type_mapping": {"type": "object", "additionalProperties": {"type": "string"}},
+                "property_matching_version": {"enum": [1, 2]},
                 "created_at": ts,
                 "created_by": {"type": "string"},
             },
@@ -62,7 +63,14 @@ def component_schemas() -> dict[str, Any]:
         },
         "ProjectInput": {
             "type": "object",
-            "properties": {"name": {"type": "string"}, "group_type_mapping": _OBJ},
+            "properties": {
+                "name": {"type": "string"},
+                "group_type_mapping": _OBJ,
+                "property_matching_version": {
+                    "enum": [1, 2],
+                    "description": "exact/is_not on true/false: 1 compares truthiness (default), 2 text",
+                },
+            },
         },
         "FeatureFlag": {
             "type": "object",

@@ -5,7 +5,8 @@ Key layout (``flagd`` is the configurable prefix). A project's keys share the ha
 global keys share ``{g}``, so every script touches one Redis Cluster slot::
 
     flagd:{p<id>}:meta       hash   seq (change_log seq of the newest change applied to the project),
-                                    api_token, secret_token_hash, group_type_mapping (JSON), project_version
+                                    api_token, secret_token_hash, group_type_mapping (JSON), project_version,
+                                    property_matching_version
     flagd:{p<id>}:versions   hash   "<entity type>:<entity id>" -> entity version (flag/cohort/project)
     flagd:{p<id>}:flags      hash   flag id -> FlagRecord.definition() JSON (deleted flags stay as tombstones)
     flagd:{p<id>}:cohorts    hash   cohort id -> CohortRecord.definition() JSON (tombstones as for flags)
@@ -142,12 +143,13 @@ class RedisFlagStore:
     async def _queue_apply(self, pipe: Any, change: Change) -> None:
         meta, versions, flags, cohorts, static = self.project_keys(change.project_id)
         payload = change.payload
-        members, body, token, secret, gtm = "", "", "", "", "{}"
+        members, body, token, secret, gtm, matching = "", "", "", "", "{}", "1"
         if change.entity_type == "project":
             target = meta
             token = str(payload.get("api_token", ""))
             secret = str(payload.get("secret_token_hash", ""))
             gtm = _encode(payload.get("group_type_mapping") or {}).decode()
+            matching = str(payload.get("property_matching_version") or 1)
         elif change.entity_type == "cohort":
             target = cohorts
             definition = {k: v for k, v in payload.items() if k != "members"}
@@ -171,6 +173,7 @@ class RedisFlagStore:
                 token,
                 secret,
                 gtm,
+                matching,
             ],
             client=pipe,
         )
@@ -272,6 +275,7 @@ class RedisFlagStore:
         args.append(len(data.static_members))
         for cohort_id, members in data.static_members.items():
             args += [cohort_id, _encode(sorted(members)).decode()]
+        args.append(data.property_matching_version)
         with _translated("replacing a project"):
             async with self._redis.pipeline(transaction=False) as pipe:
                 await self._replace(keys=list(self.project_keys(data.project_id)), args=args, client=pipe)
@@ -334,6 +338,7 @@ class RedisFlagStore:
                     api_token=_text(meta[b"api_token"]),
                     secret_token_hash=_text(meta.get(b"secret_token_hash", b"")),
                     group_type_mapping=_decode(meta.get(b"group_type_mapping", b"{}")),
+                    property_matching_version=int(meta.get(b"property_matching_version", b"1")),
                     version=int(meta.get(b"seq", b"0")),
                     flags=sorted(live_flags, key=lambda f: int(f["id"])),
                     cohorts=sorted(live_cohorts, key=lambda c: int(c["id"])),

@@ -336,10 +336,15 @@ def check_cohort(values: CohortValues, *, cohort_id: int, cohort_ids: Collection
 
 
 def check_project_fields(
-    *, name: str | None = None, group_type_mapping: object = None
+    *, name: str | None = None, group_type_mapping: object = None, property_matching_version: object = None
 ) -> dict[str, str] | None:
-    """Check a project name and/or group type mapping (``{"0": "company"}``: indexes 0-4, unique names)."""
+    """Check a project name, group type mapping (``{"0": "company"}``: indexes 0-4, unique names) and/or
+    property matching version (1 or 2)."""
     issues: list[Issue] = []
+    if property_matching_version is not None and (
+        isinstance(property_matching_version, bool) or property_matching_version not in (1, 2)
+    ):
+        issues.append(Issue("property_matching_version", "must be 1 or 2"))
     if name is not None:
         _text(name, "name", issues, max_len=200, required=True)
     mapping: dict[str, str] | None = None
