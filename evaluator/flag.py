@@ -249,7 +249,14 @@ def _condition(
             # than ISO-8601 and relative ones each their own way (posthog-python refuses them, posthog-node
             # hands them to JavaScript's Date: local time, numbers as milliseconds).
             flag.reproducible = False
-    check = combine([info.check for info in infos], conjunction=True)
+    # Cohorts reading stored behavioural counts go last: a condition a property already decides needs none.
+    counted = [
+        info.kind == "cohort" and bool(info.key) and bool(scope.cohort(info.key, Problems(), path).leaves)
+        for info in infos
+    ]
+    checks = [info.check for info, late in zip(infos, counted, strict=True) if not late]
+    checks += [info.check for info, late in zip(infos, counted, strict=True) if late]
+    check = combine(checks, conjunction=True)
     rollout = raw.get("rollout_percentage")
     pct: float | None = None
     if rollout is not None:
