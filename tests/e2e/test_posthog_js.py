@@ -118,6 +118,7 @@ def test_posthog_js_flags_equal_flags_with_no_errors(server: FlagdServer, site: 
                 page.wait_for_function("window.__flags !== undefined", timeout=15_000)
                 loaded = page.evaluate("window.__flags")
                 page.wait_for_load_state("networkidle")
+                errors, failed, answered = list(errors), list(failed), list(answered)  # before close aborts
                 page.close()
                 wire = server.flags(user)["flags"]
                 assert loaded == {key: r["variant"] or r["enabled"] for key, r in wire.items()}, user
