@@ -52,6 +52,10 @@ def _name(name: str) -> str:
     return _encode(name).decode()
 
 
+def _at(path: str, field: str) -> str:
+    return f"{path}.{field}" if path else field
+
+
 def _json(value: Any, where: str, max_chars: int) -> str:
     text = _encode(value).decode()
     if len(text) > max_chars:
@@ -65,7 +69,9 @@ def _event_ms(event: Mapping[str, Any], now_ms: int, where: str) -> int:
         try:
             parsed = datetime.fromisoformat(raw)
         except ValueError:
-            raise ValidationFailed([Issue(f"{where}.timestamp", "must be an ISO 8601 date-time")]) from None
+            raise ValidationFailed(
+                [Issue(_at(where, "timestamp"), "must be an ISO 8601 date-time")]
+            ) from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
         ms = int(parsed.timestamp() * 1000)
@@ -81,11 +87,11 @@ def _ops(
 ) -> list[PropOp]:
     ops: list[PropOp] = []
     for kind, name in ((SET, "$set"), (SET_ONCE, "$set_once")):
-        for source, base in ((props, f"{where}.properties"), (event, where)):
+        for source, base in ((props, _at(where, "properties")), (event, where)):
             values = source.get(name)
             if values is None:
                 continue
-            path = f"{base}.{name}"
+            path = _at(base, name)
             if not isinstance(values, dict):
                 raise ValidationFailed([Issue(path, "must be an object")])
             if len(values) > max_props:
@@ -99,11 +105,11 @@ def _ops(
                 )
             for key, value in values.items():
                 ops.append(PropOp(kind, _name(key), _json(value, f"{path}.{key}", max_chars)))
-    for source, base in ((props, f"{where}.properties"), (event, where)):
+    for source, base in ((props, _at(where, "properties")), (event, where)):
         names = source.get("$unset")
         if names is None:
             continue
-        path = f"{base}.$unset"
+        path = _at(base, "$unset")
         if isinstance(names, dict):  # posthog-js sends {"name": ...} in some versions
             names = list(names)
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -142,7 +148,7 @@ def ingest(
         props: Mapping[str, Any] = event.get("properties") or {}
         distinct_id = _id(event.get("distinct_id", props.get("distinct_id")), max_distinct_id_chars)
         if distinct_id is None:
-            raise ValidationFailed([Issue(f"{where}.distinct_id", "is required (a string or number)")])
+            raise ValidationFailed([Issue(_at(where, "distinct_id"), "is required (a string or number)")])
         ms = _event_ms(event, now_ms, where)
         raw_uuid = event.get("uuid")
         uuid = raw_uuid if isinstance(raw_uuid, str) and len(raw_uuid) <= _MAX_UUID_CHARS else ""
@@ -166,11 +172,11 @@ def ingest(
             key = _id(props.get("$group_key"), max_distinct_id_chars)
             if not isinstance(group_type, str) or not group_type or key is None:
                 raise ValidationFailed(
-                    [Issue(f"{where}.properties", "$groupidentify needs $group_type and $group_key")]
+                    [Issue(_at(where, "properties"), "$groupidentify needs $group_type and $group_key")]
                 )
             group_types.setdefault(group_type)
             group_set = props.get("$group_set") or {}
-            path = f"{where}.properties.$group_set"
+            path = _at(where, "properties.$group_set")
             if not isinstance(group_set, dict):
                 raise ValidationFailed([Issue(path, "must be an object")])
             if len(group_set) > max_person_properties:
