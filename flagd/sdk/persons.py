@@ -6,7 +6,7 @@
 - ``enrich``: **the one place a flag check waits on the store.** When the flags being evaluated need stored
   data (``Snapshot.store_needs``), read it once and merge stored person/group properties *under* the
   request's (the request wins key by key) and set ``Context.behaviour``. No read when nothing is needed. A
-  store failure leaves the context as the request made it (``behaviour=None``): flags that needed stored counts
+  store failure leaves the context as the request made it (``behaviour=None``): flags needing stored counts
   fail on their own, the others answer normally.
 
 Per ``ProjectState`` (i.e. per compiled snapshot) the counters by event name and the retention are derived
@@ -24,7 +24,7 @@ import structlog
 from cachetools import TTLCache
 
 from evaluator import Context
-from evaluator.behaviour import NOTHING, EventCounter, StoreNeeds
+from evaluator.behaviour import StoreNeeds
 from store.catalog import ProjectState
 from store.errors import StoreError, StoreUnavailable
 from store.persons.ingest import counters_by_event, ingest
@@ -40,16 +40,7 @@ _MAX_GROUP_TYPES = 5
 
 def store_needs(state: ProjectState, keys: Collection[str] | None) -> StoreNeeds:
     """What evaluating ``keys`` (all flags when None) may read from the store."""
-    needs = getattr(state.snapshot, "store_needs", None)
-    if needs is None:  # a snapshot without behavioural support needs nothing
-        return NOTHING
-    result: StoreNeeds = needs(keys)
-    return result
-
-
-def _counters(state: ProjectState) -> Sequence[EventCounter]:
-    counters: Sequence[EventCounter] = getattr(state.snapshot, "counters", ())
-    return counters
+    return state.snapshot.store_needs(keys)
 
 
 class _Derived:
@@ -57,7 +48,7 @@ class _Derived:
 
     def __init__(self, state: ProjectState) -> None:
         self.state = state
-        self.counters = counters_by_event(_counters(state))
+        self.counters = counters_by_event(state.snapshot.counters)
         longest = 0
         now = int(time.time())
         for query in store_needs(state, None).queries:
@@ -146,7 +137,7 @@ class Persons:
             )
 
     async def enrich(self, state: ProjectState, ctx: Context, keys: Collection[str] | None) -> Context:
-        """``ctx`` with stored data merged in, when the flags in ``keys`` need any (see the module docstring)."""
+        """``ctx`` with stored data merged in when the flags in ``keys`` need any (see the module docstring)."""
         store = self.store
         if store is None:
             return ctx

@@ -5,8 +5,8 @@
            dedupe, retention, max_props, [[hash i, dedupe i or 0, seen member or "", events]...]]`` with
            events ``[[uuid, ms, [[kind, name, value]...], [token...]]...]``. First pass (no writes): a
            hash merged elsewhere answers its target; a person that would exceed ``max_props`` aborts the
-           whole call (``{"limit", i}``). Second pass applies, deduplicating by uuid, and answers ``{"ok", [applied or
-           target...]}``.
+           whole call (``{"limit", i}``). Second pass applies, deduplicating by uuid, and answers
+           ``{"ok", [applied or target...]}``.
 ``MERGE``  KEYS: [source hash, source dedupe, target hash, target dedupe, seen]; ARGV: [target id, now, ttl,
            dedupe, source id]. ``{"a"|"b", id}`` when the source/target was itself merged (resolve, retry).
 ``READ``   KEYS: [person hashes..., group hashes...]; ARGV[1]: JSON ``[[[token, level, first bucket]...]...]``

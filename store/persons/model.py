@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 
 from evaluator.behaviour import BehaviourQuery
-from store.persons.windows import LEVELS, counter_token, expired, plan, start_of
+from store.persons.windows import LEVELS, counter_token, expired, plan
 
 __all__ = [
     "EventWrite",
@@ -188,8 +188,7 @@ class PersonRecord(msgspec.Struct):
 
     def count(self, query: BehaviourQuery, *, now: int, retention: int) -> int:
         """The query's count as of ``now`` (see ``store.persons.windows``)."""
-        start = start_of(now, window_seconds=query.window_seconds, since=query.since)
-        level, first = plan(start, now, retention)
+        level, first = plan(query, now, retention)
         prefix = f"{counter_token(query.counter)}{level}"
         total = 0
         for field, count in self.buckets.items():

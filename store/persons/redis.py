@@ -36,7 +36,7 @@ from store.errors import StoreTimeout, StoreUnavailable
 from store.persons import lua
 from store.persons.model import Merge, PersonView, ReadRequest, Step, Writes, properties_of
 from store.persons.protocol import PersonLimitExceeded, SeenPerson, StoreSettings
-from store.persons.windows import counter_token, plan, start_of
+from store.persons.windows import counter_token, plan
 
 __all__ = ["RedisPersonStore"]
 
@@ -60,8 +60,7 @@ def _text(value: bytes | str) -> str:
 
 
 def _plan(query: BehaviourQuery, now: int, retention: int) -> tuple[str, int, int]:
-    start = start_of(now, window_seconds=query.window_seconds, since=query.since)
-    level, first = plan(start, now, retention)
+    level, first = plan(query, now, retention)
     return counter_token(query.counter), level, first
 
 

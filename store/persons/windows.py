@@ -2,12 +2,12 @@
 
 Each occurrence is counted once per **level**, in the bucket ``t // seconds`` of that level (``t`` is the
 event's epoch second). A level keeps its buckets for ``keep`` seconds; the last level keeps them for the
-store's retention (the longest window in use, at least the plain-event history). To count a window, the store picks
-the finest level that still holds buckets as old as the window's start and sums that level's buckets that lie
+store's retention (the longest window in use, at least the plain-event history). To count a window, the store
+picks the finest level that still holds buckets as old as the window's start and sums that level's buckets that lie
 **entirely** inside the window, so:
 
-- an event at second ``t`` never counts once ``now >= t + window`` (a bucket that started before the window is
-  never read), and
+- an event at second ``t`` never counts once ``now >= t + window`` (a bucket that started before the window
+  is never read: ``evaluator.behaviour.first_bucket``), and
 - it counts at every ``now`` in ``[t, t + window - seconds + 1)`` where ``seconds`` is the chosen level's
   resolution: exactly ``[t, t + window)`` for windows up to ``LEVELS[0].keep`` (15 minutes, 1-second buckets),
   to within a minute up to 26 hours, an hour up to 33 days and a day beyond.
@@ -21,7 +21,9 @@ import base64
 import hashlib
 from typing import NamedTuple
 
-__all__ = ["LEVELS", "Level", "counter_token", "plan", "start_of"]
+from evaluator.behaviour import BehaviourQuery, first_bucket, window_start
+
+__all__ = ["LEVELS", "Level", "counter_token", "expired", "plan"]
 
 
 class Level(NamedTuple):
@@ -37,27 +39,19 @@ LEVELS: tuple[Level, ...] = (
 )
 
 
-def start_of(now: int, *, window_seconds: int | None = None, since: int | None = None) -> int:
-    """The first epoch second a query counts: ``now - window + 1`` (an event at ``t`` counts while
-    ``now < t + window``), or ``since``."""
-    if window_seconds is not None:
-        return now - window_seconds + 1
-    assert since is not None
-    return since
+def plan(query: BehaviourQuery, now: int, retention: int) -> tuple[int, int]:
+    """``(level, first bucket)`` to sum for ``query`` at ``now`` (whole seconds).
 
-
-def plan(start: int, now: int, retention: int) -> tuple[int, int]:
-    """``(level, first bucket)`` to sum for events at seconds ``>= start`` up to ``now``.
-
-    The finest level whose kept buckets reach back to ``start``; the first bucket is the first one that starts
-    at or after ``start``. ``retention`` is how long the last level keeps its buckets.
+    The finest level whose kept buckets reach back to the window's start; the first bucket is the evaluator's
+    ``first_bucket`` (the first one lying entirely inside the window). ``retention`` is how long the last
+    level keeps its buckets.
     """
-    age = max(0, now - start)
+    age = max(0, now - int(window_start(now, query)))
     last = len(LEVELS) - 1
     for index, level in enumerate(LEVELS):
         keep = retention if index == last else level.keep
         if index == last or age <= keep - level.seconds:
-            return index, -(-start // level.seconds)
+            return index, first_bucket(now, query, level.seconds)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
