@@ -137,7 +137,7 @@ class Persons:
             )
 
     async def enrich(self, state: ProjectState, ctx: Context, keys: Collection[str] | None) -> Context:
-        """``ctx`` with stored data merged in when the flags in ``keys`` need any (see the module docstring)."""
+        """``ctx`` with stored data merged in when the flags in ``keys`` need any (see module docstring)."""
         store = self.store
         if store is None:
             return ctx

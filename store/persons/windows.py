@@ -3,8 +3,8 @@
 Each occurrence is counted once per **level**, in the bucket ``t // seconds`` of that level (``t`` is the
 event's epoch second). A level keeps its buckets for ``keep`` seconds; the last level keeps them for the
 store's retention (the longest window in use, at least the plain-event history). To count a window, the store
-picks the finest level that still holds buckets as old as the window's start and sums that level's buckets that lie
-**entirely** inside the window, so:
+picks the finest level that still holds buckets as old as the window's start and sums that level's buckets
+that lie **entirely** inside the window, so:
 
 - an event at second ``t`` never counts once ``now >= t + window`` (a bucket that started before the window
   is never read: ``evaluator.behaviour.first_bucket``), and
