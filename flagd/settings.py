@@ -14,11 +14,12 @@ Person store (``store.persons``: Redis in the distributed mode, a ``<name>.perso
 admin database in the embedded one): ``FLAGD_PERSON_TTL_DAYS`` (default 90) — a person or group not written
 for that long expires; ``FLAGD_EVENT_HISTORY_DAYS`` (default 30) — how long plain per-event-name counts are
 kept, so a new cohort on an event name sees that much history (counts live as long as the longest window in
-use if that is longer). Request limits and load-shedding knobs are passed through by name:
-``FLAGD_LIMIT_<FIELD>`` sets the field ``<field>`` of ``flagd.limits.Limits`` and ``FLAGD_SHED_<ARG>`` the
-argument ``<arg>`` of ``flagd.shedding.LoadShedder``; unknown names and non-numeric values are rejected here,
-at start-up. For an argument that may be None (e.g. ``target_delay``), 0 means None: that mechanism switched
-off.
+use if that is longer).
+
+Request limits and load-shedding knobs are passed through by name: ``FLAGD_LIMIT_<FIELD>`` sets the field
+``<field>`` of ``flagd.limits.Limits`` and ``FLAGD_SHED_<ARG>`` the argument ``<arg>`` of
+``flagd.shedding.LoadShedder``; unknown names and non-numeric values are rejected here, at start-up. For an
+argument that may be None (e.g. ``target_delay``), 0 means None: that mechanism switched off.
 """
 
 from __future__ import annotations
