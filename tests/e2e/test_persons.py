@@ -192,7 +192,7 @@ def test_local_evaluation_falls_back_to_the_server_for_behavioural_flags(
         feature_flags_request_timeout_seconds=5,
     )
     try:
-        local.load_feature_flags()
+        local.load_feature_flags()  # type: ignore[no-untyped-call]
         user = f"user-{uuid.uuid4().hex[:8]}"
         writer.capture("clicked_buy", distinct_id=user)
         writer.capture("clicked_buy", distinct_id=user)
@@ -205,7 +205,7 @@ def test_local_evaluation_falls_back_to_the_server_for_behavioural_flags(
 def test_bad_person_fields_are_rejected_naming_the_field(
     clients: tuple[Posthog, Posthog, list[FlagdServer]],
 ) -> None:
-    """A batch whose $set is not an object is a 400 naming batch[1].properties.$set, and nothing of it applies."""
+    """A batch whose $set is not an object is a 400 naming batch[1].properties.$set; none of it applies."""
     _, reader, servers = clients
     user = f"user-{uuid.uuid4().hex[:8]}"
     body = {

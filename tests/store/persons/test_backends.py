@@ -1,0 +1,211 @@
+"""Both person stores (real Redis, real SQLite file) apply events the same way: windows, merges, ordering."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from evaluator.behaviour import counter_id, query
+from store.persons import PersonLimitExceeded, PersonStore, PersonView, ReadRequest, StoreSettings
+from tests.store.persons.conftest import RETENTION, Backend, feed, new_project
+from tests.store.persons.strategies import NOW, WINDOWS, event, identity_timelines, pageviews, property_events
+
+EXAMPLES = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+async def _read(
+    store: PersonStore, project: int, distinct_id: str, *queries: Any, now: int = NOW
+) -> PersonView:
+    request = ReadRequest(project, distinct_id, (), tuple(queries))
+    return await store.read(request, now=now, retention=RETENTION)
+
+
+@EXAMPLES
+@given(t=st.integers(NOW - 30 * 86400, NOW), window=WINDOWS, delay=st.integers(0, 40 * 86400))
+def test_stored_counts_follow_the_window(backend: Backend, t: int, window: int, delay: int) -> None:
+    """An event stored at t counts at t + delay exactly as the window arithmetic says (never after)."""
+    from store.persons.windows import LEVELS, plan
+
+    project = new_project()
+    q = pageviews(window)
+
+    async def body(store: PersonStore) -> int:
+        await feed(store, project, [event("$pageview", "u", at=t)], now=t)
+        return (await _read(store, project, "u", q, now=t + delay)).behaviour[q.key]
+
+    count = backend.run(body)
+    width = LEVELS[plan(q, t + delay, RETENTION)[0]].seconds
+    if delay >= window:
+        assert count == 0
+    elif delay < window - width + 1:
+        assert count == 1
+
+
+@EXAMPLES
+@given(timeline=identity_timelines())
+def test_merged_persons_count_once(backend: Backend, timeline: list[dict[str, Any]]) -> None:
+    """After $identify/$create_alias merges, every id of a person reads the pageviews of all its ids, once."""
+    project = new_project()
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.get(x, x) != x:
+            x = parent[x]
+        return x
+
+    for e in timeline:
+        other = e["properties"].get("$anon_distinct_id") or e["properties"].get("alias")
+        if other is not None:
+            parent[find(other)] = find(e["distinct_id"])
+    views: dict[str, int] = {}
+    for e in timeline:
+        if e["event"] == "$pageview":
+            views[find(e["distinct_id"])] = views.get(find(e["distinct_id"]), 0) + 1
+    q = pageviews(3600)
+
+    async def body(store: PersonStore) -> dict[str, int]:
+        # Each event its own batch, as SDKs flushing often would send them.
+        for e in timeline:
+            await feed(store, project, [e], now=NOW)
+        return {i: (await _read(store, project, i, q)).behaviour[q.key] for i in "abcd"}
+
+    counts = backend.run(body)
+    assert counts == {i: views.get(find(i), 0) for i in "abcd"}
+
+
+def _replay(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """PostHog's semantics replayed in timestamp order: $set overwrites, $set_once fills only absent keys."""
+    props: dict[str, Any] = {}
+    for e in sorted(events, key=lambda e: e["timestamp"]):
+        for key, value in e["properties"].get("$set", {}).items():
+            props[key] = value
+        for key, value in e["properties"].get("$set_once", {}).items():
+            props.setdefault(key, value)
+    return props
+
+
+@EXAMPLES
+@given(events=property_events(), data=st.data())
+def test_set_and_set_once_follow_timestamp_order_whatever_the_arrival_order(
+    backend: Backend, events: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    """Properties end as a time-ordered replay of $set/$set_once leaves them, in any arrival order."""
+    arrival = data.draw(st.permutations(events))
+    project = new_project()
+
+    async def body(store: PersonStore) -> dict[str, Any]:
+        for e in arrival:
+            await feed(store, project, [e], now=NOW)
+        return (await _read(store, project, "p")).properties
+
+    assert backend.run(body) == _replay(events)
+
+
+def test_unset_removes_and_top_level_set_applies(backend: Backend) -> None:
+    """$unset removes a property set earlier; a top-level $set on the event applies like properties.$set."""
+    project = new_project()
+
+    async def body(store: PersonStore) -> dict[str, Any]:
+        first = event("$pageview", "u", {"$set": {"a": 1, "b": 2}}, at=NOW - 10)
+        top = event("$pageview", "u", at=NOW - 5)
+        top["$set"] = {"c": "top"}
+        await feed(store, project, [first, top, event("$pageview", "u", {"$unset": ["a"]}, at=NOW)], now=NOW)
+        return (await _read(store, project, "u")).properties
+
+    assert backend.run(body) == {"b": 2, "c": "top"}
+
+
+def test_a_retried_uuid_counts_once(backend: Backend) -> None:
+    """Two events with one uuid (an SDK retry), in one batch or two, count once."""
+    project = new_project()
+    q = pageviews(60)
+
+    async def body(store: PersonStore) -> int:
+        same = event("$pageview", "u", uuid="0190-retry")
+        await feed(store, project, [same, same], now=NOW)
+        await feed(store, project, [same], now=NOW)
+        await feed(store, project, [event("$pageview", "u", uuid="0190-other")], now=NOW)
+        return (await _read(store, project, "u", q)).behaviour[q.key]
+
+    assert backend.run(body) == 2
+
+
+def test_filtered_counters_count_only_matching_events(backend: Backend) -> None:
+    """A counter with event filters counts the events its matcher accepts; the plain counter counts all."""
+    from evaluator.behaviour import EventCounter
+
+    project = new_project()
+    pricing = EventCounter(
+        counter_id("$pageview", '[{"key":"url"}]'),
+        "$pageview",
+        '[{"key":"url"}]',
+        lambda p: "/pricing" in str(p.get("url")),
+    )
+    q_pricing = query(pricing.id, window_seconds=300)
+    q_all = pageviews(300)
+
+    async def body(store: PersonStore) -> dict[str, int]:
+        events = [event("$pageview", "u", {"url": "/pricing"}), event("$pageview", "u", {"url": "/docs"})]
+        await feed(store, project, events, now=NOW, counters={"$pageview": [pricing]})
+        return (await _read(store, project, "u", q_pricing, q_all)).behaviour
+
+    assert backend.run(body) == {q_pricing.key: 1, q_all.key: 2}
+
+
+def test_group_properties_are_read_for_the_requested_groups(backend: Backend) -> None:
+    """$groupidentify stores group properties; a read returns them for the group types asked for."""
+    project = new_project()
+
+    async def body(store: PersonStore) -> PersonView:
+        identify = event(
+            "$groupidentify",
+            "u",
+            {"$group_type": "company", "$group_key": "acme", "$group_set": {"seats": 40}},
+        )
+        await feed(store, project, [identify], now=NOW)
+        request = ReadRequest(project, "u", (("company", "acme"), ("team", "red")), ())
+        return await store.read(request, now=NOW, retention=RETENTION)
+
+    view = backend.run(body)
+    assert view.groups == {"company": {"seats": 40}, "team": {}}
+
+
+def test_a_batch_over_the_property_limit_writes_nothing(backend: Backend) -> None:
+    """A person who would exceed max_person_properties fails the whole batch; no other person is written."""
+    project = new_project()
+    q = pageviews(60)
+
+    async def body(store: PersonStore) -> PersonView:
+        events = [
+            event("$pageview", "ok", {"$set": {"a": 1}}),
+            event("$pageview", "big", {"$set": {"a": 1, "b": 2}}),
+            event("$pageview", "big", {"$set": {"c": 3, "d": 4}}),
+        ]
+        with pytest.raises(PersonLimitExceeded):
+            await feed(store, project, events, now=NOW)
+        return await _read(store, project, "ok", q)
+
+    view = backend.run(body, StoreSettings(max_person_properties=3))
+    assert view.properties == {}
+    assert view.behaviour[q.key] == 0
+
+
+def test_seen_persons_lists_recent_persons_with_properties(backend: Backend) -> None:
+    """seen_persons returns recently written persons, newest first, with their stored properties."""
+    import time
+
+    project = new_project()
+    now = int(time.time())
+
+    async def body(store: PersonStore) -> list[Any]:
+        await feed(store, project, [event("$pageview", "old", {"$set": {"n": 1}}, at=now)], now=now - 7200)
+        await feed(store, project, [event("$pageview", "new", {"$set": {"n": 2}}, at=now)], now=now)
+        return await store.seen_persons(project, 3600, 10)
+
+    seen = backend.run(body)
+    assert [(p.distinct_id, p.properties) for p in seen] == [("new", {"n": 2})]
