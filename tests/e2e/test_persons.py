@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from posthog import Posthog
 
-from tests.e2e.conftest import FlagdServer
+from tests.e2e.conftest import FlagdServer, server_env, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -113,8 +114,6 @@ def clients(flagd_cluster: list[FlagdServer]) -> Iterator[tuple[Posthog, Posthog
     writer = Posthog(a.project_token, host=a.url, sync_mode=True, disable_geoip=True)
     reader = Posthog(b.project_token, host=b.url, disable_geoip=True, feature_flags_request_timeout_seconds=5)
     # Node B serves the flags created through node A once the change feed brings them.
-    from tests.e2e.conftest import wait_until
-
     wait_until(lambda: "pro-feature" in b.flags("probe")["flags"], timeout=15)
     yield writer, reader, flagd_cluster
     writer.shutdown()
@@ -221,3 +220,42 @@ def test_bad_person_fields_are_rejected_naming_the_field(
     body["batch"] = body["batch"][:1]
     assert httpx.post(f"{servers[0].url}/batch/", json=body, timeout=10).status_code == 200
     assert _flag(reader, "buyers", user) is False
+
+
+def test_group_types_seen_in_events_are_registered(
+    clients: tuple[Posthog, Posthog, list[FlagdServer]],
+) -> None:
+    """An event with $groups {"team": ...} adds 'team' to the project's group_type_mapping on every node."""
+    writer, _, servers = clients
+    a, b = servers
+    writer.capture("clicked_buy", distinct_id="g-user", groups={"team": "red"})
+    project = a.admin("GET", f"/api/projects/{a.project_id}/")
+    assert "team" in project["group_type_mapping"].values()
+
+    def served_by_b() -> bool:
+        answer = httpx.get(
+            f"{b.url}/flags/definitions?token={b.project_token}",
+            timeout=5,
+            headers={"Authorization": f"Bearer {b.project_secret}"},
+        )
+        return "team" in answer.json()["group_type_mapping"].values()
+
+    wait_until(served_by_b, timeout=15)
+
+
+@pytest.mark.slow
+def test_embedded_workers_share_the_person_store(
+    start_flagd: Callable[..., FlagdServer], tmp_path: Path
+) -> None:
+    """With two embedded workers, an event taken by either worker is seen by a flag check on either."""
+    env = server_env(FLAGD_DATA_PATH=str(tmp_path / "workers.db"), FLAGD_EMBEDDED_POLL_SECONDS="0.2")
+    server = start_flagd(env=env, args=("--workers", "2"))
+    _setup(server)
+    # Fresh connections spread over both workers; wait until every worker has compiled the new flags.
+    wait_until(lambda: all("buyers" in server.flags(f"probe-{i}")["flags"] for i in range(12)), timeout=10)
+    for i in range(6):
+        user = f"user-{i}"
+        for _ in range(2):
+            body = {"api_key": server.project_token, "batch": [{"event": "clicked_buy", "distinct_id": user}]}
+            assert httpx.post(f"{server.url}/batch/", json=body, timeout=10).status_code == 200
+        assert all(server.flags(user)["flags"]["buyers"]["enabled"] for _ in range(4))
