@@ -251,8 +251,9 @@ def create_app(settings: Settings, *, run_bootstrap: bool = True, metrics: Metri
         backend = await open_backend(settings, runtime.catalog)
         persons: PersonStore | None = None
         try:
-            persons = await open_person_store(settings)
-            runtime.persons.store = persons
+            if settings.person_store:
+                persons = await open_person_store(settings)
+                runtime.persons.store = persons
             runtime.persons.register_group_types = group_type_registrar(backend.repository)
             if run_bootstrap:
                 await bootstrap(backend.repository, settings, demo=settings.demo)
@@ -292,7 +293,7 @@ def create_app(settings: Settings, *, run_bootstrap: bool = True, metrics: Metri
         health=runtime.health,
         limits=make_limits(settings),
         shedder=make_shedder(settings),
-        persons=runtime.persons,
+        persons=runtime.persons if settings.person_store else None,
         metrics=metrics
         or Metrics(multiprocess_dir=str(settings.metrics_dir) if settings.metrics_dir is not None else None),
     )

@@ -17,7 +17,9 @@ Malformed person/group fields raise ``ValidationFailed`` naming the field, befor
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -32,7 +34,6 @@ from store.persons.windows import counter_token
 __all__ = ["Ingested", "ingest", "plain_token"]
 
 _encode = msgspec.json.Encoder().encode
-_MAX_UUID_CHARS = 200
 
 
 class Ingested(msgspec.Struct):
@@ -50,6 +51,12 @@ def plain_token(event: str) -> str:
 @functools.lru_cache(maxsize=4096)
 def _name(name: str) -> str:
     return _encode(name).decode()
+
+
+def _uuid_digest(uuid: str) -> str:
+    """64 bits of blake2b, 11 characters: what the dedupe sets keep instead of the 36-character uuid."""
+    digest = hashlib.blake2b(uuid.encode(), digest_size=8).digest()
+    return base64.urlsafe_b64encode(digest)[:11].decode()
 
 
 def _at(path: str, field: str) -> str:
@@ -151,7 +158,7 @@ def ingest(
             raise ValidationFailed([Issue(_at(where, "distinct_id"), "is required (a string or number)")])
         ms = _event_ms(event, now_ms, where)
         raw_uuid = event.get("uuid")
-        uuid = raw_uuid if isinstance(raw_uuid, str) and len(raw_uuid) <= _MAX_UUID_CHARS else ""
+        uuid = _uuid_digest(raw_uuid) if isinstance(raw_uuid, str) and raw_uuid else ""
         source = None
         if name == "$identify":
             source = _id(props.get("$anon_distinct_id"), max_distinct_id_chars)

@@ -9,8 +9,8 @@
            ``{"ok", [applied or target...]}``.
 ``MERGE``  KEYS: [source hash, source dedupe, target hash, target dedupe, seen]; ARGV: [target id, now, ttl,
            dedupe, source id]. ``{"a"|"b", id}`` when the source/target was itself merged (resolve, retry).
-``READ``   KEYS: [person hashes..., group hashes...]; ARGV[1]: JSON ``[[[token, level, first bucket]...]...]``
-           (one list per person). Per person ``{"", properties JSON, [counts...]}`` or ``{target}``; per group
+``READ``   KEYS: [person hashes..., group hashes...]; ARGV[1]: JSON ``[[[token, first bucket per
+           level...]...]...]`` (one list per person). Per person ``{"", properties JSON, [counts...]}`` or ``{target}``; per group
            its properties JSON.
 """
 
@@ -27,15 +27,17 @@ WRITE = (
 local a = cjson.decode(ARGV[1])
 local now, ttl, dd, ret, maxp, ws = a[1], a[2], a[3], a[4], a[5], a[6]
 local keep = {900, 93600, 2851200, ret}
-local out = {}
+local function expired(l, b) return (b + 1) * res[l] <= now - keep[l] end
+local out, meta = {}, {}
 for i, w in ipairs(ws) do
   local pk = KEYS[w[1]]
-  local target = redis.call('HGET', pk, '@')
-  if target then
-    out[i] = target
+  local m = redis.call('HMGET', pk, '@', '_n', '_t')
+  if m[1] then
+    out[i] = m[1]
   else
     out[i] = 0
-    local n = tonumber(redis.call('HGET', pk, '_n') or '0')
+    meta[i] = m
+    local n = tonumber(m[2] or '0')
     local seen = {}
     for _, e in ipairs(w[4]) do
       for _, op in ipairs(e[3]) do
@@ -53,10 +55,13 @@ for i, w in ipairs(ws) do
     local pk = KEYS[w[1]]
     local uk = nil
     if w[2] > 0 then uk = KEYS[w[2]] end
-    local applied, dn = 0, 0
+    local applied, dn, uuids = 0, 0, false
     for _, e in ipairs(w[4]) do
       local fresh = true
-      if uk and e[1] ~= '' then fresh = redis.call('ZADD', uk, 'NX', now, e[1]) == 1 end
+      if uk and e[1] ~= '' then
+        uuids = true
+        fresh = redis.call('ZADD', uk, 'NX', now, e[1]) == 1
+      end
       if fresh then
         applied = applied + 1
         local ms = e[2]
@@ -80,33 +85,45 @@ for i, w in ipairs(ws) do
             dn = dn - 1
           end
         end
-        local sec = math.floor(ms / 1000)
-        for _, tok in ipairs(e[4]) do
+        if #e[4] > 0 then
+          local sec = math.floor(ms / 1000)
           for l = 1, 4 do
             local b = math.floor(sec / res[l])
-            if (b + 1) * res[l] > now - keep[l] then
-              redis.call('HINCRBY', pk, 'b' .. tok .. (l - 1) .. string.format('%d', b), 1)
+            if not expired(l, b) then
+              local suffix = (l - 1) .. string.format('%d', b)
+              for _, tok in ipairs(e[4]) do redis.call('HINCRBY', pk, 'b' .. tok .. suffix, 1) end
+              break
             end
           end
         end
       end
     end
     if dn ~= 0 then redis.call('HINCRBY', pk, '_n', dn) end
-    if now >= tonumber(redis.call('HGET', pk, '_t') or '0') then
+    if now >= tonumber(meta[i][3] or '0') then
+      -- Roll buckets past their level's keep up into the coarser bucket holding them (or drop them).
       for _, f in ipairs(redis.call('HKEYS', pk)) do
         if string.byte(f, 1) == 98 then
           local l = string.byte(f, 10) - 47
           local b = tonumber(string.sub(f, 11))
-          if (b + 1) * res[l] <= now - keep[l] then redis.call('HDEL', pk, f) end
+          if expired(l, b) then
+            local c = tonumber(redis.call('HGET', pk, f))
+            redis.call('HDEL', pk, f)
+            local start = b * res[l]
+            for m = l + 1, 4 do
+              local t = math.floor(start / res[m])
+              if not expired(m, t) then
+                redis.call('HINCRBY', pk, string.sub(f, 1, 9) .. (m - 1) .. string.format('%d', t), c)
+                break
+              end
+            end
+          end
         end
       end
       redis.call('HSET', pk, '_t', now + 600)
+      if uk then redis.call('ZREMRANGEBYSCORE', uk, '-inf', now - dd) end
     end
     redis.call('EXPIRE', pk, ttl)
-    if uk then
-      redis.call('ZREMRANGEBYSCORE', uk, '-inf', now - dd)
-      redis.call('EXPIRE', uk, dd)
-    end
+    if uuids then redis.call('EXPIRE', uk, dd) end
     if w[3] ~= '' then redis.call('ZADD', KEYS[1], now, w[3]) end
     out[i] = applied
   end
@@ -190,7 +207,7 @@ for i = 1, np do
       if l then
         local lv, b = string.byte(f, 10) - 48, tonumber(string.sub(f, 11))
         for _, qi in ipairs(l) do
-          if q[qi][2] == lv and b >= q[qi][3] then counts[qi] = counts[qi] + tonumber(h[j + 1]) end
+          if b >= q[qi][lv + 2] then counts[qi] = counts[qi] + tonumber(h[j + 1]) end
         end
       end
     elseif c == 64 then

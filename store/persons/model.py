@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 
 from evaluator.behaviour import BehaviourQuery
-from store.persons.windows import LEVELS, counter_token, expired, plan
+from store.persons.windows import LEVELS, TRIM_EVERY, counter_token, expired, firsts, level_for, rolled_up
 
 __all__ = [
     "EventWrite",
@@ -52,7 +52,7 @@ class PropOp(msgspec.Struct, array_like=True, frozen=True):
 class EventWrite(msgspec.Struct, array_like=True):
     """What one event changes on one person (or group): dedupe id, time, property operations, counters."""
 
-    uuid: str  # "" when the event has none (never deduplicated)
+    uuid: str  # a digest of the event's uuid ("" when it has none: never deduplicated)
     ms: int  # event time, epoch milliseconds (clamped to the ingest time)
     ops: list[PropOp]
     tokens: list[str]  # counter tokens (store.persons.windows.counter_token) the event increments
@@ -141,6 +141,7 @@ class PersonRecord(msgspec.Struct):
     props: dict[str, str] = msgspec.field(default_factory=dict)  # JSON name -> "<kind><ms>;<JSON>"
     buckets: dict[str, int] = msgspec.field(default_factory=dict)  # token + level + bucket -> count
     merged_into: str | None = None
+    trim_at: int = 0  # when ``maintain`` next rolls buckets up (the Redis hash's '_t')
 
     def apply(self, write: EventWrite, *, now: int, retention: int) -> None:
         """Apply one event's property operations and counters (deduplication is the caller's)."""
@@ -157,13 +158,13 @@ class PersonRecord(msgspec.Struct):
             elif unset_wins(stored, ms):
                 del props[op.name]
         second = ms // 1000
+        level = level_for(second, now, retention)
+        if level is None:
+            return
+        bucket = second // LEVELS[level].seconds
         for token in write.tokens:
-            for index, level in enumerate(LEVELS):
-                bucket = second // level.seconds
-                if expired(index, bucket, now, retention):
-                    continue
-                field = f"{token}{index}{bucket}"
-                self.buckets[field] = self.buckets.get(field, 0) + 1
+            field = f"{token}{level}{bucket}"
+            self.buckets[field] = self.buckets.get(field, 0) + 1
 
     def new_names(self, writes: Iterable[EventWrite]) -> int:
         """How many properties ``writes`` may add that this record does not have."""
@@ -176,23 +177,35 @@ class PersonRecord(msgspec.Struct):
             self.props[name] = merged_value(self.props.get(name), value)
         for field, count in other.buckets.items():
             self.buckets[field] = self.buckets.get(field, 0) + count
+        self.trim_at = 0
+
+    def maintain(self, now: int, retention: int) -> None:
+        """Roll buckets up at most every ``TRIM_EVERY`` seconds (as the Redis store does on a write)."""
+        if now >= self.trim_at:
+            self.trim(now, retention)
+            self.trim_at = now + TRIM_EVERY
 
     def trim(self, now: int, retention: int) -> None:
-        """Drop buckets older than their level keeps."""
-        stale = [f for f in self.buckets if expired(int(f[8]), int(f[9:]), now, retention)]
+        """Roll buckets older than their level keeps up into coarser ones (``store.persons.windows``)."""
+        buckets = self.buckets
+        stale = [f for f in buckets if expired(int(f[8]), int(f[9:]), now, retention)]
         for field in stale:
-            del self.buckets[field]
+            count = buckets.pop(field)
+            target = rolled_up(int(field[8]), int(field[9:]), now, retention)
+            if target is not None:
+                into = f"{field[:8]}{target[0]}{target[1]}"
+                buckets[into] = buckets.get(into, 0) + count
 
     def properties(self) -> dict[str, Any]:
         return {msgspec.json.decode(name): decode_value(v) for name, v in self.props.items()}
 
-    def count(self, query: BehaviourQuery, *, now: int, retention: int) -> int:
-        """The query's count as of ``now`` (see ``store.persons.windows``)."""
-        level, first = plan(query, now, retention)
-        prefix = f"{counter_token(query.counter)}{level}"
+    def count(self, query: BehaviourQuery, *, now: int) -> int:
+        """The query's count as of ``now``: buckets entirely inside the window, at every level."""
+        first = firsts(query, now)
+        token = counter_token(query.counter)
         total = 0
         for field, count in self.buckets.items():
-            if field.startswith(prefix) and int(field[9:]) >= first:
+            if field.startswith(token) and int(field[9:]) >= first[int(field[8])]:
                 total += count
         return total
 

@@ -36,7 +36,7 @@ from store.errors import StoreTimeout, StoreUnavailable
 from store.persons import lua
 from store.persons.model import Merge, PersonView, ReadRequest, Step, Writes, properties_of
 from store.persons.protocol import PersonLimitExceeded, SeenPerson, StoreSettings
-from store.persons.windows import counter_token, plan
+from store.persons.windows import counter_token, firsts
 
 __all__ = ["RedisPersonStore"]
 
@@ -59,9 +59,8 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _plan(query: BehaviourQuery, now: int, retention: int) -> tuple[str, int, int]:
-    level, first = plan(query, now, retention)
-    return counter_token(query.counter), level, first
+def _plan(query: BehaviourQuery, now: int) -> tuple[str | int, ...]:
+    return (counter_token(query.counter), *firsts(query, now))
 
 
 class _Pending:
@@ -230,11 +229,11 @@ class RedisPersonStore:
 
     async def _flush(self, batch: list[_Pending]) -> None:
         keys: list[str] = []
-        plans: list[list[tuple[str, int, int]]] = []
+        plans: list[list[tuple[str | int, ...]]] = []
         for item in batch:
             request = item.request
             keys.append(self.person_key(request.project_id, item.target))
-            plans.append([_plan(q, item.now, item.retention) for q in request.queries])
+            plans.append([_plan(q, item.now) for q in request.queries])
         group_slots: list[list[tuple[str, int]]] = []
         for item in batch:
             slots = []

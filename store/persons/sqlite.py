@@ -162,7 +162,7 @@ class SqlitePersonStore:
                 raise PersonLimitExceeded(person_id, limit)
             for event in fresh:
                 record.apply(event, now=now, retention=retention)
-            record.trim(now, retention)
+            record.maintain(now, retention)
             conn.execute(_UPSERT, (project_id, person_id, _encode(record), None, now))
         for (group_type, key), events in writes.groups.items():
             row = conn.execute(
@@ -205,7 +205,7 @@ class SqlitePersonStore:
                 (request.project_id, group_type, key),
             ).fetchone()
             groups[group_type] = _decode(row[0]).properties() if row else {}
-        counts = {q.key: record.count(q, now=now, retention=retention) for q in request.queries}
+        counts = {q.key: record.count(q, now=now) for q in request.queries}
         return PersonView(record.properties(), groups, counts)
 
     async def seen_persons(self, project_id: int, since_seconds: int, limit: int) -> list[SeenPerson]:

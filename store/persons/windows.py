@@ -1,18 +1,20 @@
 """Window arithmetic for behavioural counts (pure: no I/O, shared by every person store and the tests).
 
-Each occurrence is counted once per **level**, in the bucket ``t // seconds`` of that level (``t`` is the
-event's epoch second). A level keeps its buckets for ``keep`` seconds; the last level keeps them for the
-store's retention (the longest window in use, at least the plain-event history). To count a window, the store
-picks the finest level that still holds buckets as old as the window's start and sums that level's buckets
-that lie **entirely** inside the window, so:
+An occurrence is counted **once**, in one bucket of one **level** (``LEVELS``: 1-second buckets kept 15
+minutes, 1-minute ones kept 26 hours, 1-hour ones kept 33 days, 1-day ones kept for the store's retention —
+the longest window in use, at least the plain-event history). A new event goes to the finest level that keeps
+buckets of its age; when a person is written, buckets older than their level keeps are **rolled up** into the
+coarser bucket that contains them (and the last level's are deleted past the retention). So a busy person
+holds at most ~900 + 1,560 + 792 + retention/day buckets per counter, and a write costs one increment.
+
+To count a window, the store adds up, at every level, the buckets that lie **entirely** inside the window
+(``evaluator.behaviour.first_bucket`` for that level's width), so:
 
 - an event at second ``t`` never counts once ``now >= t + window`` (a bucket that started before the window
-  is never read: ``evaluator.behaviour.first_bucket``), and
-- it counts at every ``now`` in ``[t, t + window - seconds + 1)`` where ``seconds`` is the chosen level's
-  resolution: exactly ``[t, t + window)`` for windows up to ``LEVELS[0].keep`` (15 minutes, 1-second buckets),
-  to within a minute up to 26 hours, an hour up to 33 days and a day beyond.
-
-A window of a year therefore reads at most ~400 day buckets per counter, and one of a minute at most 60.
+  is never read), and
+- it counts at every ``now`` in ``[t, t + window - width + 1)``, ``width`` being the width of the bucket it
+  sits in: exactly ``[t, t + window)`` while it is in a 1-second bucket (its first 15 minutes at least), to
+  within a minute for a day, an hour for a month, a day beyond.
 """
 
 from __future__ import annotations
@@ -21,14 +23,14 @@ import base64
 import hashlib
 from typing import NamedTuple
 
-from evaluator.behaviour import BehaviourQuery, first_bucket, window_start
+from evaluator.behaviour import BehaviourQuery, first_bucket
 
-__all__ = ["LEVELS", "Level", "counter_token", "expired", "plan"]
+__all__ = ["LAST", "LEVELS", "TRIM_EVERY", "Level", "counter_token", "expired", "firsts", "level_for", "rolled_up"]
 
 
 class Level(NamedTuple):
     seconds: int  # bucket width
-    keep: int  # how long buckets are kept (the last level: the store's retention instead)
+    keep: int  # how long buckets stay at this level (the last level: the store's retention instead)
 
 
 LEVELS: tuple[Level, ...] = (
@@ -37,30 +39,40 @@ LEVELS: tuple[Level, ...] = (
     Level(3600, 33 * 86400),
     Level(86400, 0),
 )
+LAST = len(LEVELS) - 1
+TRIM_EVERY = 600  # a person's buckets are rolled up at most this often (on a write)
 
 
-def plan(query: BehaviourQuery, now: int, retention: int) -> tuple[int, int]:
-    """``(level, first bucket)`` to sum for ``query`` at ``now`` (whole seconds).
-
-    The finest level whose kept buckets reach back to the window's start; the first bucket is the evaluator's
-    ``first_bucket`` (the first one lying entirely inside the window). ``retention`` is how long the last
-    level keeps its buckets.
-    """
-    age = max(0, now - int(window_start(now, query)))
-    last = len(LEVELS) - 1
-    for index, level in enumerate(LEVELS):
-        keep = retention if index == last else level.keep
-        if index == last or age <= keep - level.seconds:
-            return index, first_bucket(now, query, level.seconds)
-    raise AssertionError("unreachable")  # pragma: no cover
+def _keep(level: int, retention: int) -> int:
+    return retention if level == LAST else LEVELS[level].keep
 
 
 def expired(level: int, bucket: int, now: int, retention: int) -> bool:
-    """Whether ``bucket`` of ``level`` is older than that level keeps (so it may be deleted)."""
-    seconds, keep = LEVELS[level]
-    if level == len(LEVELS) - 1:
-        keep = retention
-    return (bucket + 1) * seconds <= now - keep
+    """Whether ``bucket`` of ``level`` ended longer ago than the level keeps buckets."""
+    return (bucket + 1) * LEVELS[level].seconds <= now - _keep(level, retention)
+
+
+def level_for(second: int, now: int, retention: int) -> int | None:
+    """The finest level that keeps the bucket of an event at ``second`` (None: older than the retention)."""
+    for level, (seconds, _) in enumerate(LEVELS):
+        if not expired(level, second // seconds, now, retention):
+            return level
+    return None
+
+
+def rolled_up(level: int, bucket: int, now: int, retention: int) -> tuple[int, int] | None:
+    """Where an expired bucket's count goes: the coarser ``(level, bucket)`` containing it, or None (gone)."""
+    start = bucket * LEVELS[level].seconds
+    for coarser in range(level + 1, LAST + 1):
+        target = start // LEVELS[coarser].seconds
+        if not expired(coarser, target, now, retention):
+            return coarser, target
+    return None
+
+
+def firsts(query: BehaviourQuery, now: int) -> tuple[int, ...]:
+    """Per level, the first bucket lying entirely inside ``query``'s window at ``now``."""
+    return tuple(first_bucket(now, query, seconds) for seconds, _ in LEVELS)
 
 
 def counter_token(counter: str) -> str:

@@ -30,7 +30,7 @@ def test_person_keys_are_hash_tagged_per_person_and_expire_after_the_ttl(redis_s
 
 
 def test_old_buckets_are_deleted_once_past_their_retention(redis_srv: RedisServer) -> None:
-    """Buckets of an event older than every level keeps are removed by a later write to the person."""
+    """A bucket older than the retention is dropped by a later write to the person (not kept, not rolled up)."""
     project = new_project()
     retention = 86400
 
@@ -46,7 +46,9 @@ def test_old_buckets_are_deleted_once_past_their_retention(redis_srv: RedisServe
         buckets = [f for f in fields if f.startswith(b"b")]
     finally:
         client.close()
-    assert len(buckets) == 4  # the later event's four levels; the first event's are gone
+    # Only the later event's 1-second bucket: the first event's rolled up past the retention and was dropped.
+    assert len(buckets) == 1
+    assert buckets[0][9:10] == b"0"
 
 
 def test_concurrent_reads_on_a_worker_share_one_redis_call(redis_srv: RedisServer) -> None:
