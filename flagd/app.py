@@ -264,6 +264,7 @@ def create_app(settings: Settings, *, run_bootstrap: bool = True, metrics: Metri
                     backend.repository.authenticate, ttl=make_limits(settings).auth_cache_seconds
                 ),
                 max_body_bytes=settings.admin_max_body_bytes,
+                persons=persons,
             )
             runtime.backend = backend
             # Move everything loaded so far (modules, the first catalog) out of the collector's reach:

@@ -1,7 +1,8 @@
 """``Persons``: what the SDK endpoints do with the person store.
 
 - ``ingest``: events -> ``store.persons.ingest`` steps (counting what the project's snapshot asks for) ->
-  ``PersonStore.apply``; group types seen in ``$groups`` are registered in the project's
+  ``PersonStore.apply`` (the first batch under a new snapshot also records when its filtered counters started
+  being counted: ``store.persons.tracking``); group types seen in ``$groups`` are registered in the project's
   ``group_type_mapping`` through the admin write path (so the change propagates like any other).
 - ``enrich``: **the one place a flag check waits on the store.** When the flags being evaluated need stored
   data (``Snapshot.store_needs``), read it once and merge stored person/group properties *under* the
@@ -44,11 +45,13 @@ def store_needs(state: ProjectState, keys: Collection[str] | None) -> StoreNeeds
 
 
 class _Derived:
-    __slots__ = ("counters", "longest", "state")
+    __slots__ = ("counters", "filtered", "longest", "state", "tracked")
 
     def __init__(self, state: ProjectState) -> None:
         self.state = state
         self.counters = counters_by_event(state.snapshot.counters)
+        self.filtered = [c.id for c in state.snapshot.counters if c.filters]
+        self.tracked = not self.filtered
         longest = 0
         now = int(time.time())
         for query in store_needs(state, None).queries:
@@ -119,6 +122,9 @@ class Persons:
         )
         if ingested.group_types:
             await self._register_group_types(state, ingested.group_types)
+        if not derived.tracked:  # record when filtered counters start being counted (tracking_since)
+            await store.track(state.project_id, derived.filtered, now)
+            derived.tracked = True
         await store.apply(state.project_id, ingested.steps, now=now, retention=retention)
 
     async def _register_group_types(self, state: ProjectState, group_types: list[str]) -> None:

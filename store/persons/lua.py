@@ -9,9 +9,10 @@
            ``{"ok", [applied or target...]}``.
 ``MERGE``  KEYS: [source hash, source dedupe, target hash, target dedupe, seen]; ARGV: [target id, now, ttl,
            dedupe, source id]. ``{"a"|"b", id}`` when the source/target was itself merged (resolve, retry).
+``TRACK``  KEYS: [project counters hash]; ARGV: [now, counter ids...]: when each was first tracked.
 ``READ``   KEYS: [person hashes..., group hashes...]; ARGV[1]: JSON ``[[[token, first bucket per
-           level...]...]...]`` (one list per person). Per person ``{"", properties JSON, [counts...]}`` or ``{target}``; per group
-           its properties JSON.
+           level...]...]...]`` (one list per person). Per person ``{"", properties JSON, [counts...]}``
+           or ``{target}``; per group its properties JSON.
 """
 
 from __future__ import annotations
@@ -223,6 +224,15 @@ for g = np + 1, #KEYS do
     if string.byte(h[j], 1) == 112 then props(h, j, parts) end
   end
   out[g] = '{' .. table.concat(parts, ',') .. '}'
+end
+return out
+"""
+
+TRACK = """
+local out = {}
+for i = 1, #ARGV - 1 do
+  redis.call('HSETNX', KEYS[1], ARGV[i + 1], ARGV[1])
+  out[i] = tonumber(redis.call('HGET', KEYS[1], ARGV[i + 1]))
 end
 return out
 """

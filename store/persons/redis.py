@@ -7,6 +7,7 @@ Key layout (``flagd`` is the configurable prefix; fields: ``store.persons.model`
     flagd:U{p<project>:<distinct id>}   zset   event uuids seen recently (dedupe), scored by ingest second
     flagd:G{p<project>:<len>:<type>:<key>}  hash   group properties
     flagd:S{p<project>}                 zset   distinct ids by last write (seen_persons), trimmed to the TTL
+    flagd:C{p<project>}                 hash   filtered counter id -> epoch second it was first tracked
 
 Every person's keys share one hash tag, so a person's write or read is one script on one slot. A person or
 group hash expires ``FLAGD_PERSON_TTL_DAYS`` after its last write.
@@ -98,6 +99,7 @@ class RedisPersonStore:
         self._write = client.register_script(lua.WRITE)
         self._merge = client.register_script(lua.MERGE)
         self._read = client.register_script(lua.READ)
+        self._track = client.register_script(lua.TRACK)
         # (project, id) -> the id it was merged into; stale entries are safe (the target redirects further).
         self._aliases: LRUCache[tuple[int, str], str] = LRUCache(alias_cache_size)
         self._pending: list[_Pending] = []
@@ -114,6 +116,9 @@ class RedisPersonStore:
 
     def group_key(self, project_id: int, group_type: str, key: str) -> str:
         return f"{self._prefix}:G{{p{project_id}:{len(group_type)}:{group_type}:{key}}}"
+
+    def counters_key(self, project_id: int) -> str:
+        return f"{self._prefix}:C{{p{project_id}}}"
 
     def seen_key(self, project_id: int) -> str:
         return f"{self._prefix}:S{{p{project_id}}}"
@@ -288,6 +293,13 @@ class RedisPersonStore:
             props = {_text(f)[1:]: _text(v) for f, v in fields.items() if _text(f).startswith("p")}
             seen.append(SeenPerson(_text(member), int(score), properties_of(props)))
         return seen
+
+    async def track(self, project_id: int, counters: Sequence[str], now: int) -> dict[str, int]:
+        if not counters:
+            return {}
+        with _translated("counter tracking"):
+            since = await self._track(keys=[self.counters_key(project_id)], args=[now, *counters])
+        return {c: int(s) for c, s in zip(counters, since, strict=True)}
 
     async def close(self) -> None:
         for task in list(self._tasks):

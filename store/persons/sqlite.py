@@ -41,6 +41,9 @@ CREATE TABLE IF NOT EXISTS person_events (
     project INTEGER NOT NULL, uuid TEXT NOT NULL, at INTEGER NOT NULL,
     PRIMARY KEY (project, uuid)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS person_events_at ON person_events (at);
+CREATE TABLE IF NOT EXISTS person_counters (
+    project INTEGER NOT NULL, counter TEXT NOT NULL, since INTEGER NOT NULL,
+    PRIMARY KEY (project, counter)) WITHOUT ROWID;
 """
 _UPSERT = "INSERT OR REPLACE INTO persons (project, id, data, merged_into, seen) VALUES (?, ?, ?, ?, ?)"
 _MAX_HOPS = 5
@@ -219,6 +222,35 @@ class SqlitePersonStore:
         except sqlite3.Error as exc:
             raise _translate(exc) from exc
         return [SeenPerson(row[0], row[1], properties_of(_decode(row[2]).props)) for row in rows]
+
+    async def track(self, project_id: int, counters: Sequence[str], now: int) -> dict[str, int]:
+        if not counters:
+            return {}
+
+        def run() -> dict[str, int]:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO person_counters (project, counter, since) VALUES (?, ?, ?)",
+                    [(project_id, c, now) for c in counters],
+                )
+                marks = ",".join("?" * len(counters))
+                rows = conn.execute(
+                    f"SELECT counter, since FROM person_counters WHERE project = ? AND counter IN ({marks})",
+                    (project_id, *counters),
+                ).fetchall()
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return {row[0]: row[1] for row in rows}
+
+        async with self._lock:
+            try:
+                return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+            except sqlite3.Error as exc:
+                raise _translate(exc) from exc
 
     async def close(self) -> None:
         async with self._lock:

@@ -25,7 +25,17 @@ from typing import NamedTuple
 
 from evaluator.behaviour import BehaviourQuery, first_bucket
 
-__all__ = ["LAST", "LEVELS", "TRIM_EVERY", "Level", "counter_token", "expired", "firsts", "level_for", "rolled_up"]
+__all__ = [
+    "LAST",
+    "LEVELS",
+    "TRIM_EVERY",
+    "Level",
+    "counter_token",
+    "expired",
+    "firsts",
+    "level_for",
+    "rolled_up",
+]
 
 
 class Level(NamedTuple):

@@ -259,3 +259,18 @@ def test_embedded_workers_share_the_person_store(
             body = {"api_key": server.project_token, "batch": [{"event": "clicked_buy", "distinct_id": user}]}
             assert httpx.post(f"{server.url}/batch/", json=body, timeout=10).status_code == 200
         assert all(server.flags(user)["flags"]["buyers"]["enabled"] for _ in range(4))
+
+
+def test_cohort_records_say_since_when_filtered_conditions_are_counted(
+    clients: tuple[Posthog, Posthog, list[FlagdServer]],
+) -> None:
+    """A cohort with event_filters has tracking_since (about when it was created); one without has null."""
+    from datetime import UTC, datetime, timedelta
+
+    _, _, servers = clients
+    a = servers[0]
+    cohorts = {c["name"]: c for c in a.admin("GET", f"/api/projects/{a.project_id}/cohorts/")["results"]}
+    assert cohorts["buyers"]["tracking_since"] is None
+    since = datetime.fromisoformat(cohorts["pricing-visitors"]["tracking_since"])
+    created = datetime.fromisoformat(cohorts["pricing-visitors"]["created_at"])
+    assert created - timedelta(seconds=2) <= since <= datetime.now(UTC)

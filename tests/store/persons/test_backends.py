@@ -218,3 +218,15 @@ def test_seen_persons_lists_recent_persons_with_properties(backend: Backend) -> 
 
     seen = backend.run(body)
     assert [(p.distinct_id, p.properties) for p in seen] == [("new", {"n": 2})]
+
+
+def test_tracking_since_is_the_first_time_a_counter_was_tracked(backend: Backend) -> None:
+    """track() records now for new counters and keeps the first time for known ones."""
+    project = new_project()
+
+    async def body(store: PersonStore) -> tuple[dict[str, int], dict[str, int]]:
+        first = await store.track(project, ["f:one"], 1000)
+        again = await store.track(project, ["f:one", "f:two"], 2000)
+        return first, again
+
+    assert backend.run(body) == ({"f:one": 1000}, {"f:one": 1000, "f:two": 2000})
