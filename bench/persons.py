@@ -3,9 +3,9 @@ read, memory per person in Redis. One run, side by side.
 
 Run: ``.venv/bin/python -m bench.persons [--duration 10] [--connections 16]``
 
-* **Ingestion**: ``wrk`` posting ``/batch/`` bodies of 100 events (10k persons, 6 event names, a ``$current_url``,
-  every tenth event with a ``$set`` of 3 properties, a unique ``uuid`` per event) to one node with 2 Granian
-  workers and 20 behavioural cohorts (10 ``performed_event_multiple`` on plain events, 10 ``performed_event``
+* **Ingestion**: ``wrk`` posting ``/batch/`` bodies of 100 events (10k persons, 6 event names, a
+  ``$current_url``, every tenth event with a ``$set`` of 3 properties, a unique ``uuid`` per event) to one
+  node with 2 Granian workers and 20 behavioural cohorts (10 ``performed_event_multiple`` on plain events, 10 ``performed_event``
   with ``event_filters``) in use; embedded (SQLite) and distributed (PostgreSQL + Redis).
 * **Event -> visible on another node**: two distributed nodes; ``POST /batch/`` (one event for a fresh person)
   to node A, then ``POST /flags`` to node B for a flag whose cohort needs that event; the time from sending
@@ -72,7 +72,12 @@ def cohorts() -> list[dict[str, Any]]:
                 "time_value": 1 + i % 7,
                 "time_interval": "day",
                 "event_filters": [
-                    {"key": "$current_url", "operator": "icontains", "value": f"/page{i % 5}", "type": "event"}
+                    {
+                        "key": "$current_url",
+                        "operator": "icontains",
+                        "value": f"/page{i % 5}",
+                        "type": "event",
+                    }
                 ],
             }
         out.append({"name": f"bc-{i}", "filters": {"properties": {"type": "AND", "values": [leaf]}}})
@@ -86,7 +91,10 @@ def setup_project(base: str) -> None:
             created = client.post("/api/projects/@current/cohorts/", json=cohort)
             created.raise_for_status()
             prop = {"key": "id", "type": "cohort", "value": created.json()["id"]}
-            flag = {"key": f"bc-{i}", "filters": {"groups": [{"properties": [prop], "rollout_percentage": 100}]}}
+            flag = {
+                "key": f"bc-{i}",
+                "filters": {"groups": [{"properties": [prop], "rollout_percentage": 100}]},
+            }
             client.post("/api/projects/@current/feature_flags/", json=flag).raise_for_status()
         for flag in posthog_flags(50):
             client.post("/api/projects/@current/feature_flags/", json=flag).raise_for_status()
@@ -283,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
             emb = ingestion(base, args)
         lines.append(
             f"| ingestion, embedded (SQLite), 2 workers | {emb['events']:,.0f} events/s "
-            f"({emb['ok_rps']:,.0f} batches/s answered 200) | p50 {emb['p50']:.1f} ms, p99 {emb['p99']:.1f} ms "
+            f"({emb['ok_rps']:,.0f} batches/s answered 200) "
+            f"| p50 {emb['p50']:.1f} ms, p99 {emb['p99']:.1f} ms "
             f"| shed (503) {emb['non2xx']:.0f} of {emb['rps'] * args.duration:,.0f} |"
         )
         env = distributed_env(pg.url, rs.url)
@@ -292,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
             dist = ingestion(base, args)
             lines.append(
                 f"| ingestion, distributed (Redis), 2 workers | {dist['events']:,.0f} events/s "
-                f"({dist['ok_rps']:,.0f} batches/s answered 200) | p50 {dist['p50']:.1f} ms, p99 {dist['p99']:.1f} ms "
+                f"({dist['ok_rps']:,.0f} batches/s answered 200) "
+                f"| p50 {dist['p50']:.1f} ms, p99 {dist['p99']:.1f} ms "
                 f"| shed (503) {dist['non2xx']:.0f} of {dist['rps'] * args.duration:,.0f} |"
             )
             with_read = flags_load(base, args)
@@ -300,8 +310,9 @@ def main(argv: list[str] | None = None) -> int:
             without = flags_load(base, args)
         ratio = with_read["rps"] / without["rps"]
         lines.append(
-            f"| /flags, 70 flags, with the person read (FLAGD_PERSON_STORE=1) | {with_read['rps']:,.0f} req/s "
-            f"| p50 {with_read['p50']:.2f} ms, p99 {with_read['p99']:.2f} ms | non-2xx {with_read['non2xx']:.0f} |"
+            "| /flags, 70 flags, with the person read (FLAGD_PERSON_STORE=1) "
+            f"| {with_read['rps']:,.0f} req/s | p50 {with_read['p50']:.2f} ms, p99 {with_read['p99']:.2f} ms "
+            f"| non-2xx {with_read['non2xx']:.0f} |"
         )
         lines.append(
             f"| /flags, same, without (FLAGD_PERSON_STORE=0) | {without['rps']:,.0f} req/s "
@@ -318,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
             vis = visibility(node_a, node_b, args.rounds)
         lines.append(
             f"| event on node A -> flag on node B ({args.rounds} rounds) | p50 {vis['p50']:.2f} ms, "
-            f"p99 {vis['p99']:.2f} ms (the /batch/ alone: p50 {vis['batch_p50']:.2f}, p99 {vis['batch_p99']:.2f}) "
+            f"p99 {vis['p99']:.2f} ms (the /batch/ alone: p50 {vis['batch_p50']:.2f}, "
+            f"p99 {vis['batch_p99']:.2f}) "
             f"| not yet visible: {vis['misses']:.0f} | |"
         )
         with_uuids = asyncio.run(_memory(rs.url, args.persons, True))

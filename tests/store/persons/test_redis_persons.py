@@ -30,7 +30,7 @@ def test_person_keys_are_hash_tagged_per_person_and_expire_after_the_ttl(redis_s
 
 
 def test_old_buckets_are_deleted_once_past_their_retention(redis_srv: RedisServer) -> None:
-    """A bucket older than the retention is dropped by a later write to the person (not kept, not rolled up)."""
+    """A bucket older than the retention is dropped by a later write to the person (not rolled up)."""
     project = new_project()
     retention = 86400
 
