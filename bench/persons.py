@@ -5,8 +5,8 @@ Run: ``.venv/bin/python -m bench.persons [--duration 10] [--connections 16]``
 
 * **Ingestion**: ``wrk`` posting ``/batch/`` bodies of 100 events (10k persons, 6 event names, a
   ``$current_url``, every tenth event with a ``$set`` of 3 properties, a unique ``uuid`` per event) to one
-  node with 2 Granian workers and 20 behavioural cohorts (10 ``performed_event_multiple`` on plain events, 10 ``performed_event``
-  with ``event_filters``) in use; embedded (SQLite) and distributed (PostgreSQL + Redis).
+  node with 2 Granian workers and 20 behavioural cohorts (10 ``performed_event_multiple`` on plain events, 10
+  ``performed_event`` with ``event_filters``) in use; embedded (SQLite) and distributed (PostgreSQL + Redis).
 * **Event -> visible on another node**: two distributed nodes; ``POST /batch/`` (one event for a fresh person)
   to node A, then ``POST /flags`` to node B for a flag whose cohort needs that event; the time from sending
   the event to node B's answer, and how often node B did not see it yet (read-your-writes says never).
