@@ -21,7 +21,6 @@ request.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -102,26 +101,26 @@ def in_window(t: float, now: float, q: BehaviourQuery) -> bool:
     """Whether an event at ``t`` counts for ``q`` at ``now``.
 
     Relative windows: an event at ``t`` counts exactly while ``t <= now < t + window_seconds``, never
-    before it happened and never after the window has passed. Absolute ones: ``since <= t <= now``."""
+    before it happened and never once the window has passed. Absolute ones: ``since <= t <= now``."""
     if t > now:
         return False
     if q.window_seconds is not None:
-        return t > now - q.window_seconds
+        return now < t + q.window_seconds
     assert q.since is not None
     return t >= q.since
 
 
 def first_bucket(now: float, q: BehaviourQuery, width: int) -> int:
-    """The oldest time bucket (index ``floor(t / width)``) to add up for ``q`` at ``now``, the newest being
-    ``floor(now / width)``.
+    """The oldest time bucket (index ``t // width``) to add up for ``q`` at ``now``, the newest being
+    ``now // width``.
 
     Chosen so a bucketed count never includes an event ``in_window`` rejects: a bucket counts only while
     all of it is inside the window, so an event stops counting at most ``width`` seconds early, never late.
-    (``since`` windows include the bucket holding ``since`` only when it starts exactly there.)"""
-    start = window_start(now, q)
+    (For ``since``, the bucket holding ``since`` counts only when it starts exactly there.)"""
     if q.window_seconds is not None:
-        return math.floor(start / width) + 1
-    return math.ceil(start / width)
+        return int((now - q.window_seconds) // width) + 1
+    assert q.since is not None
+    return -int(-q.since // width)
 
 
 class StoreNeeds(msgspec.Struct, frozen=True):

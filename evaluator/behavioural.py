@@ -18,7 +18,8 @@ when both are given (as in PostHog): relative ``-30d`` (``M`` minutes, ``h d w``
 inverts the leaf. A missing count raises ``BehaviourUnavailableError``: the flag answers
 ``store_unavailable``.
 Unknown keys, and every behaviour PostHog has that flagd does not count (sequences, first time, regularly,
-stopped/restarted, actions), are definition errors.
+stopped/restarted, actions, HogQL event filters), are definition errors; ``conditionHash`` and ``bytecode``,
+which PostHog derives for its own pipeline, are accepted and ignored.
 """
 
 from __future__ import annotations
@@ -95,6 +96,9 @@ LEAF_KEYS: Final = frozenset(
         "operator_value",
         "event_filters",
         "negation",
+        # Derived by PostHog's real-time cohort pipeline and present in cohorts exported from it; ignored.
+        "conditionHash",
+        "bytecode",
     }
 )
 EVENT_FILTER_KEYS: Final = frozenset({"key", "value", "operator", "type", "negation"})
@@ -190,24 +194,27 @@ def _whole(value: Any) -> int | None:
 
 
 def _window(raw: dict[str, Any], path: str, problems: Problems) -> tuple[int | None, int | None] | None:
-    """``(window_seconds, None)`` or ``(None, since)``; None when invalid."""
+    """``(window_seconds, None)`` or ``(None, since)``; None when invalid. With ``explicit_datetime``,
+    ``time_value`` and ``time_interval`` may be absent, but when present they must still be valid."""
     explicit = raw.get("explicit_datetime")
     amount, interval = raw.get("time_value"), raw.get("time_interval")
-    relative: int | None = None
-    if amount is not None or interval is not None or explicit is None:
-        count = _whole(amount)
-        if count is None or count == 0:
-            problems.error(f"{path}.time_value", "must be a whole number of at least 1")
-        if not isinstance(interval, str) or interval not in INTERVALS:
-            problems.error(f"{path}.time_interval", f"must be one of {', '.join(INTERVALS)}")
-        elif count:
-            relative = count * INTERVALS[interval]
-            if relative > MAX_WINDOW_SECONDS:
-                problems.error(f"{path}.time_value", f"windows are at most {_MAX_DAYS} days")
-                relative = None
-    if explicit is None:
-        return None if relative is None else (relative, None)
-    return _explicit(explicit, f"{path}.explicit_datetime", problems)
+    count = _whole(amount)
+    if (explicit is None or amount is not None) and not count:
+        problems.error(f"{path}.time_value", "must be a whole number of at least 1")
+    if (explicit is None or interval is not None) and not (
+        isinstance(interval, str) and interval in INTERVALS
+    ):
+        problems.error(f"{path}.time_interval", f"must be one of {', '.join(INTERVALS)}")
+        interval = None
+    if explicit is not None:
+        return _explicit(explicit, f"{path}.explicit_datetime", problems)
+    if not count or interval is None:
+        return None
+    relative = count * INTERVALS[interval]
+    if relative > MAX_WINDOW_SECONDS:
+        problems.error(f"{path}.time_value", f"windows are at most {_MAX_DAYS} days")
+        return None
+    return relative, None
 
 
 def _explicit(value: Any, path: str, problems: Problems) -> tuple[int | None, int | None] | None:
@@ -256,7 +263,7 @@ def compile_event_filters(
             if name not in EVENT_FILTER_KEYS:
                 problems.error(f"{where}.{name}", f"unknown key {name!r} in an event filter")
         if item.get("type", "event") != "event":
-            problems.error(f"{where}.type", 'must be "event"')
+            problems.error(f"{where}.type", 'must be "event" (HogQL and element filters are not supported)')
         key = item.get("key")
         if not isinstance(key, str) or not key:
             problems.error(f"{where}.key", "must be a non-empty string")
@@ -266,13 +273,21 @@ def compile_event_filters(
         if spec is None:
             problems.error(f"{where}.operator", f"unknown operator {operator!r}")
             continue
-        negation = item.get("negation") or False
-        if not isinstance(negation, bool):
+        negation = item.get("negation")
+        if negation is None:
+            negation = False
+        elif not isinstance(negation, bool):
             problems.error(f"{where}.negation", "must be true or false")
             continue
         expected = item.get("value")
+        try:
+            canonical.append(
+                _encode({"key": key, "operator": operator, "value": expected, "negation": negation})
+            )
+        except (TypeError, ValueError, OverflowError):
+            problems.error(f"{where}.value", "must be a JSON value")
+            continue
         test = spec.factory(expected, problems, f"{where}.value", clock)
-        canonical.append(_encode({"key": key, "operator": operator, "value": expected, "negation": negation}))
         tests.append((key, test, spec.inverted is not negation, spec.on_missing is not negation))
         if test is never:
             tests[-1] = (key, never, False, False)
@@ -297,7 +312,7 @@ def _matcher(tests: tuple[_Test, ...]) -> Callable[[Mapping[str, Any]], bool]:
                 if value is _MISSING:
                     if not on_missing:
                         return False
-                elif test(value) is flip:
+                elif bool(test(value)) is flip:
                     return False
         except Exception:  # bad data means "no match", never a failed ingest
             return False

@@ -31,16 +31,18 @@ def _is_group(value: Any) -> bool:
 class Notes:
     """What compiling one cohort's own tree found: its behavioural leaves and the properties it reads."""
 
-    __slots__ = ("behavioural", "groups", "leaves", "reads_props")
+    __slots__ = ("behavioural", "groups", "leaves", "reads_props", "uses")
 
     def __init__(self) -> None:
         self.behavioural = 0  # behavioural leaves in this cohort's own tree (the limit counts these)
+        self.uses = 0  # behavioural leaves and references to cohorts holding some, as compiled so far
         self.leaves: list[Leaf] = []  # with those of referenced cohorts
         self.reads_props = False
         self.groups: set[str] = set()
 
     def add(self, entry: CohortEntry) -> None:
         """A referenced cohort's findings."""
+        self.uses += bool(entry.leaves)
         self.leaves.extend(leaf for leaf in entry.leaves if leaf not in self.leaves)
         self.reads_props = self.reads_props or entry.reads_props
         self.groups |= entry.groups
@@ -55,7 +57,8 @@ def compile_group(
     notes: Notes | None = None,
 ) -> Check | bool:
     """An AND/OR group of filters, behavioural conditions and nested groups; ``{}`` and an empty list match
-    everyone. Behavioural checks go last: an AND decided by a property needs no count."""
+    everyone. Whatever reads behavioural counts (a leaf, a nested group or cohort holding one) goes last:
+    an AND or OR that properties already decide needs no count."""
     if notes is None:
         notes = Notes()
     if group == {}:
@@ -75,10 +78,13 @@ def compile_group(
     performed: list[Check | bool] = []
     for index, item in enumerate(values):
         item_path = f"{path}.values[{index}]"
+        uses = notes.uses
         if _is_group(item):
-            checks.append(compile_group(item, item_path, problems, scope, where, notes))
+            check = compile_group(item, item_path, problems, scope, where, notes)
+            (performed if notes.uses > uses else checks).append(check)
         elif is_behavioural(item):
             notes.behavioural += 1
+            notes.uses += 1
             if notes.behavioural == MAX_BEHAVIOURAL_LEAVES + 1:
                 problems.error(
                     item_path, f"a cohort has at most {MAX_BEHAVIOURAL_LEAVES} behavioural conditions"
@@ -89,7 +95,7 @@ def compile_group(
                 notes.leaves.append(leaf)
         else:
             info = compile_filter(item, item_path, problems, scope, where)
-            checks.append(info.check)
+            (performed if notes.uses > uses else checks).append(info.check)
             if info.kind == "property" and not isinstance(info.check, bool):
                 if info.source.startswith("group:"):
                     notes.groups.add(info.source[6:])
@@ -136,6 +142,11 @@ class CohortBook:
         self._compiled: dict[str, CohortEntry] = {}
         self._broken: set[str] = set()
         self._counters: tuple[EventCounter, ...] | None = None
+
+    def extra(self) -> int:
+        """How many compiled entries are neither a cohort definition nor a static cohort (external ids)."""
+        defined, static = self._definitions, self._static
+        return sum(1 for key in self._compiled if key not in defined and key not in static)
 
     def get(self, cohort_id: str) -> CohortEntry | None:
         """A cohort already compiled (None when it is not, or not yet)."""

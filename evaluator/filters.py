@@ -105,6 +105,9 @@ def compile_filter(raw: Any, path: str, problems: Problems, scope: Scope, where:
             problems.error(f"{path}.type", "flag dependencies are not supported inside cohorts")
             return FilterInfo("flag", str(raw.get("key")), "", None, False, "flag", False, _read_nothing)
         return _flag_filter(raw, path, problems, scope, negation)
+    if kind == "behavioral":
+        problems.error(f"{path}.type", "behavioural conditions belong in a cohort; filter on that cohort")
+        return FilterInfo("property", "", "", None, False, "person", False, _read_nothing)
     if kind not in ("person", "group"):
         problems.error(
             f"{path}.type", f"unknown filter type {kind!r}; expected person, group, cohort or flag"

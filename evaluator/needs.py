@@ -60,7 +60,7 @@ def own_needs(
 class NeedsTable:
     """Every flag's total needs (own and its dependencies'), interned, and the union over all flags."""
 
-    __slots__ = ("all", "by_flag")
+    __slots__ = ("_bits", "_distinct", "_unions", "all", "by_flag")
 
     def __init__(
         self, order: Iterable[str], own: Mapping[str, StoreNeeds], deps: Mapping[str, Iterable[str]]
@@ -75,25 +75,33 @@ class NeedsTable:
             total[key] = interned.setdefault(mine, mine)
         self.by_flag = {key: needs for key, needs in total.items() if needs is not NOTHING}
         self.all = _normal(NOTHING.union(self.by_flag.values())) if self.by_flag else NOTHING
+        self._distinct = list({id(needs): needs for needs in self.by_flag.values()}.values())
+        bit_of = {id(needs): 1 << index for index, needs in enumerate(self._distinct)}
+        self._bits = {key: bit_of[id(needs)] for key, needs in self.by_flag.items()}
+        self._unions: dict[int, StoreNeeds] = {0: NOTHING}
 
     def of(self, keys: Iterable[str]) -> StoreNeeds:
-        """The union for ``keys`` (unknown keys need nothing)."""
-        if not self.by_flag:
+        """The union for ``keys`` (unknown keys need nothing): one dict lookup and an OR per key (each
+        distinct needs object has a bit), then a cached union per combination (bounded)."""
+        bits = self._bits
+        if not bits:
             return NOTHING
-        by_flag = self.by_flag
-        first: StoreNeeds | None = None
-        others: list[StoreNeeds] = []
+        mask = 0
         for key in keys:
-            needs = by_flag.get(key)
-            if needs is None or needs is first:
-                continue
-            if first is None:
-                first = needs
-            elif needs not in others:
-                others.append(needs)
-        if first is None:
-            return NOTHING
-        return first.union(others) if others else first
+            mask |= bits.get(key, 0)
+        union = self._unions.get(mask)
+        if union is None:
+            chosen = [needs for bit, needs in enumerate(self._distinct) if mask >> bit & 1]
+            union = (
+                NOTHING if not chosen else chosen[0] if len(chosen) == 1 else _normal(NOTHING.union(chosen))
+            )
+            if len(self._unions) >= _MAX_CACHED_UNIONS:
+                self._unions.clear()
+            self._unions[mask] = union
+        return union
+
+
+_MAX_CACHED_UNIONS = 512
 
 
 def _normal(needs: StoreNeeds) -> StoreNeeds:

@@ -219,8 +219,9 @@ class Snapshot:
 
     @property
     def sdk_reproducible(self) -> frozenset[str]:
-        """Keys an SDK evaluating locally answers identically for: PostHog bucketing, no static or external
-        cohorts, no operator SDKs lack, not broken, and every dependency reproducible too."""
+        """Keys an SDK evaluating locally answers identically for: PostHog bucketing, no static, external or
+        behavioural cohorts (nested ones included), no operator SDKs lack, not broken, and every dependency
+        reproducible too."""
         return self._reproducible
 
     def cohorts_used_by(self, keys: Iterable[str]) -> frozenset[str]:
@@ -315,10 +316,11 @@ def compile_flags(
     cohort_defs = dict(cohorts or {})
     inputs = (mapping, cohort_defs, statics, clock)
     reusable = previous._reusable(inputs) if previous is not None else None
-    # Same cohorts, mapping and clock: the previous snapshot's compiled cohorts serve again.
-    book = (
-        previous._book if reusable is not None and previous is not None else CohortBook(cohort_defs, statics)
-    )
+    # Same cohorts, mapping and clock: the previous snapshot's compiled cohorts serve again (unless ids
+    # referenced by no definition have piled up in it: then a fresh book, so memory stays bounded).
+    book = CohortBook(cohort_defs, statics)
+    if reusable is not None and previous is not None and previous._book.extra() <= len(live) + 100:
+        book = previous._book
     scope = _Scope(clock, mapping, book, live, by_id)
     graph: dict[str, list[str]] = {}
     for key, definition in live.items():

@@ -19,8 +19,8 @@ def leaf(
     *,
     times: int | None = None,
     operator: str = "gte",
-    time_value: int = 5,
-    time_interval: str = "minute",
+    time_value: int | str | None = 5,
+    time_interval: str | None = "minute",
     event_filters: list[dict[str, Any]] | None = None,
     negation: bool = False,
     **extra: Any,
@@ -72,12 +72,13 @@ def cohort_flag(
 def leaves(draw: st.DrawFn) -> dict[str, Any]:
     """A valid behavioural leaf with an arbitrary event, window, threshold and negation."""
     multiple = draw(st.booleans())
+    interval = draw(INTERVAL_NAMES)
     return leaf(
         draw(EVENTS),
         times=draw(st.integers(0, 5)) if multiple else None,
         operator=draw(COUNT_OPS),
-        time_value=draw(st.integers(1, 30)),
-        time_interval=draw(INTERVAL_NAMES),
+        time_value=draw(st.integers(1, 2 if interval == "year" else 24)),
+        time_interval=interval,
         negation=draw(st.booleans()),
     )
 
@@ -95,3 +96,48 @@ def trees(draw: st.DrawFn, depth: int = 2) -> dict[str, Any]:
         else:
             items.append(draw(trees(depth - 1)))
     return group(draw(st.sampled_from(["AND", "OR"])), *items)
+
+
+def query_key(raw: dict[str, Any]) -> str:
+    """The query key a leaf without event filters reads, worked out from its JSON independently."""
+    return f"e:{raw['key']}@{int(raw['time_value']) * INTERVALS[raw['time_interval']]}s"
+
+
+def leaf_holds(raw: dict[str, Any], count: int) -> bool:
+    """Reference semantics of one leaf for a count."""
+    if raw["value"] == "performed_event":
+        held = count >= 1
+    else:
+        threshold = raw["operator_value"]
+        held = {
+            "gte": count >= threshold,
+            "lte": count <= threshold,
+            "gt": count > threshold,
+            "lt": count < threshold,
+            "eq": count == threshold,
+            "exact": count == threshold,
+        }[raw["operator"]]
+    return held is not raw["negation"]
+
+
+def tree_holds(tree: dict[str, Any], plan: str | None, counts: dict[str, int]) -> bool:
+    """Reference semantics of a tree made by ``trees`` for a person's plan and the store's counts."""
+    results = []
+    for item in tree["values"]:
+        if item.get("type") == "behavioral":
+            results.append(leaf_holds(item, counts[query_key(item)]))
+        elif item.get("type") == "person":
+            results.append((plan is not None and plan == item["value"]) is not item.get("negation", False))
+        else:
+            results.append(tree_holds(item, plan, counts))
+    return all(results) if tree["type"] == "AND" else any(results)
+
+
+def tree_keys(tree: dict[str, Any]) -> set[str]:
+    found: set[str] = set()
+    for item in tree["values"]:
+        if item.get("type") == "behavioral":
+            found.add(query_key(item))
+        elif item.get("type") in ("AND", "OR"):
+            found |= tree_keys(item)
+    return found

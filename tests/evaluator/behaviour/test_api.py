@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -186,3 +187,81 @@ def test_needs_of_keys_is_the_union_of_each(cohort_trees: list[dict[str, Any]], 
     everything = {q.key for q in snapshot.store_needs().queries}
     assert {q.key for q in got.queries} <= everything
     assert {c.id for c in snapshot.counters} >= {q.counter for q in got.queries}
+
+
+def test_needs_of_enrollment_and_cohorts_on_groups() -> None:
+    """Feature enrollment reads a person property; a property cohort inside a group condition reads that
+    group's properties, while its behavioural leaves still read the person's counts."""
+    cohorts = {"1": group("AND", person("tier", "gold")), "2": group("AND", person("tier", "gold"), leaf())}
+    on_group = {
+        "aggregation_group_type_index": 0,
+        "groups": [{"properties": [{"key": "id", "type": "cohort", "value": 1}]}],
+    }
+    flags = [
+        {
+            "id": 1,
+            "key": "enrolled",
+            "filters": {"feature_enrollment": True, "groups": [{"rollout_percentage": 5}]},
+        },
+        {"id": 2, "key": "grouped", "filters": on_group},
+        {
+            "id": 3,
+            "key": "grouped_behaviour",
+            "filters": {
+                **on_group,
+                "groups": [{"properties": [{"key": "id", "type": "cohort", "value": 2}]}],
+            },
+        },
+    ]
+    snapshot = compile_flags(flags, cohorts=cohorts, group_type_mapping={"0": "company"})
+    assert snapshot.store_needs(["enrolled"]).person_properties
+    grouped = snapshot.store_needs(["grouped"])
+    assert grouped.group_types == {"company"}
+    assert not grouped.person_properties
+    both = snapshot.store_needs(["grouped_behaviour"])
+    assert both.group_types == {"company"}
+    assert both.person_properties
+    assert [q.counter for q in both.queries] == ["e:$pageview"]
+
+
+def test_reused_cohorts_do_not_pile_up_across_incremental_compiles() -> None:
+    """Edits that keep referencing new, undefined cohort ids never grow the shared cohort book for good."""
+    cohorts = {"1": group("AND", leaf())}
+    snapshot = compile_flags([cohort_flag("f", 1)], cohorts=cohorts)
+    for i in range(400):
+        flags = [cohort_flag("f", 1), cohort_flag("g", f"external-{i}", flag_id=2)]
+        snapshot = compile_flags(flags, cohorts=cohorts, previous=snapshot)
+        assert snapshot._book.extra() <= len(flags) + 101
+    assert [c.id for c in snapshot.counters] == ["e:$pageview"]
+
+
+@pytest.mark.parametrize(
+    ("event_filter", "properties", "counted"),
+    [
+        ({"key": "plan", "value": ["pro", "team"]}, {"plan": "PRO"}, True),
+        ({"key": "plan", "value": "pro", "operator": "is_not"}, {}, True),
+        ({"key": "plan", "value": "pro", "negation": True}, {"plan": "free"}, True),
+        ({"key": "plan", "value": "pro", "negation": True}, {"plan": "pro"}, False),
+        ({"key": "n", "value": 3, "operator": "gt"}, {"n": "4"}, True),
+        ({"key": "n", "value": 3, "operator": "gt"}, {"n": "four"}, False),
+        ({"key": "url", "value": "/docs", "operator": "not_icontains"}, {}, True),
+        ({"key": "url", "value": "(unclosed", "operator": "regex"}, {"url": "(unclosed"}, False),
+        ({"key": "url", "value": "(unclosed", "operator": "not_regex"}, {"url": "x"}, False),
+        ({"key": "url", "value": "^https://", "operator": "regex"}, {"url": "https://x.io"}, True),
+        ({"key": "v", "value": "1.2.0", "operator": "semver_gte"}, {"v": "v1.10.3"}, True),
+        ({"key": "seen", "operator": "is_set", "value": "is_set"}, {"seen": None}, True),
+        (
+            {"key": "at", "value": "2026-01-01", "operator": "is_date_after"},
+            {"at": "2026-03-01T10:00:00Z"},
+            True,
+        ),
+    ],
+)
+def test_event_filters_use_every_property_operator(
+    event_filter: dict[str, Any], properties: dict[str, Any], counted: bool
+) -> None:
+    """Event filters follow the property operators' rules: lists are any-of, missing keys, negation,
+    numbers from strings, invalid regexes matching nothing, versions, dates."""
+    cohort = group("AND", leaf(event_filters=[{**event_filter, "type": "event"}]))
+    (counter,) = compile_flags([], cohorts={"1": cohort}).counters
+    assert counter.matches(properties) is counted
