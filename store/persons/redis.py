@@ -234,11 +234,21 @@ class RedisPersonStore:
 
     async def _flush(self, batch: list[_Pending]) -> None:
         keys: list[str] = []
-        plans: list[list[tuple[str | int, ...]]] = []
+        # Distinct (query, now) plans, sent once: concurrent checks of one project ask the same queries.
+        plans: list[tuple[str | int, ...]] = []
+        index_of: dict[tuple[str, int], int] = {}
+        wanted: list[list[int]] = []
         for item in batch:
             request = item.request
             keys.append(self.person_key(request.project_id, item.target))
-            plans.append([_plan(q, item.now) for q in request.queries])
+            indexes = []
+            for q in request.queries:
+                at = index_of.get((q.key, item.now))
+                if at is None:
+                    at = index_of[(q.key, item.now)] = len(plans)
+                    plans.append(_plan(q, item.now))
+                indexes.append(at)
+            wanted.append(indexes)
         group_slots: list[list[tuple[str, int]]] = []
         for item in batch:
             slots = []
@@ -249,7 +259,7 @@ class RedisPersonStore:
         self.flushes += 1
         try:
             with _translated("person read"):
-                result = await self._read(keys=keys, args=[_encode(plans)])
+                result = await self._read(keys=keys, args=[_encode(plans), len(batch)])
         except Exception as exc:
             for item in batch:
                 if not item.future.done():
@@ -272,7 +282,9 @@ class RedisPersonStore:
                     self._enqueue(item, loop)
                 continue
             groups = {gtype: _decode_props(result[slot]) for gtype, slot in group_slots[index]}
-            counts = {q.key: int(c) for q, c in zip(item.request.queries, answer[2], strict=True)}
+            totals = answer[2]
+            queries = item.request.queries
+            counts = {q.key: int(totals[at]) for q, at in zip(queries, wanted[index], strict=True)}
             item.future.set_result(PersonView(_decode_props(answer[1]), groups, counts))
 
     # -- population --------------------------------------------------------------------------------------
