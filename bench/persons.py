@@ -225,7 +225,16 @@ def visibility(node_a: str, node_b: str, rounds: int) -> dict[str, float]:
     return {"p50": q[49], "p99": q[98], "batch_p50": qb[49], "batch_p99": qb[98], "misses": misses}
 
 
-def flags_load(base: str, args: argparse.Namespace) -> dict[str, float]:
+def _redis_cpu(url: str) -> float:
+    client = redis.Redis.from_url(url)
+    try:
+        info = client.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    finally:
+        client.close()
+
+
+def flags_load(base: str, args: argparse.Namespace, redis_url: str) -> dict[str, float]:
     script_bodies = flagd_bodies(users(1000))
     from bench.load import _lua_bodies
 
@@ -233,7 +242,11 @@ def flags_load(base: str, args: argparse.Namespace) -> dict[str, float]:
         script_bodies, method="POST", headers={"Content-Type": "application/json"}, think_ms=None
     )
     run_wrk(f"{base}/flags/?v=2", script, connections=64, duration=2)
-    return run_wrk(f"{base}/flags/?v=2", script, connections=64, duration=args.duration)
+    before = _redis_cpu(redis_url)
+    result = run_wrk(f"{base}/flags/?v=2", script, connections=64, duration=args.duration)
+    # Redis shares the two cores with the workers and wrk here; say how much of them it took per request.
+    result["redis_us"] = (_redis_cpu(redis_url) - before) / (result["rps"] * args.duration) * 1e6
+    return result
 
 
 async def _memory(url: str, persons: int, with_uuids: bool) -> float:
@@ -305,14 +318,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"| p50 {dist['p50']:.1f} ms, p99 {dist['p99']:.1f} ms "
                 f"| shed (503) {dist['non2xx']:.0f} of {dist['rps'] * args.duration:,.0f} |"
             )
-            with_read = flags_load(base, args)
+            with_read = flags_load(base, args, rs.url)
         with flagd({**env, "FLAGD_PERSON_STORE": "0"}, 2) as base:
-            without = flags_load(base, args)
+            without = flags_load(base, args, rs.url)
         ratio = with_read["rps"] / without["rps"]
         lines.append(
             "| /flags, 70 flags, with the person read (FLAGD_PERSON_STORE=1) "
             f"| {with_read['rps']:,.0f} req/s | p50 {with_read['p50']:.2f} ms, p99 {with_read['p99']:.2f} ms "
-            f"| non-2xx {with_read['non2xx']:.0f} |"
+            f"| non-2xx {with_read['non2xx']:.0f}; Redis CPU {with_read['redis_us']:.0f} µs per request |"
         )
         lines.append(
             f"| /flags, same, without (FLAGD_PERSON_STORE=0) | {without['rps']:,.0f} req/s "
