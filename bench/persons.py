@@ -290,6 +290,56 @@ async def _memory(url: str, persons: int, with_uuids: bool) -> float:
     return (after - before) / persons
 
 
+async def _worker_cpu(url: str, rounds: int = 200, concurrency: int = 32) -> tuple[float, float]:
+    """Worker CPU per flag check (70 flags), without and with the coalesced person read, in-process."""
+    from evaluator import Context
+    from flagd.sdk.persons import Persons
+    from store.catalog import ProjectData, build_project_state
+    from store.persons.redis import RedisPersonStore
+
+    cohort_rows = [
+        {"id": i + 1, "name": c["name"], "deleted": False, "is_static": False, "version": 1, **c}
+        for i, c in enumerate(cohorts())
+    ]
+    flags = [
+        {
+            "id": i + 1,
+            "key": f"bc-{i}",
+            "active": True,
+            "deleted": False,
+            "version": 1,
+            "filters": {"groups": [{"properties": [{"key": "id", "type": "cohort", "value": i + 1}]}]},
+        }
+        for i in range(20)
+    ]
+    flags += [
+        {"id": 100 + j, "active": True, "deleted": False, "version": 1, **f}
+        for j, f in enumerate(posthog_flags(50))
+    ]
+    state = build_project_state(ProjectData(1, TOKEN, "0" * 64, {}, 1, flags, cohort_rows))
+    store = RedisPersonStore(url)
+    persons = Persons(store, history_seconds=86400)
+    people = users(1000)
+
+    async def plain(n: int) -> None:
+        for i in range(n):
+            state.snapshot.evaluate(Context(people[i % 1000]["distinct_id"], {"plan": "pro"}))
+            await asyncio.sleep(0)
+
+    async def read(n: int) -> None:
+        for i in range(n):
+            ctx = await persons.enrich(state, Context(people[i % 1000]["distinct_id"], {"plan": "pro"}), None)
+            state.snapshot.evaluate(ctx)
+
+    cpu = []
+    for run in (plain, read):
+        start = time.process_time()
+        await asyncio.gather(*(run(rounds) for _ in range(concurrency)))
+        cpu.append((time.process_time() - start) / (rounds * concurrency) * 1e6)
+    await store.close()
+    return cpu[0], cpu[1]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=int, default=10)
@@ -331,6 +381,12 @@ def main(argv: list[str] | None = None) -> int:
             f"| /flags, same, without (FLAGD_PERSON_STORE=0) | {without['rps']:,.0f} req/s "
             f"| p50 {without['p50']:.2f} ms, p99 {without['p99']:.2f} ms | ratio {ratio:.0%}, "
             f"added p50 {with_read['p50'] - without['p50']:+.2f} ms |"
+        )
+        plain_us, read_us = asyncio.run(_worker_cpu(rs.url))
+        lines.append(
+            f"| worker CPU per flag check, in-process, 32 concurrent | {plain_us:.1f} µs without the read, "
+            f"{read_us:.1f} µs with it | +{read_us - plain_us:.1f} µs per check "
+            "| one Redis call per loop turn |"
         )
         with flagd(env, 1) as node_a, flagd({**env, "FLAGD_SYNCER": "0"}, 1) as node_b:
             deadline = time.monotonic() + 20
