@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS person_counters (
 _UPSERT = "INSERT OR REPLACE INTO persons (project, id, data, merged_into, seen) VALUES (?, ?, ?, ?, ?)"
 _MAX_HOPS = 5
 _LOCK_SECONDS = 10.0
+_READ_WAIT = 0.05  # a WAL reader waits only while the WAL index is rebuilt (rare); then the read fails
 _Queued = tuple[int, Sequence[Step], int, int, "asyncio.Future[None]"]
 _CLEAN_EVERY = 60
 _encode = msgspec.json.Encoder().encode
@@ -98,7 +99,7 @@ class SqlitePersonStore:
             writer = _connect(str(path), 10.0)
             writer.executescript(_SCHEMA)  # IF NOT EXISTS: workers opening together are fine
             writer.execute("PRAGMA busy_timeout=0")  # writes wait in _begin instead
-            return writer, _connect(str(path), 10.0)
+            return writer, _connect(str(path), _READ_WAIT)  # reads run on the event loop: never wait long
 
         try:
             writer, reader = await asyncio.to_thread(connect)
