@@ -10,7 +10,8 @@ Key layout (``flagd`` is the configurable prefix; fields: ``store.persons.model`
     flagd:C{p<project>}                 hash   filtered counter id -> epoch second it was first tracked
 
 Every person's keys share one hash tag, so a person's write or read is one script on one slot. A person or
-group hash expires ``FLAGD_PERSON_TTL_DAYS`` after its last write.
+group hash expires ``FLAGD_PERSON_TTL_DAYS`` after its last write (the TTL and the ``seen`` time are refreshed
+when its buckets are rolled up, at most every 10 minutes per person).
 
 **Writes**: one ``WRITE`` script call per batch step (all persons of the step: their keys are declared, so a
 cluster client would split the call by slot; flagd runs it on one Redis today). A write to an id that was
