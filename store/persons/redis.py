@@ -34,10 +34,10 @@ from cachetools import LRUCache
 from redis import exceptions as redis_errors
 
 from evaluator.behaviour import BehaviourQuery
-from store.errors import StoreTimeout, StoreUnavailable
+from store.errors import PersonLimitExceeded, StoreTimeout, StoreUnavailable
 from store.persons import lua
 from store.persons.model import Merge, PersonView, ReadRequest, Step, Writes, properties_of
-from store.persons.protocol import PersonLimitExceeded, SeenPerson, StoreSettings
+from store.persons.protocol import SeenPerson, StoreSettings
 from store.persons.windows import counter_token, firsts
 
 __all__ = ["RedisPersonStore"]

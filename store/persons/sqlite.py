@@ -25,9 +25,9 @@ from typing import Any
 
 import msgspec
 
-from store.errors import StoreError, StoreTimeout, StoreUnavailable
+from store.errors import PersonLimitExceeded, StoreError, StoreTimeout, StoreUnavailable
 from store.persons.model import Merge, PersonRecord, PersonView, ReadRequest, Step, Writes, properties_of
-from store.persons.protocol import PersonLimitExceeded, SeenPerson, StoreSettings
+from store.persons.protocol import SeenPerson, StoreSettings
 
 __all__ = ["SqlitePersonStore", "persons_path"]
 
