@@ -8,8 +8,8 @@ Series (namespace ``flagd``):
 - ``flagd_flag_evaluations_total{reason}`` — flag decisions by PostHog reason code.
 - ``flagd_shed_total{route}`` — requests answered 503 by the load shedder.
 - ``flagd_store_errors_total{operation}`` — a hook for the store side (``Metrics.store_error``).
-- ``flagd_store_reads_total{operation}``, ``flagd_store_hedges_total{operation}`` (a second, hedged read was
-  sent because the first was slow), ``flagd_store_deadline_misses_total{operation}`` (a read gave up at its
+- ``flagd_store_reads_total{store}``, ``flagd_store_hedges_total{store}`` (a second, hedged read was
+  sent because the first was slow), ``flagd_store_deadline_misses_total{store}`` (a read gave up at its
   deadline) and ``flagd_store_breaker_state`` (0 closed, 1 half-open, 2 open) — hooks for the store's read
   path (``Metrics.store_read`` and friends); zero until the store calls them.
 - ``flagd_snapshot_version``, ``flagd_snapshot_lag_seconds``, ``flagd_snapshot_stale`` (1: serving a
@@ -75,6 +75,7 @@ LATENCY_BUCKETS = (
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _ENV = "PROMETHEUS_MULTIPROC_DIR"
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
+STORES = ("redis", "postgres")
 
 
 def prepare_multiprocess(directory: str | os.PathLike[str]) -> Path:
@@ -210,14 +211,14 @@ class Metrics:
         )
         self._store_hedges = Counter(
             "flagd_store_hedges_total",
-            "Hedged (second) store reads sent because the first was slow, by operation.",
-            ["operation"],
+            "Hedged (second) store reads sent because the first was slow, by store.",
+            ["store"],
             registry=reg,
         )
         self._store_deadline_misses = Counter(
             "flagd_store_deadline_misses_total",
-            "Store reads abandoned at their deadline, by operation.",
-            ["operation"],
+            "Store reads abandoned at their deadline, by store.",
+            ["store"],
             registry=reg,
         )
         self._breaker = Gauge(
@@ -236,7 +237,7 @@ class Metrics:
             "flagd_store_up",
             "0 when the node's last store operation failed, else 1.",
             registry=reg,
-            multiprocess_mode="livemin",
+            multiprocess_mode="livemin",  # every worker sets it each second (the status ticker)
         )
         self._syncer_active = Gauge(
             "flagd_syncer_active",
@@ -244,6 +245,10 @@ class Metrics:
             registry=reg,
             multiprocess_mode="livemax",
         )
+        for store in STORES:  # zero from the start, so dashboards and rate() see the series before any read
+            for counter in (self._store_reads, self._store_hedges, self._store_deadline_misses):
+                counter.labels(store)
+        self._store_up.set(1)  # until health() says otherwise
         self.breaker_state = "closed"
         self.recorder = Recorder(Path(self._multiprocess_dir) / "status" if self._multiprocess_dir else None)
         self._routes: dict[str, _RouteMetrics] = {}
@@ -359,25 +364,40 @@ class Metrics:
         self._store_errors.labels(operation).inc()
         self.recorder.event("errors")
 
-    def store_read(self, operation: str) -> None:
-        """Count one read sent to the flag store."""
-        self._store_reads.labels(operation).inc()
+    def store_read(self, store: str) -> None:
+        """Count one read sent to ``store`` (one of ``STORES``)."""
+        self._store_reads.labels(store).inc()
         self.recorder.event("reads")
 
-    def store_hedge(self, operation: str) -> None:
+    def store_hedge(self, store: str) -> None:
         """Count one hedged read (a second request sent because the first was slow)."""
-        self._store_hedges.labels(operation).inc()
+        self._store_hedges.labels(store).inc()
         self.recorder.event("hedges")
 
-    def store_deadline_miss(self, operation: str) -> None:
+    def store_deadline_miss(self, store: str) -> None:
         """Count one read abandoned at its deadline."""
-        self._store_deadline_misses.labels(operation).inc()
+        self._store_deadline_misses.labels(store).inc()
         self.recorder.event("deadline_misses")
 
     def store_breaker(self, state: str) -> None:
         """The store circuit breaker moved to ``state`` (a key of ``BREAKER_STATES``)."""
         self._breaker.set(BREAKER_STATES[state])
         self.breaker_state = state
+
+    def set_health(self, health: Mapping[str, Any]) -> None:
+        """Refresh the gauges read from ``health()`` (each render, and each second from the status ticker)."""
+        version = health.get("version")
+        if isinstance(version, int | float):
+            self._version.set(version)
+        lag = health.get("lag", health.get("lag_seconds"))
+        if isinstance(lag, int | float):
+            self._lag.set(lag)
+        if "stale" in health:
+            self._stale.set(1 if health["stale"] else 0)
+        if "last_error" in health:
+            self._store_up.set(0 if health["last_error"] else 1)
+        syncer = health.get("syncer")
+        self._syncer_active.set(1 if isinstance(syncer, Mapping) and syncer.get("role") == "active" else 0)
 
     def render(self, health: Mapping[str, Any] | None = None) -> bytes:
         """The Prometheus text exposition of every worker's metrics (refreshing the snapshot gauges first).
@@ -386,20 +406,7 @@ class Metrics:
         ``flush_every`` requests); this worker's are flushed now."""
         self.flush()
         if health:
-            version = health.get("version")
-            if isinstance(version, int | float):
-                self._version.set(version)
-            lag = health.get("lag", health.get("lag_seconds"))
-            if isinstance(lag, int | float):
-                self._lag.set(lag)
-            if "stale" in health:
-                self._stale.set(1 if health["stale"] else 0)
-            if "last_error" in health:
-                self._store_up.set(0 if health["last_error"] else 1)
-            syncer = health.get("syncer")
-            self._syncer_active.set(
-                1 if isinstance(syncer, Mapping) and syncer.get("role") == "active" else 0
-            )
+            self.set_health(health)
         if self._multiprocess_dir:
             from prometheus_client import multiprocess
 

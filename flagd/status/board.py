@@ -7,8 +7,8 @@ Prometheus ``route`` label, and around it: ``windows`` (the same figures over 5 
 over 1 and 15 minutes), ``node`` (role, mode, uptime, workers, snapshot version, lag, staleness) and
 ``projects`` (id, version, when installed — never a token, never a flag).
 
-``run()`` is the worker's ticker (started by the app's lifespan): just after every second it flushes the
-metrics' local tallies, closes the open slice and rewrites the worker's beat.
+``run()`` is the worker's ticker (started by the app's lifespan): just after every second it refreshes the
+health gauges, flushes the metrics' local tallies, closes the open slice and rewrites the worker's beat.
 """
 
 from __future__ import annotations
@@ -19,16 +19,18 @@ import os
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import structlog
 
 from flagd.metrics import Metrics
-from flagd.sdk.http import JSON, Answer, Request
 from flagd.status.slices import ProjectBeat, WorkerBeat
 from flagd.status.window import MINUTE, SPANS, Window
 from store.catalog import Catalog
+
+if TYPE_CHECKING:  # flagd.sdk imports this module: its types only, at type-check time
+    from flagd.sdk.http import Answer, Request
 
 Health = Callable[[], dict[str, Any]]
 MAX_PROJECTS = 100  # projects listed on the page (the count says how many there are)
@@ -36,6 +38,7 @@ _MAX_ERROR_CHARS = 200
 _URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
 _TOKEN = re.compile(r"\b(ph[a-z]_)[A-Za-z0-9_-]+")
 _BREAKER_ORDER = ("closed", "half_open", "open")
+_JSON = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
 _HTML = [(b"content-type", b"text/html; charset=utf-8"), (b"cache-control", b"no-store")]
 _encoder = msgspec.json.Encoder()
 _log = structlog.get_logger("flagd.status")
@@ -81,12 +84,13 @@ class StatusBoard:
         return 200, self._page, _HTML
 
     async def json(self, request: Request, request_id: str) -> Answer:
-        return 200, _encoder.encode(self.document()), [*JSON, (b"cache-control", b"no-store")]
+        return 200, _encoder.encode(self.document()), _JSON
 
     # The data -----------------------------------------------------------------------------------------------
-    def beat(self) -> WorkerBeat:
+    def beat(self, health: dict[str, Any] | None = None) -> WorkerBeat:
         """This worker's view of the node, as published to the others."""
-        health = self._health()
+        if health is None:
+            health = self._health()
         projects = sorted(self._catalog.projects(), key=lambda p: p.project_id)
         return WorkerBeat(
             pid=self._pid,
@@ -187,9 +191,11 @@ class StatusBoard:
             now = self._clock()
             await asyncio.sleep(1.0 - (now % 1.0) + 0.005)
             try:
+                health = self._health()
+                self._metrics.set_health(health)
                 self._metrics.flush()
                 recorder.rotate()
-                recorder.beat(self.beat())
+                recorder.beat(self.beat(health))
                 failing = False
             except Exception:
                 if not failing:  # once per outage, not once a second

@@ -107,12 +107,18 @@ class Recorder:
 
     __slots__ = ("_clock", "_directory", "_events", "_pid", "_published", "_routes", "_second", "sink")
 
-    def __init__(self, directory: Path | None = None, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        directory: Path | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        pid: int | None = None,
+    ) -> None:
         self._directory = directory
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
         self._clock = clock
-        self._pid = os.getpid()
+        self._pid = os.getpid() if pid is None else pid
         self._second = int(clock())
         self._routes: dict[str, _OpenRoute] = {}
         self._events: collections.Counter[str] = collections.Counter()
