@@ -7,13 +7,15 @@ appends a float); the status ticker closes the slice once its second is over and
 
 - one worker (no shared directory): straight into the in-process ``Window``;
 - several workers (``FLAGD_METRICS_DIR`` set, as Granian's workers are separate processes): as one small
-  file ``<second>-<pid>.slice`` (msgspec JSON, written to a temporary name and renamed, so a reader never sees
-  half of it) in ``<metrics dir>/status/``. Every worker reads every worker's files and merges them; the file
-  name makes each slice count exactly once. Files older than ``RETAIN_SECONDS`` are deleted.
+  file ``<block>/<second>-<pid>.slice`` (msgspec JSON, written to a temporary name and renamed, so a reader
+  never sees half of it) in ``<metrics dir>/status/``, one directory per 10-second block so a reader lists
+  only the newest. Every worker reads every worker's files and merges them; the file name makes each slice
+  count exactly once. Readers delete block directories older than ``RETAIN_SECONDS``.
 
-Next to the slices, each worker rewrites ``<pid>.worker`` every second (a ``WorkerBeat``): its start time, its
-node's role and snapshot, per-project versions. Readers take the beats newer than ``BEAT_TTL`` as the live
-workers. Nothing here holds a token or a flag: projects appear by id only.
+Next to the slices, each worker keeps ``<pid>.worker`` (a ``WorkerBeat``: its start time, its node's role and
+snapshot, per-project versions), rewritten when it changes and touched every second otherwise; readers take
+the beats modified within ``BEAT_TTL`` as the live workers. Nothing here holds a token or a flag: projects
+appear by id only.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import msgspec
 from flagd.status.sketch import Encoded, Sketch
 
 RETAIN_SECONDS = 960  # 15 minutes of slices, plus a minute for late readers
+BLOCK_SECONDS = 10  # slices are filed (and merged) per 10-second block
 BEAT_TTL = 5.0
 SLICE_SUFFIX = ".slice"
 BEAT_SUFFIX = ".worker"
@@ -64,7 +67,6 @@ class WorkerBeat(msgspec.Struct, frozen=True):
 
     pid: int
     started_at: float
-    beat_at: float
     mode: str
     role: str  # "syncer" | "follower" | "embedded" | "starting"
     ready: bool
@@ -105,7 +107,17 @@ Sink = Callable[[SliceRecord], None]
 class Recorder:
     """One worker's open slice; ``rotate`` closes and publishes it once its second is over."""
 
-    __slots__ = ("_clock", "_directory", "_events", "_pid", "_published", "_routes", "_second", "sink")
+    __slots__ = (
+        "_beat",
+        "_block",
+        "_clock",
+        "_directory",
+        "_events",
+        "_pid",
+        "_routes",
+        "_second",
+        "sink",
+    )
 
     def __init__(
         self,
@@ -122,8 +134,9 @@ class Recorder:
         self._second = int(clock())
         self._routes: dict[str, _OpenRoute] = {}
         self._events: collections.Counter[str] = collections.Counter()
-        self._published: collections.deque[tuple[int, Path]] = collections.deque()
+        self._block: Path | None = None
         self.sink: Sink | None = None  # the in-process Window, when there is no shared directory
+        self._beat = b""
 
     @property
     def directory(self) -> Path | None:
@@ -165,27 +178,34 @@ class Recorder:
                 events=dict(events),
             )
             self._publish(record)
-        self._forget(now - RETAIN_SECONDS)
 
     def _publish(self, record: SliceRecord) -> None:
         if self._directory is None:
             if self.sink is not None:
                 self.sink(record)
             return
-        path = self._directory / f"{record.second}-{record.pid}{SLICE_SUFFIX}"
-        write_atomically(path, _encoder.encode(record))
-        self._published.append((record.second, path))
-
-    def _forget(self, horizon: int) -> None:
-        published = self._published
-        while published and published[0][0] < horizon:
-            with contextlib.suppress(FileNotFoundError):
-                published.popleft()[1].unlink()
+        block = self._directory / str(record.second // BLOCK_SECONDS)
+        if block != self._block:
+            block.mkdir(exist_ok=True)
+            self._block = block
+        write_atomically(block / f"{record.second}-{record.pid}{SLICE_SUFFIX}", _encoder.encode(record))
 
     def beat(self, beat: WorkerBeat) -> None:
-        """Rewrite this worker's beat file (no-op without a shared directory)."""
-        if self._directory is not None:
-            write_atomically(self._directory / f"{beat.pid}{BEAT_SUFFIX}", _encoder.encode(beat))
+        """Publish this worker's beat: rewritten when it changed, else touched (no-op without a directory).
+
+        Touching is what keeps a worker live for readers, and costs far less than a rewrite."""
+        if self._directory is None:
+            return
+        path = self._directory / f"{beat.pid}{BEAT_SUFFIX}"
+        data = _encoder.encode(beat)
+        if data != self._beat:
+            write_atomically(path, data)
+            self._beat = data
+            return
+        try:
+            os.utime(path)
+        except FileNotFoundError:  # removed by someone: write it again
+            write_atomically(path, data)
 
     def close(self) -> None:
         """Remove this worker's beat (it stops counting as live); its slices stay until they age out."""
@@ -197,6 +217,7 @@ class Recorder:
 __all__ = [
     "BEAT_SUFFIX",
     "BEAT_TTL",
+    "BLOCK_SECONDS",
     "RETAIN_SECONDS",
     "SLICE_SUFFIX",
     "ProjectBeat",

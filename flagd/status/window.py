@@ -1,8 +1,10 @@
 """``Window``: every worker's slices merged, read as 1, 5 and 15-minute figures and a 15-minute chart.
 
 Slices arrive once each (``ingest``, from the local ``Recorder`` or from the shared directory by
-``refresh``) and are merged twice: into their second (kept for the last minute) and into their 10-second
-block (kept for 15 minutes). Reads then merge at most 60 seconds or 90 blocks per route:
+``refresh``, which every worker's ticker calls each second so the window is always current) and are merged
+twice: into their second (kept for the last minute) and into their 10-second block (kept for 15 minutes).
+A read merges per route at most 18 seconds, the newest block and one cached merge of whole blocks (redone
+when the block boundary moves or a late slice lands in a closed block), so a poll costs about a millisecond:
 
 - the 1-minute figures (``window_seconds`` 60) cover exactly the last 60 closed seconds: ``count`` is every
   request the node's workers answered in them;
@@ -16,8 +18,8 @@ the wall clock by that much.
 from __future__ import annotations
 
 import collections
-import contextlib
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -29,6 +31,7 @@ from flagd.status.sketch import Sketch
 from flagd.status.slices import (
     BEAT_SUFFIX,
     BEAT_TTL,
+    BLOCK_SECONDS,
     RETAIN_SECONDS,
     SLICE_SUFFIX,
     RouteSlice,
@@ -38,8 +41,8 @@ from flagd.status.slices import (
     slice_decoder,
 )
 
-BLOCK_SECONDS = 10
 MINUTE = 60
+GRACE_SECONDS = 5  # a block's directory is listed until this long after it ends (slower workers publish late)
 SPANS = (300, 900)  # the longer windows, in seconds
 _BLOCKS = max(SPANS) // BLOCK_SECONDS
 _QUANTILES = (0.5, 0.9, 0.99)
@@ -98,6 +101,12 @@ class Window:
         self._events: dict[int, collections.Counter[str]] = {}  # per block
         self._event_seconds: dict[int, collections.Counter[str]] = {}
         self._seen: dict[str, int] = {}  # slice file name -> its second
+        self._done: set[int] = set()  # block directories read completely after they closed
+        self._pruned_at = 0
+        self._spans: dict[tuple[int, int], dict[str, _Agg]] = {}  # merged whole blocks [first, last)
+        self._closed_changes = 0  # late slices merged into closed blocks (invalidates _spans)
+        self._spans_at = 0
+        self.pending = 0  # slice files seen on disk but not yet read (a worker catching up after its start)
 
     # Input ------------------------------------------------------------------------------------------------
     def ingest(self, record: SliceRecord) -> None:
@@ -108,6 +117,8 @@ class Window:
         if block < now // BLOCK_SECONDS - _BLOCKS:
             return
         recent = second >= now - MINUTE - 1
+        if block < now // BLOCK_SECONDS:
+            self._closed_changes += 1
         for route, part in record.routes.items():
             sketch = Sketch.decode(part.sketch)
             self._agg(self._blocks, block, route).add(part.count, part.errors, part.shed, sketch)
@@ -128,32 +139,60 @@ class Window:
             agg = routes[route] = _Agg()
         return agg
 
-    def refresh(self) -> None:
-        """Ingest the slice files not seen yet; forget what fell out of the window; delete stale files."""
+    def refresh(self, budget: float | None = None) -> None:
+        """Ingest slice files not seen yet, newest first, for at most ``budget`` seconds (the rest next time:
+        ``pending`` says how many); forget what fell out of the window; delete block directories past the
+        horizon (a dead worker's included)."""
         directory = self._directory
         now = int(self._clock())
         if directory is not None:
-            seen = self._seen
-            for name in self._names():
-                if name in seen:
+            seen, done = self._seen, self._done
+            unseen: list[tuple[int, str]] = []
+            listed: list[int] = []
+            for block in self._block_names():
+                if (block + 1) * BLOCK_SECONDS < now - RETAIN_SECONDS:
+                    shutil.rmtree(directory / str(block), ignore_errors=True)
                     continue
-                second = _parse_slice_name(name)
-                if second is None:
+                if block in done:
                     continue
-                if second < now - RETAIN_SECONDS - MINUTE:  # a dead worker's leftovers
-                    with contextlib.suppress(FileNotFoundError):
-                        (directory / name).unlink()
-                    continue
+                listed.append(block)
                 try:
-                    record = slice_decoder.decode((directory / name).read_bytes())
+                    names = os.listdir(directory / str(block))
+                except FileNotFoundError:
+                    continue
+                for name in names:
+                    if name not in seen:
+                        second = _parse_slice_name(name)
+                        if second is not None:
+                            unseen.append((second, name))
+            unseen.sort(reverse=True)
+            deadline = None if budget is None else time.perf_counter() + budget
+            read = 0
+            for second, name in unseen:
+                if deadline is not None and read and time.perf_counter() > deadline:
+                    break
+                read += 1
+                path = directory / str(second // BLOCK_SECONDS) / name
+                try:
+                    record = slice_decoder.decode(path.read_bytes())
                 except (FileNotFoundError, msgspec.DecodeError):
                     continue
                 seen[name] = second
                 self.ingest(record)
+            self.pending = len(unseen) - read
+            left = {second // BLOCK_SECONDS for second, _ in unseen[read:]}
+            done.update(b for b in listed if b not in left and (b + 1) * BLOCK_SECONDS + GRACE_SECONDS <= now)
             horizon = now - RETAIN_SECONDS
-            for name in [n for n, s in seen.items() if s < horizon]:
-                del seen[name]
+            if horizon // BLOCK_SECONDS != self._pruned_at:  # once per block is enough
+                self._pruned_at = horizon // BLOCK_SECONDS
+                for name in [n for n, s in seen.items() if s < horizon]:
+                    del seen[name]
+                for block in [b for b in done if (b + 1) * BLOCK_SECONDS < horizon]:
+                    done.discard(block)
         self._prune(now)
+
+    def _block_names(self) -> list[int]:
+        return [int(name) for name in self._names() if name.isdigit()]
 
     def _names(self) -> Iterator[str]:
         assert self._directory is not None
@@ -175,7 +214,7 @@ class Window:
                 del table[key]
 
     def beats(self) -> list[WorkerBeat]:
-        """The beats of the live workers (rewritten within ``BEAT_TTL`` seconds); stale ones are deleted."""
+        """The beats of the live workers (touched within ``BEAT_TTL`` seconds); long-dead ones are deleted."""
         if self._directory is None:
             return []
         now = self._clock()
@@ -185,14 +224,14 @@ class Window:
                 continue
             path = self._directory / name
             try:
-                beat = beat_decoder.decode(path.read_bytes())
+                age = now - path.stat().st_mtime
+                if age > MINUTE:
+                    path.unlink()
+                    continue
+                if age <= BEAT_TTL:
+                    live.append(beat_decoder.decode(path.read_bytes()))
             except (FileNotFoundError, msgspec.DecodeError):
                 continue
-            if now - beat.beat_at <= BEAT_TTL:
-                live.append(beat)
-            elif now - beat.beat_at > MINUTE:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
         return live
 
     # Output -----------------------------------------------------------------------------------------------
@@ -200,19 +239,46 @@ class Window:
         """``{"60": {route: figures}, "300": ..., "900": ...}`` over the closed seconds."""
         end = int(self._clock())
         up = max(1, end - int(started_at))
+        # The last minute: whole blocks inside it (cached) plus the seconds at both edges.
+        first_block = -(-(end - MINUTE) // BLOCK_SECONDS)
+        last_block = end // BLOCK_SECONDS  # exclusive: blocks before it are over
+        edges = (
+            routes
+            for second, routes in self._seconds.items()
+            if end - MINUTE <= second < first_block * BLOCK_SECONDS
+            or last_block * BLOCK_SECONDS <= second < end
+        )
         out: dict[str, Any] = {
-            str(MINUTE): self._figures(
-                (r for s, r in self._seconds.items() if end - MINUTE <= s < end), min(MINUTE, up)
-            )
+            str(MINUTE): self._figures([self._span(first_block, last_block), *edges], min(MINUTE, up))
         }
-        last = (end - 1) // BLOCK_SECONDS
+        # Longer windows: whole blocks (cached) plus the newest block as far as it has gone.
+        newest = (end - 1) // BLOCK_SECONDS
         for span in SPANS:
-            first = last - span // BLOCK_SECONDS + 1
+            first = newest - span // BLOCK_SECONDS + 1
             covered = min(end - first * BLOCK_SECONDS, up)
-            out[str(span)] = self._figures(
-                (r for b, r in self._blocks.items() if first <= b <= last), covered
-            )
+            parts = [self._span(first, newest), self._blocks.get(newest, {})]
+            out[str(span)] = self._figures(parts, covered)
         return out
+
+    def _span(self, first: int, last: int) -> dict[str, _Agg]:
+        """Blocks ``first`` to ``last`` (exclusive) merged per route, cached until a late slice lands."""
+        if self._spans_at != self._closed_changes:
+            self._spans.clear()
+            self._spans_at = self._closed_changes
+        merged = self._spans.get((first, last))
+        if merged is None:
+            if len(self._spans) > 8:  # the windows' current spans only
+                self._spans.clear()
+            merged = {}
+            for block, routes in self._blocks.items():
+                if first <= block < last:
+                    for route, agg in routes.items():
+                        total = merged.get(route)
+                        if total is None:
+                            total = merged[route] = _Agg()
+                        total.add_agg(agg)
+            self._spans[(first, last)] = merged
+        return merged
 
     @staticmethod
     def _figures(parts: Iterable[dict[str, _Agg]], seconds: int) -> dict[str, dict[str, Any]]:

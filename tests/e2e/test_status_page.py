@@ -62,7 +62,7 @@ def test_two_workers_count_every_request_exactly_once(
         time.sleep(0.2)
     decoder = msgspec.json.Decoder()
     by_worker: dict[int, int] = {}
-    for path in (metrics_dir / "status").glob("*.slice"):
+    for path in (metrics_dir / "status").rglob("*.slice"):
         record = decoder.decode(path.read_bytes())
         flags = record["routes"].get("flags")
         if flags:
