@@ -124,3 +124,18 @@ def test_redact_cuts_urls_and_tokens_and_bounds_the_length() -> None:
     assert "pw@" not in message
     assert "phx_abcdef" not in message
     assert len(message) == 200
+
+
+def test_health_gauges_follow_the_node_state() -> None:
+    """/metrics reports store up/down, a stale snapshot and the syncer role from the node's health."""
+    metrics = Metrics()
+
+    def value(name: str) -> float:
+        line = next(x for x in metrics.render().decode().splitlines() if x.startswith(name + " "))
+        return float(line.split()[-1])
+
+    assert value("flagd_store_up") == 1
+    metrics.set_health({"stale": True, "last_error": "redis down", "syncer": {"role": "active"}})
+    assert (value("flagd_store_up"), value("flagd_snapshot_stale"), value("flagd_syncer_active")) == (0, 1, 1)
+    metrics.set_health({"stale": False, "last_error": None, "syncer": {"role": "standby"}})
+    assert (value("flagd_store_up"), value("flagd_snapshot_stale"), value("flagd_syncer_active")) == (1, 0, 0)
