@@ -127,3 +127,14 @@ def test_promtool_accepts_the_scrape_config(tmp_path: Path) -> None:
         ["promtool", "check", "config", str(path)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason=PROMTOOL_HINT)
+def test_alerts_fire_on_the_series_they_watch() -> None:
+    """`promtool test rules`: p99, error ratio, shedding and store alerts fire when due and not before."""
+    tests = ROOT / "deploy" / "prometheus" / "alerts.test.yml"
+    result = subprocess.run(
+        ["promtool", "test", "rules", str(tests)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout

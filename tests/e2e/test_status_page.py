@@ -176,3 +176,21 @@ def test_status_page_in_a_browser_shows_live_percentiles_that_match_the_json(
             assert not errors, errors
         finally:
             browser.close()
+
+
+def test_status_shows_a_distributed_node_as_syncer_with_its_store_reachable(
+    flagd_distributed: FlagdServer,
+) -> None:
+    """On PostgreSQL + Redis, the node holding the syncer lock says so, with Redis reachable and a version."""
+    server = flagd_distributed
+    server.create_flag("on-call-flag")
+    wait_until(lambda: status(server)["node"]["role"] == "syncer", timeout=20, interval=0.2)
+    document = status(server)
+    assert document["node"]["mode"] == "distributed"
+    assert document["node"]["source"] == "redis"
+    assert document["store"]["reachable"] is True
+    assert document["node"]["version"] >= 1
+    assert [p["project_id"] for p in document["projects"]["items"]] == [server.project_id]
+    body = httpx.get(f"{server.url}/status.json", timeout=10).text
+    assert server.project_token not in body
+    assert "on-call-flag" not in body
