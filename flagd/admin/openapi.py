@@ -246,6 +246,20 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": {"description": "text exposition"}},
             }
         },
+        "/status": {
+            "get": {
+                "summary": "Live on-call page of the node (HTML, polls /status.json)",
+                "security": [],
+                "responses": {"200": {"description": "the page"}},
+            }
+        },
+        "/status.json": {
+            "get": {
+                "summary": "Per route rps, p50/p90/p99, errors, shed (1/5/15 min, every worker); node, store",
+                "security": [],
+                "responses": {"200": {"description": "the status document (see README, On-call)"}},
+            }
+        },
     }
 
 
