@@ -8,3 +8,8 @@ from hypothesis import strategies as st
 latency = st.floats(min_value=1e-5, max_value=10.0, allow_nan=False, allow_infinity=False)
 latencies = st.lists(latency, min_size=1, max_size=300)
 quantile = st.sampled_from((0.5, 0.9, 0.99))
+
+# Two workers' steps: (worker 0 or 1, requests it answers, seconds that pass, whether a reader reads).
+worker_steps = st.lists(
+    st.tuples(st.integers(0, 1), st.integers(0, 5), st.integers(0, 3), st.booleans()), min_size=1, max_size=60
+)
