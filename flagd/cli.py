@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from flagd.admin.inputs import parse_id
 from flagd.settings import Settings, SettingsError
 from store.errors import NotFound, StoreError, StoreUnavailable
 from store.protocols import AdminRepository
@@ -29,6 +30,13 @@ ACTOR = "cli"
 
 class UsageError(Exception):
     """A bad option or argument (exit code 2)."""
+
+
+def _id_argument(raw: str) -> int:
+    value = parse_id(raw, "project")
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected a project id (1 to 19 digits), got {raw[:40]!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,10 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     imp = commands.add_parser("import", help="import PostHog flag JSON (a list, or {'flags': [...]})")
     imp.add_argument("file", help="JSON file, or - for standard input")
-    imp.add_argument("--project", type=int, help="project id (default: the first project)")
+    imp.add_argument("--project", type=_id_argument, help="project id (default: the first project)")
 
     exp = commands.add_parser("export", help="export a project's flags as PostHog flag JSON")
-    exp.add_argument("--project", type=int, help="project id (default: the first project)")
+    exp.add_argument("--project", type=_id_argument, help="project id (default: the first project)")
     exp.add_argument("-o", "--output", help="file to write (default: standard output)")
 
     commands.add_parser("sync", help="run only the syncer (PostgreSQL change log -> Redis); distributed mode")
@@ -294,9 +302,9 @@ async def _run_syncer(settings: Settings) -> None:
 def cmd_create_key(args: argparse.Namespace, settings: Settings) -> int:
     project: int | None = None
     if args.project != "all":
-        if not str(args.project).isdigit():
+        project = parse_id(str(args.project), "project")
+        if project is None:
             raise UsageError("--project: expected a project id or 'all'")
-        project = int(args.project)
 
     async def run() -> str:
         async with open_repository(settings) as repository:

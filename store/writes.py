@@ -25,6 +25,7 @@ from store.records import Bucketing, CohortRecord, FlagRecord, Scope
 __all__ = [
     "COHORT_FIELDS",
     "FLAG_FIELDS",
+    "GROUP_TYPE_INDEXES",
     "KEY_PATTERN",
     "CohortValues",
     "FlagValues",
@@ -44,6 +45,7 @@ MAX_NAME: Final = 400
 MAX_DESCRIPTION: Final = 4000
 MAX_MEMBER_ID: Final = 400
 BUCKETINGS: Final = ("murmur3", "posthog")
+GROUP_TYPE_INDEXES: Final = frozenset({"0", "1", "2", "3", "4"})  # PostHog's five group types, canonical
 FLAG_FIELDS: Final = ("key", "name", "filters", "active", "bucketing", "ensure_experience_continuity")
 COHORT_FIELDS: Final = ("name", "description", "filters", "is_static", "members")
 _json_encoder = msgspec.json.Encoder()
@@ -317,7 +319,7 @@ def check_project_fields(
             mapping = {}
             for index, group_type in group_type_mapping.items():
                 path = f"group_type_mapping.{index}"
-                if not (isinstance(index, str) and index.isdigit() and 0 <= int(index) <= 4):
+                if index not in GROUP_TYPE_INDEXES:
                     issues.append(Issue(path, "group type index must be '0' to '4'"))
                 elif not isinstance(group_type, str) or not group_type.strip() or len(group_type) > 200:
                     issues.append(Issue(path, "group type must be a non-empty string"))
