@@ -19,6 +19,7 @@ from typing import Any, Final
 import msgspec
 
 from evaluator import validate_cohort, validate_flag
+from evaluator.filter_schema import filter_key_issues
 from store.errors import Issue, ValidationFailed
 from store.records import Bucketing, CohortRecord, FlagRecord, Scope
 
@@ -126,8 +127,10 @@ def _raise(issues: list[Issue]) -> None:
 
 
 def _flag_filters(filters: dict[str, Any], issues: list[Issue]) -> dict[str, Any]:
-    """Shape rules the evaluator leaves to the store: ``multivariate`` is an object (or null), and payloads
-    are stored as JSON text (PostHog's wire form): a JSON value is encoded, a string must parse as JSON."""
+    """Shape rules the evaluator leaves to the store: only PostHog's keys at every level (new filters only:
+    ``filter_key_issues``), ``multivariate`` is an object (or null), and payloads are stored as JSON text
+    (PostHog's wire form): a JSON value is encoded, a string must parse as JSON."""
+    issues.extend(filter_key_issues(filters))
     multivariate = filters.get("multivariate")
     if multivariate is not None and not isinstance(multivariate, Mapping):
         issues.append(Issue("filters.multivariate", "must be an object with a variants list, or null"))

@@ -318,3 +318,31 @@ def test_following_next_links_visits_every_flag_once(
                 assert seen == keys[start:]
 
     asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    ("filters", "path"),
+    [
+        ({"groups": [{"properties": [], "rollout_percentag": 5}]}, "filters.groups[0].rollout_percentag"),
+        (
+            {"groups": [{"properties": [{"key": "plan", "operater": "exact", "valu": "pro"}]}]},
+            "filters.groups[0].properties[0].operater",
+        ),
+        ({"groups": [], "multivariate": {"variants": []}}, "filters.multivariate.variants"),
+        ({"groups": [], "holdout": {"id": 1, "exclusion_percent": 5}}, "filters.holdout.exclusion_percent"),
+        ({"groups": [], "payload": {"true": "1"}}, "filters.payload"),
+    ],
+)
+async def test_typos_inside_filters_are_400_and_nothing_is_served(
+    admin: Admin, filters: dict[str, Any], path: str
+) -> None:
+    """A misspelt key inside filters (which would silently serve the flag to everyone) is a 400 naming it."""
+    created = await admin.client.post(admin.flags_url, json={"key": "typo", "filters": filters})
+    assert created.status_code == 400, created.text
+    assert path in [e["attr"] for e in created.json()["errors"]]
+    assert await _count(admin) == 0
+    flag = await admin.create_flag("steady")
+    patched = await admin.client.patch(f"{admin.flags_url}{flag['id']}/", json={"filters": filters})
+    assert patched.status_code == 400
+    assert path in [e["attr"] for e in patched.json()["errors"]]
+    assert (await admin.evaluate())["steady"]["enabled"] is True
