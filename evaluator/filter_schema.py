@@ -95,9 +95,8 @@ def _variant_keys(raw: Any, issues: list[Issue]) -> set[str]:
     _unknown(raw, MULTIVARIATE_KEYS, "filters.multivariate", issues)
     variants = raw.get("variants")
     if variants == []:
-        issues.append(
-            Issue("filters.multivariate.variants", "must list at least one variant (or set multivariate null)")
-        )
+        message = "must list at least one variant (or set multivariate to null)"
+        issues.append(Issue("filters.multivariate.variants", message))
     names: set[str] = set()
     for index, variant in enumerate(variants if isinstance(variants, list) else ()):
         if isinstance(variant, Mapping):
@@ -120,11 +119,12 @@ def filter_key_issues(filters: Mapping[str, Any]) -> list[Issue]:
         _unknown(holdout, HOLDOUT_KEYS, "filters.holdout", issues)
     payloads = filters.get("payloads")
     if isinstance(payloads, Mapping):
-        for name in payloads:
-            if name != "true" and name not in variants:
-                issues.append(
-                    Issue(f"filters.payloads.{name}", 'a payload key must be "true" or one of the variant keys')
-                )
+        message = 'a payload key must be "true" or one of the variant keys'
+        issues.extend(
+            Issue(f"filters.payloads.{name}", message)
+            for name in payloads
+            if name != "true" and name not in variants
+        )
     return issues
 
 

@@ -87,7 +87,7 @@ def test_a_typo_at_any_level_is_named_with_its_path(container: Any, path: str, t
 def test_any_unknown_key_in_a_valid_definition_is_found(
     definition: dict[str, Any], level: Any, name: str
 ) -> None:
-    """Adding any key PostHog does not know to any level of well-formed filters yields an issue at its path."""
+    """Any key PostHog does not know, added at any level of well-formed filters, is an issue at its path."""
     filters = json.loads(json.dumps({**FULL, **definition["filters"]}))  # no shared sub-objects
     filters.setdefault("multivariate", FULL["multivariate"])
     filters["groups"] = filters["groups"] or copy.deepcopy(FULL["groups"])
