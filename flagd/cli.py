@@ -39,6 +39,13 @@ def _id_argument(raw: str) -> int:
     return value
 
 
+def _key_id_argument(raw: str) -> int:
+    value = parse_id(raw, "key_id")
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected a key id (1 to 19 digits), got {raw[:40]!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flagd", description="Low-latency feature-flag server (PostHog /flags and OFREP compatible)."
@@ -67,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     key.add_argument("--label", default="", help="what the key is for")
     key.add_argument("--scope", choices=("read", "write"), default="write")
     key.add_argument("--project", default="all", help="project id, or 'all' (default) for every project")
+
+    keys = commands.add_parser("keys", help="list or revoke personal API keys (every project's and global)")
+    actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help="every key: id, prefix, reach, scope, label, created, revoked")
+    revoke = actions.add_parser("revoke", help="revoke a key by id (takes effect on every node)")
+    revoke.add_argument("key_id", type=_key_id_argument, help="the key's id, from 'flagd keys list'")
     return parser
 
 
@@ -322,6 +335,28 @@ def cmd_create_key(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# keys -------------------------------------------------------------------------------------------------------
+def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    async def run() -> int:
+        async with open_repository(settings) as repository:
+            keys = await repository.list_api_keys(None)
+            if args.action == "list":
+                print("id\tprefix\tproject\tscope\tcreated\trevoked\tlabel")
+                for k in keys:
+                    reach = "all" if k.project_id is None else str(k.project_id)
+                    revoked = k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else "-"
+                    created = k.created_at.isoformat(timespec="seconds")
+                    print(f"{k.id}\t{k.key_prefix}\t{reach}\t{k.scope}\t{created}\t{revoked}\t{k.label}")
+                return 0
+            if not any(k.id == args.key_id for k in keys):
+                raise UsageError(f"no API key with id {args.key_id} (see 'flagd keys list')")
+            gone = await repository.revoke_api_key(args.key_id, actor=ACTOR)
+            print(f"revoked key {gone.id} ({gone.key_prefix}..., {gone.label or 'no label'})")
+            return 0
+
+    return asyncio.run(run())
+
+
 _COMMANDS = {
     "serve": cmd_serve,
     "migrate": cmd_migrate,
@@ -329,4 +364,5 @@ _COMMANDS = {
     "export": cmd_export,
     "sync": cmd_sync,
     "create-key": cmd_create_key,
+    "keys": cmd_keys,
 }
