@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     imp = commands.add_parser("import", help="import PostHog flag JSON (a list, or {'flags': [...]})")
     imp.add_argument("file", help="JSON file, or - for standard input")
     imp.add_argument("--project", type=_id_argument, help="project id (default: the first project)")
+    imp.add_argument(
+        "--partial",
+        action="store_true",
+        help="write the valid flags even when others fail (default: all or nothing)",
+    )
 
     exp = commands.add_parser("export", help="export a project's flags as PostHog flag JSON")
     exp.add_argument("--project", type=_id_argument, help="project id (default: the first project)")
@@ -228,7 +233,18 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     async def run() -> int:
         async with open_repository(settings) as repository:
             project_id = await _project_id(repository, args.project, settings)
-            report = await import_flags(repository, project_id, document, actor=ACTOR)
+            report = await import_flags(repository, project_id, document, actor=ACTOR, partial=args.partial)
+        if report.failed and not args.partial:
+            print(
+                f"project {project_id}: nothing imported: {len(report.failed)} invalid "
+                "(fix them, or pass --partial to import the rest):",
+                file=sys.stderr,
+            )
+            for key, issues in report.failed.items():
+                for issue in issues:
+                    where = f".{issue.path}" if issue.path else ""
+                    print(f"  {key}{where}: {issue.message}", file=sys.stderr)
+            return 1
         print(
             f"project {project_id}: {len(report.created)} created, {len(report.updated)} updated, "
             f"{len(report.skipped)} skipped (deleted), {report.cohorts_created} cohorts created, "
