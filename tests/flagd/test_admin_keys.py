@@ -10,6 +10,7 @@ import pytest
 
 from flagd.bootstrap import bootstrap
 from flagd.cli import main
+from flagd.limits import Limits
 from store.embedded import EmbeddedBackend
 from tests.flagd.admin_client import ADMIN_KEY, PROJECT_SECRET, Admin, admin_settings, running_admin
 
@@ -121,3 +122,10 @@ async def test_start_up_never_prints_values_from_the_environment(tmp_path: Path)
             assert "$FLAGD_BOOTSTRAP_ADMIN_KEY" in banner
     finally:
         await backend.close()
+
+
+def test_the_key_cache_bound_cannot_exceed_a_second() -> None:
+    """FLAGD_LIMIT_AUTH_CACHE_SECONDS above 1 is refused: it is the documented revocation bound."""
+    assert Limits().auth_cache_seconds <= 1
+    with pytest.raises(ValueError, match="at most 1"):
+        Limits(auth_cache_seconds=5)
