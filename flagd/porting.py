@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evaluator import compile_flags, validate_cohort
-from store import writes
 from store.errors import Conflict, Issue, NotFound, ValidationFailed
 from store.protocols import AdminRepository
 from store.records import CohortRecord, FlagRecord
+from store.sql import writes
 
 FLAG_FIELDS = ("key", "name", "filters", "active", "bucketing", "ensure_experience_continuity")
 

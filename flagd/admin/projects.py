@@ -16,7 +16,7 @@ from flagd.admin.errors import invalid
 from flagd.admin.inputs import PageParams, read_json
 from flagd.admin.outputs import JSON, envelope, plain
 from store.records import Project
-from store.writes import GROUP_TYPE_INDEXES
+from store.sql.writes import GROUP_TYPE_INDEXES
 
 _PROJECT_FIELDS = frozenset({"name", "group_type_mapping"})
 

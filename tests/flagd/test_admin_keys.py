@@ -11,7 +11,7 @@ import pytest
 from flagd.bootstrap import bootstrap
 from flagd.cli import main
 from flagd.limits import Limits
-from store.embedded import EmbeddedBackend
+from store.stream.embedded import EmbeddedBackend
 from tests.flagd.admin_client import ADMIN_KEY, PROJECT_SECRET, Admin, admin_settings, running_admin
 
 

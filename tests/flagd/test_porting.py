@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from flagd.cli import main
 from flagd.porting import FlagDocument, import_flags, parse_document
-from store.embedded import EmbeddedBackend
+from store.stream.embedded import EmbeddedBackend
 from tests.evaluator.strategies import flags
 from tests.flagd.test_cli import SOURCE, _cohort_ids, _flags_in, embedded_env  # noqa: F401
 
