@@ -8,8 +8,9 @@
     └── 413 invalid_request / request_too_large
 
 Store errors are translated here, once: ``ValidationFailed`` → 400 with every issue as ``{"attr", "detail"}``,
-``NotFound`` → 404, ``Conflict`` → 409 carrying ``current_version``, ``StoreUnavailable`` → 503; anything
-else reaches ``AdminAccessLog``: logged once with its traceback, answered ``SERVER_ERROR_BODY`` (500).
+``NotFound`` → 404, ``Conflict`` → 409 carrying ``current_version`` (or ``dependents``),
+``StoreUnavailable`` → 503; anything else reaches ``AdminAccessLog``: logged once with its traceback,
+answered ``SERVER_ERROR_BODY`` (500).
 The body shape follows PostHog's API: ``{"type", "code", "detail", "attr"}``.
 """
 
@@ -111,17 +112,17 @@ async def store_not_found(request: Request, exc: Exception) -> Response:
 async def conflict(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, Conflict)
     current = exc.current_version
-    code = "stale_version" if current is not None else "conflict"
-    return JSONResponse(
-        {
-            "type": "conflict",
-            "code": code,
-            "detail": str(exc),
-            "attr": "version" if current else None,
-            "current_version": current,
-        },
-        status_code=409,
-    )
+    code = "stale_version" if current is not None else "has_dependents" if exc.dependents else "conflict"
+    body: dict[str, Any] = {
+        "type": "conflict",
+        "code": code,
+        "detail": str(exc),
+        "attr": "version" if current else None,
+        "current_version": current,
+    }
+    if exc.dependents:
+        body["dependents"] = exc.dependents
+    return JSONResponse(body, status_code=409)
 
 
 async def unavailable(request: Request, exc: Exception) -> Response:

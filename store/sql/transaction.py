@@ -113,6 +113,13 @@ class Transaction:
         )
         return [FlagRecord(**r) for r in rows]
 
+    async def live_cohorts(self, project_id: int) -> list[CohortRecord]:
+        rows = await self._db.all(
+            f"SELECT {COHORT_COLUMNS} FROM cohorts WHERE project_id = $1 AND NOT deleted ORDER BY id",
+            project_id,
+        )
+        return [CohortRecord(**r) for r in rows]
+
     async def live_cohort_ids(self, project_id: int) -> list[str]:
         rows = await self._db.all(
             "SELECT id FROM cohorts WHERE project_id = $1 AND NOT deleted ORDER BY id", project_id

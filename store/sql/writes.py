@@ -34,8 +34,10 @@ __all__ = [
     "check_cohort",
     "check_flag",
     "check_project_fields",
+    "cohort_refs",
     "cohort_values",
     "dependency_closure",
+    "flag_dependents",
     "flag_refs",
     "flag_values",
     "validate_api_key_fields",
@@ -225,6 +227,30 @@ def flag_refs(filters: Any) -> list[str]:
             if isinstance(item, Mapping) and item.get("type") == "flag"
         )
     return refs
+
+
+def cohort_refs(filters: Any) -> set[str]:
+    """The cohorts (ids as text) a flag's or a cohort's filters reference, at any depth."""
+    found: set[str] = set()
+    stack: list[Any] = [filters]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            if item.get("type") == "cohort" and item.get("value") is not None:
+                found.add(str(item["value"]))
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+def flag_dependents(flag: FlagRecord, peers: Iterable[FlagRecord], *, by_key_only: bool = False) -> list[str]:
+    """The keys of the live ``peers`` whose conditions depend on ``flag`` (by id or key; ``by_key_only``:
+    by key, what a rename breaks)."""
+    names = {flag.key} if by_key_only else {flag.key, str(flag.id)}
+    return [
+        p.key for p in peers if p.id != flag.id and not p.deleted and names.intersection(flag_refs(p.filters))
+    ]
 
 
 def dependency_closure(filters: Mapping[str, Any], peers: Iterable[FlagRecord]) -> list[FlagRecord]:

@@ -346,3 +346,18 @@ async def test_typos_inside_filters_are_400_and_nothing_is_served(
     assert patched.status_code == 400
     assert path in [e["attr"] for e in patched.json()["errors"]]
     assert (await admin.evaluate())["steady"]["enabled"] is True
+
+
+async def test_deleting_a_flag_others_depend_on_is_409_naming_them(admin: Admin) -> None:
+    """DELETE (or PATCH deleted) of a flag another flag depends on is a 409 listing the dependents."""
+    base = await admin.create_flag("base")
+    needs = {"properties": [{"key": "base", "type": "flag", "value": True}], "rollout_percentage": 100}
+    await admin.create_flag("child", filters={"groups": [needs]})
+    for response in (
+        await admin.client.delete(f"{admin.flags_url}{base['id']}/"),
+        await admin.client.patch(f"{admin.flags_url}{base['id']}/", json={"deleted": True}),
+    ):
+        assert response.status_code == 409, response.text
+        assert response.json()["code"] == "has_dependents"
+        assert response.json()["dependents"] == ["flag:child"]
+    assert (await admin.evaluate())["child"]["enabled"] is True
