@@ -106,9 +106,10 @@ async def _project(repository: AdminRepository, settings: Settings) -> tuple[Pro
                 actor=ACTOR,
                 api_token=token,
                 secret_token=settings.bootstrap_project_secret,
+                only_if_first=token is None,
             )
         except Conflict:
-            # Another node bootstrapped the same token at the same moment: use theirs.
+            # Another node bootstrapped at the same moment (the same token, or the first project): use theirs.
             await asyncio.sleep(0.05 * (attempt + 1))
             continue
         return created.project, created.secret_token, True

@@ -88,11 +88,19 @@ class WriteOperations:
         )
 
     async def create_project(
-        self, name: str, *, actor: str, api_token: str | None = None, secret_token: str | None = None
+        self,
+        name: str,
+        *,
+        actor: str,
+        api_token: str | None = None,
+        secret_token: str | None = None,
+        only_if_first: bool = False,
     ) -> NewProject:
         writes.check_project_fields(name=name)
         secret = secret_token or tokens.new_project_secret()
         async with self._transaction() as tx:
+            if only_if_first and await tx.any_project():
+                raise Conflict("a project exists already")
             row = await tx.insert_project(
                 name, api_token or tokens.new_project_token(), tokens.hash_secret(secret), actor
             )

@@ -20,6 +20,8 @@ from store.sql.rows import EntityType, ProjectRow
 
 __all__ = ["Connection", "Transaction"]
 
+FIRST_PROJECT_LOCK = 7420130004  # advisory lock key (…01 change_log seq, …02 migrations, …03 syncer)
+
 
 class Connection(Protocol):
     """One backend connection inside an open transaction; rows come back as dicts of Python values."""
@@ -70,6 +72,14 @@ class Transaction:
             f"SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1 FOR UPDATE", project_id
         )
         return None if row is None else ProjectRow(**row)
+
+    async def any_project(self) -> bool:
+        """Whether any project exists, asked so that two transactions creating "the first project" run one
+        after the other (PostgreSQL: a transaction-scoped advisory lock; SQLite: BEGIN IMMEDIATE already
+        serialises every write)."""
+        if self._db.dialect.name == "postgresql":
+            await self._db.execute("SELECT pg_advisory_xact_lock($1)", FIRST_PROJECT_LOCK)
+        return await self._db.one("SELECT id FROM projects LIMIT 1") is not None
 
     async def insert_project(self, name: str, api_token: str, secret_hash: str, actor: str) -> ProjectRow:
         row = await self._one_unique(
