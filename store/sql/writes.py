@@ -28,6 +28,7 @@ __all__ = [
     "FLAG_FIELDS",
     "GROUP_TYPE_INDEXES",
     "KEY_PATTERN",
+    "MAX_STATIC_MEMBERS",
     "CohortValues",
     "FlagValues",
     "audit_changes",
@@ -47,6 +48,9 @@ KEY_PATTERN: Final = re.compile(r"[A-Za-z0-9_.-]{1,400}")
 MAX_NAME: Final = 400
 MAX_DESCRIPTION: Final = 4000
 MAX_MEMBER_ID: Final = 400
+# Every node keeps every static cohort in memory and rebuilds its set when the cohort changes; larger
+# audiences belong in a property cohort (a person property set at ingestion).
+MAX_STATIC_MEMBERS: Final = 50_000
 BUCKETINGS: Final = ("murmur3", "posthog")
 GROUP_TYPE_INDEXES: Final = frozenset({"0", "1", "2", "3", "4"})  # PostHog's five group types, canonical
 FLAG_FIELDS: Final = ("key", "name", "filters", "active", "bucketing", "ensure_experience_continuity")
@@ -277,6 +281,9 @@ def dependency_closure(filters: Mapping[str, Any], peers: Iterable[FlagRecord]) 
 def _members(value: Any, issues: list[Issue]) -> tuple[str, ...]:
     if not isinstance(value, list | tuple):
         issues.append(Issue("members", "must be a list of distinct ids"))
+        return ()
+    if len(value) > MAX_STATIC_MEMBERS:
+        issues.append(Issue("members", f"a static cohort holds at most {MAX_STATIC_MEMBERS} members"))
         return ()
     out: dict[str, None] = {}
     for i, item in enumerate(value):

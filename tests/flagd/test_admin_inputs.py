@@ -18,6 +18,7 @@ from structlog.testing import capture_logs
 
 from flagd.admin import create_admin_app
 from flagd.admin.inputs import MAX_DEPTH, parse_id
+from store.sql.writes import MAX_STATIC_MEMBERS
 from tests.flagd.admin_client import Admin, admin_settings, running_admin
 from tests.flagd.strategies import INT64_MAX, bad_ids, nested
 
@@ -172,3 +173,17 @@ async def test_an_unexpected_error_is_one_json_500_logged_once() -> None:
     errors = [e for e in logs if e["log_level"] == "error"]
     assert len(errors) == 1, errors
     assert errors[0]["request_id"] == "r-1"
+
+
+async def test_a_static_cohort_over_the_member_limit_is_400(admin: Admin) -> None:
+    """A static cohort over MAX_STATIC_MEMBERS members is refused naming the limit; one at it is accepted."""
+    url = f"/api/projects/{admin.project_id}/cohorts/"
+    over = [f"u{i}" for i in range(MAX_STATIC_MEMBERS + 1)]
+    response = await admin.client.post(url, json={"name": "huge", "is_static": True, "members": over})
+    assert response.status_code == 400, response.text[:300]
+    assert response.json()["attr"] == "members"
+    assert str(MAX_STATIC_MEMBERS) in response.json()["detail"]
+    assert (await admin.client.get(url)).json()["count"] == 0
+    at = over[:MAX_STATIC_MEMBERS]
+    accepted = await admin.client.post(url, json={"name": "big", "is_static": True, "members": at})
+    assert accepted.status_code == 201, accepted.text[:300]
