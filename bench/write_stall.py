@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from store.stream.embedded import EmbeddedBackend  # noqa: E402
+from store.stream.embedded import EmbeddedBackend
 
 
 async def run(members: int, writes: int) -> None:
