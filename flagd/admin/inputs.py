@@ -112,6 +112,21 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     return value
 
 
+MAX_SEARCH = 200
+
+
+def text_param(request: Request, name: str, *, max_len: int = MAX_SEARCH) -> str | None:
+    """An optional free-text query parameter: at most ``max_len`` characters, no NUL (PostgreSQL refuses)."""
+    raw = request.query_params.get(name)
+    if not raw:
+        return None
+    if "\x00" in raw:
+        raise invalid(name, "must not contain a NUL character")
+    if len(raw) > max_len:
+        raise invalid(name, f"must be at most {max_len} characters")
+    return raw
+
+
 def optional_int_param(request: Request, name: str) -> int | None:
     """An optional positive integer query parameter."""
     raw = request.query_params.get(name)

@@ -62,3 +62,15 @@ def test_no_operation_answers_5xx_embedded(flagd_embedded: FlagdServer) -> None:
 def test_no_operation_answers_5xx_distributed(flagd_distributed: FlagdServer) -> None:
     """The same on PostgreSQL + Redis, whose types differ from SQLite's (NUL, int64, jsonb)."""
     _fuzz(flagd_distributed, examples=3)
+
+
+@pytest.mark.integration
+def test_nul_characters_are_400_on_postgresql(flagd_distributed: FlagdServer) -> None:
+    """PostgreSQL cannot store or compare NUL: a NUL in a search, a name or a filter value is a 400 there."""
+    server, pid = flagd_distributed, flagd_distributed.project_id
+    flags = f"/api/projects/{pid}/feature_flags/"
+    assert server.request("GET", flags, params={"search": "a\x00b"}).status_code == 400
+    assert server.request("GET", flags, params={"search": "x" * 201}).status_code == 400
+    assert server.request("POST", flags, json={"key": "k", "name": "a\x00"}).status_code == 400
+    assert server.request("PATCH", f"/api/projects/{pid}/", json={"name": "\x00"}).status_code == 400
+    assert server.request("GET", flags).json()["count"] == 0
