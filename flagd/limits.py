@@ -17,6 +17,8 @@ field                          default      over the limit
 ``max_property_value_chars``   10000        400 ``limit_exceeded`` (a string value's length; other values
                                             are measured as compact JSON)
 ``max_batch_events``           1000         400 ``limit_exceeded`` (events in one ``/batch/`` body)
+``max_person_properties``      1000         400 ``limit_exceeded`` (stored properties of one person or
+                                            group, after the batch; nothing of the batch is applied)
 ``max_request_id_chars``       128          an incoming ``X-Request-Id`` longer than this is replaced
 ``auth_cache_seconds``         1.0          how long a personal API key lookup (``/flags/definitions``)
                                             is cached, hit or miss, so a poll storm does not reach the DB;
@@ -52,6 +54,7 @@ class Limits:
     max_flag_keys: int = 1000
     max_property_value_chars: int = 10_000
     max_batch_events: int = 1000
+    max_person_properties: int = 1000
     max_request_id_chars: int = 128
     auth_cache_seconds: float = 1.0
     slow_request_seconds: float = 0.25
@@ -67,6 +70,7 @@ class Limits:
             "max_flag_keys",
             "max_property_value_chars",
             "max_batch_events",
+            "max_person_properties",
             "max_request_id_chars",
         ):
             if getattr(self, name) < 1:

@@ -35,6 +35,7 @@ from flagd.sdk.definitions import Authenticate, DefinitionsEndpoint
 from flagd.sdk.events import EventsEndpoint
 from flagd.sdk.flags import CORS, FlagsEndpoint
 from flagd.sdk.http import JSON, Answer, AsgiRequest, Headers, Receive, Request, Scope, Send
+from flagd.sdk.persons import Persons
 from flagd.sdk.probes import Health, Probes
 from flagd.sdk.responses import RecordCaches
 from flagd.shedding import LoadShedder
@@ -123,6 +124,7 @@ class SdkApp:
         "_slow_window",
         "catalog",
         "fallback",
+        "persons",
     )
 
     def __init__(
@@ -135,8 +137,10 @@ class SdkApp:
         limits: Limits | None = None,
         shedder: LoadShedder | None = None,
         metrics: Metrics | None = None,
+        persons: Persons | None = None,
     ) -> None:
         self.catalog = catalog
+        self.persons = persons
         self.fallback = fallback
         self._limits = limits = limits or Limits()
         self._shedder = shedder or LoadShedder()
@@ -151,10 +155,10 @@ class SdkApp:
         self._slow_skipped = 0
         cache = RecordCaches()
         metrics.add_source(cache.drain)
-        flags = FlagsEndpoint("flags", catalog, limits, metrics, cache)
-        decide = FlagsEndpoint("decide", catalog, limits, metrics, cache)
+        flags = FlagsEndpoint("flags", catalog, limits, metrics, cache, persons)
+        decide = FlagsEndpoint("decide", catalog, limits, metrics, cache, persons)
         definitions = DefinitionsEndpoint(catalog, authenticate, limits)
-        events = EventsEndpoint(catalog, limits)
+        events = EventsEndpoint(catalog, limits, persons)
         probes = Probes(health, metrics)
         routes: dict[str, _Route] = {}
 
@@ -179,7 +183,7 @@ class SdkApp:
             _Route(
                 "ofrep_bulk",
                 "POST",
-                ofrep.OfrepEndpoint(catalog, limits, metrics, bulk=True),
+                ofrep.OfrepEndpoint(catalog, limits, metrics, bulk=True, persons=persons),
                 ofrep_error,
                 metrics,
                 shed_status=429,
@@ -192,7 +196,7 @@ class SdkApp:
         self._ofrep_one = _Route(
             "ofrep_flag",
             "POST",
-            ofrep.OfrepEndpoint(catalog, limits, metrics, bulk=False),
+            ofrep.OfrepEndpoint(catalog, limits, metrics, bulk=False, persons=persons),
             ofrep_error,
             metrics,
             shed_status=429,
