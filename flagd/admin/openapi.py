@@ -184,6 +184,19 @@ def _paths() -> dict[str, Any]:
         f"{p}/api_keys/{{key_id}}/": {
             "delete": _op("Revoke a key", _json(_ref("ApiKey")), errors=(401, 403, 404))
         },
+        "/api/api_keys/": {
+            "get": _op(
+                "Every API key, those reaching every project included (needs such a key)",
+                _json(_page("ApiKey")),
+            ),
+        },
+        "/api/api_keys/{key_id}/": {
+            "delete": _op(
+                "Revoke any key (needs a write key reaching every project)",
+                _json(_ref("ApiKey")),
+                errors=(401, 403, 404),
+            )
+        },
         f"{p}/audit_log/": {
             "get": _op(
                 "Changes, newest first",
