@@ -20,7 +20,7 @@ Routes: ``POST /flags[/]``, ``/decide[/]`` · ``GET /flags/definitions[/]``,
 ``/api/feature_flag/local_evaluation[/]`` · ``POST /batch[/]``, ``/capture[/]``, ``/e[/]``, ``/i/v0/e[/]`` ·
 ``POST /ofrep/v1/evaluate/flags[/{key}]`` · ``GET /array/<token>/config[.js]``, ``/api/surveys[/]``,
 ``/api/early_access_features[/]`` (posthog-js) · ``GET /api/projects/<id>/feature_flags/<key>/remote_config``
-· ``GET /healthz``, ``/readyz``, ``/metrics`` (no CORS).
+· ``GET /healthz``, ``/readyz``, ``/metrics``, ``/status``, ``/status.json`` (``flagd.status``; no CORS).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from flagd.sdk.persons import Persons
 from flagd.sdk.probes import Health, Probes
 from flagd.sdk.responses import RecordCaches
 from flagd.shedding import LoadShedder
+from flagd.status.board import StatusBoard
 from store.catalog import Catalog
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -134,6 +135,7 @@ class SdkApp:
         "catalog",
         "fallback",
         "persons",
+        "status",
     )
 
     def __init__(
@@ -216,6 +218,9 @@ class SdkApp:
         add(("/healthz",), _Route("healthz", "GET", probes.healthz, posthog_error, metrics, **probe))
         add(("/readyz",), _Route("readyz", "GET", probes.readyz, posthog_error, metrics, **probe))
         add(("/metrics",), _Route("metrics", "GET", probes.metrics, posthog_error, metrics, **probe))
+        self.status = status = StatusBoard(metrics, health, catalog)
+        add(("/status",), _Route("status", "GET", status.page, posthog_error, metrics, **probe))
+        add(("/status.json",), _Route("status_json", "GET", status.json, posthog_error, metrics, **probe))
         self._routes = routes
         self._remote_config = _Route(
             "remote_config", "GET", browser.RemoteConfigEndpoint(catalog), posthog_error, metrics
