@@ -26,9 +26,9 @@ from typing import Any
 
 from evaluator import compile_flags, validate_cohort
 from store.errors import Conflict, Issue, NotFound, ValidationFailed
-from store.protocols import AdminRepository
 from store.records import CohortRecord, FlagRecord
 from store.sql import writes
+from store.sql.repository import AdminRepository
 
 FLAG_FIELDS = (
     "key",
