@@ -8,7 +8,8 @@ from starlette.requests import Request
 
 from flagd.auth import Authenticator
 from store.catalog import Catalog
-from store.protocols import AdminRepository
+from store.persons import PersonStore
+from store.sql.repository import AdminRepository
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +20,8 @@ class AdminServices:
     catalog: Catalog
     authenticator: Authenticator
     max_body_bytes: int = 1_048_576
+    persons: PersonStore | None = None  # for cohorts' tracking_since
+    max_behavioural_conditions: int = 200  # distinct behavioural counters per project
 
 
 def services(request: Request) -> AdminServices:

@@ -2,7 +2,9 @@
 
 Auth: the project token as ``Authorization: Bearer <phc_...>`` (or ``X-API-Key``). Body ``{"context":
 {...}}``: ``targetingKey`` becomes the distinct id; ``groups`` ({type: key}) and ``groupProperties`` /
-``group_properties`` ({type: {prop: value}}) feed group flags; every other attribute is a person property.
+``group_properties`` ({type: {prop: value}}) feed group flags; ``$device_id`` (or ``device_id``) is the
+device id that ``bucketing_identifier: "device_id"`` flags hash; every other attribute (those two included)
+is a person property.
 
 Reasons map from PostHog's: ``flag_disabled`` → ``DISABLED``; ``condition_match`` → ``STATIC`` when the flag
 answers the same to every context (no properties, no rollout, no variants), else ``SPLIT`` when a variant
@@ -32,6 +34,7 @@ from flagd.metrics import Metrics
 from flagd.sdk.bodies import check_properties, stringify_id
 from flagd.sdk.definitions import bearer
 from flagd.sdk.http import JSON, Answer, Request
+from flagd.sdk.persons import Persons
 from flagd.sdk.projects import project_for
 from store.catalog import Catalog, ProjectState
 
@@ -111,9 +114,18 @@ def error_body(exc: RequestRejected, key: str | None) -> bytes:
 class OfrepEndpoint:
     """One endpoint object serves both the single-flag and the bulk route (``bulk`` picks which)."""
 
-    __slots__ = ("_bulk", "_catalog", "_limits", "_metrics")
+    __slots__ = ("_bulk", "_catalog", "_limits", "_metrics", "_persons")
 
-    def __init__(self, catalog: Catalog, limits: Limits, metrics: Metrics, *, bulk: bool) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        limits: Limits,
+        metrics: Metrics,
+        *,
+        bulk: bool,
+        persons: Persons | None = None,
+    ) -> None:
+        self._persons = persons
         self._catalog = catalog
         self._limits = limits
         self._metrics = metrics
@@ -163,11 +175,13 @@ class OfrepEndpoint:
                 check_properties(props, f"context.groupProperties.{name}", limits)
         except LimitExceeded as exc:
             raise OfrepError(400, "INVALID_CONTEXT", exc.detail) from exc
+        device = context.get("$device_id", context.get("device_id"))
         return Context(
             distinct_id=stringify_id(key, limits.max_distinct_id_chars),
             person_properties=person,
             groups={str(k): str(v) for k, v in groups.items()},
             group_properties=group_props,
+            device_id=device if isinstance(device, str) and device else None,
         )
 
     async def __call__(self, request: Request, request_id: str) -> Answer:
@@ -177,6 +191,8 @@ class OfrepEndpoint:
         ctx = self._context(raw)
         if not self._bulk:
             key = request.path[len(PREFIX) :]
+            if self._persons is not None:
+                ctx = await self._persons.enrich(state, ctx, (key,))
             decision = state.snapshot.evaluate(ctx, keys=[key]).get(key)
             if decision is None:
                 raise OfrepError(404, "FLAG_NOT_FOUND", f"flag {key!r} does not exist in this project")
@@ -184,6 +200,8 @@ class OfrepEndpoint:
             if decision.error is not None:
                 return 400, _encode(failure(decision)), JSON
             return 200, _encode(success(decision, is_static(state, decision))), JSON
+        if self._persons is not None:
+            ctx = await self._persons.enrich(state, ctx, None)
         decisions = state.snapshot.evaluate(ctx, keys=None)
         items = [
             failure(d) if d.error is not None else success(d, is_static(state, d)) for d in decisions.values()

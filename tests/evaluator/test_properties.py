@@ -12,7 +12,7 @@ from evaluator import Context, Decision, compile_flags, validate_flag
 from evaluator.filters import MISSING, FilterContext, compile_filter
 from evaluator.fused import fused_check
 from evaluator.issues import Problems
-from evaluator.operators import OPERATORS, never
+from evaluator.operators import OPERATORS, never, truthiness_test
 from tests.evaluator import strategies as gen
 
 ERRORS = {None, "invalid_definition", "missing_dependency"}
@@ -70,16 +70,24 @@ def test_validate_never_raises_and_agrees_with_compile(definition: dict[str, Any
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data(), operator=st.sampled_from(sorted(OPERATORS)))
-def test_compiled_filters_agree_with_the_generic_operator_path(operator: str, data: st.DataObject) -> None:
-    """For every operator, the filter the hot path runs (fused where there is one) answers exactly like the
-    operator's own test around the documented missing-key rule, and its negation answers the opposite;
-    the property is absent, null, or present with a value of any JSON type."""
+@given(data=st.data(), operator=st.sampled_from(sorted(OPERATORS)), version=st.sampled_from([1, 2]))
+def test_compiled_filters_agree_with_the_generic_operator_path(
+    operator: str, version: int, data: st.DataObject
+) -> None:
+    """For every operator and both property matching versions, the filter the hot path runs (fused where
+    there is one) answers exactly like the operator's own test around the documented missing-key rule, and
+    its negation answers the opposite; the property is absent, null, or present with a value of any JSON
+    type."""
     spec = OPERATORS[operator]
+    values = gen.operator_values(operator)
+    if operator in ("exact", "is_not"):
+        values = values | gen.boolean_like
     for _ in range(4):
-        expected = data.draw(gen.operator_values(operator), label="value")
+        expected = data.draw(values, label="value")
         props = data.draw(gen.person_properties(operator), label="props")
-        test = spec.factory(expected, Problems(), "value", _NoScope.clock)
+        test = truthiness_test(operator, expected, version) or spec.factory(
+            expected, Problems(), "value", _NoScope.clock
+        )
         value = props.get("plan", MISSING)
         if test is never:
             reference = False
@@ -91,7 +99,7 @@ def test_compiled_filters_agree_with_the_generic_operator_path(operator: str, da
         for negation in (False, True):
             raw = {"key": "plan", "operator": operator, "value": expected, "negation": negation}
             problems = Problems()
-            compiled = compile_filter(raw, "f", problems, _NoScope(), FilterContext(None))
+            compiled = compile_filter(raw, "f", problems, _NoScope(version), FilterContext(None))
             check = compiled.check
             answer = check if isinstance(check, bool) else check(props, ctx, {})
             if problems.fatal:
@@ -100,7 +108,7 @@ def test_compiled_filters_agree_with_the_generic_operator_path(operator: str, da
                 assert answer is False
             else:
                 assert answer is (reference is not negation), (raw, props)
-        fused = fused_check(operator, expected, "plan", MISSING)
+        fused = fused_check(operator, expected, "plan", MISSING, version)
         if fused is not None and test is not never:
             assert fused(props, ctx, {}) is reference, (expected, props)
 
@@ -114,6 +122,9 @@ def test_every_fused_operator_is_covered() -> None:
 class _NoScope:
     clock = staticmethod(lambda: 1_718_452_800.0)  # 2024-06-15T12:00:00Z
     group_type_mapping: dict[str, str] = {}  # noqa: RUF012
+
+    def __init__(self, property_matching_version: int = 1) -> None:
+        self.property_matching_version = property_matching_version
 
     def cohort(self, *args: Any) -> Any:
         raise AssertionError("no cohorts here")
