@@ -7,10 +7,13 @@ serve`` runs).
 Every decision is made in ``__init__``: the route table is a dict from exact path to a prebuilt ``_Route``
 (endpoint, allowed method, whether it may be shed, how errors are rendered, its metric children), so a
 request costs one dict lookup before its endpoint runs — no Starlette routing, no middleware stack on this
-path. Per request the app: admits or sheds (``LoadShedder``; probes are never shed), picks the request id,
-runs the endpoint, turns a ``RequestRejected`` into the protocol's error JSON, sends the answer with
-``X-Request-Id``, and records latency and status. Logging follows the policy in ``flagd.limits``: nothing
-per request unless it is slow, sampled, an error or shed.
+path. Per request the app: picks the request id, reads the whole body of a route that takes one (within its
+byte limit and ``body_timeout_seconds``: 408 past it; a client that disconnects mid-body gets no answer and
+is counted as status 499, logged at debug), and only then admits or sheds it (``LoadShedder``; probes are
+never shed) — so a slow upload never holds an evaluation slot — runs the endpoint, turns a
+``RequestRejected`` into the protocol's error JSON, sends the answer with ``X-Request-Id``, and records
+latency and status. Logging follows the policy in ``flagd.limits``: nothing per request unless it is slow,
+sampled, an error or shed.
 
 Routes: ``POST /flags[/]``, ``/decide[/]`` · ``GET /flags/definitions[/]``,
 ``/api/feature_flag/local_evaluation[/]`` · ``POST /batch[/]``, ``/capture[/]``, ``/e[/]``, ``/i/v0/e[/]`` ·
@@ -19,6 +22,7 @@ Routes: ``POST /flags[/]``, ``/decide[/]`` · ``GET /flags/definitions[/]``,
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -26,7 +30,7 @@ from collections.abc import Awaitable, Callable
 import msgspec
 import structlog
 
-from flagd.errors import MethodNotAllowed, Overloaded, RequestRejected
+from flagd.errors import BodyTimeout, ClientDisconnected, MethodNotAllowed, Overloaded, RequestRejected
 from flagd.limits import Limits
 from flagd.logging import RequestIds
 from flagd.metrics import Metrics
@@ -47,6 +51,9 @@ ErrorRenderer = Callable[[RequestRejected, str], bytes]  # (error, request path)
 _encode = msgspec.json.encode
 _log = structlog.get_logger("flagd.sdk")
 _SLOW_LINES_PER_SECOND = 10
+# The status recorded (never sent) for a client that went away before its request body was complete, as
+# nginx logs it.
+CLIENT_CLOSED = 499
 _SERVER_ERROR_BODY = _encode(
     {"type": "server_error", "code": "error", "detail": "internal error", "attr": None}
 )
@@ -70,6 +77,7 @@ def ofrep_error(exc: RequestRejected, path: str) -> bytes:
 class _Route:
     __slots__ = (
         "bind",
+        "body_limit",
         "endpoint",
         "errors",
         "method",
@@ -92,8 +100,10 @@ class _Route:
         shed_status: int = 503,
         preflight: bool = False,
         bind: bool = False,
+        body_limit: int | None = None,
     ) -> None:
         self.name = name
+        self.body_limit = body_limit  # read before admission when set (routes that take a body)
         self.method = method
         self.endpoint = endpoint
         self.errors = errors
@@ -108,6 +118,7 @@ class SdkApp:
     """The ASGI application for the SDK hot path (see the module docstring)."""
 
     __slots__ = (
+        "_body_timeout",
         "_ids",
         "_last_shed_log",
         "_limits",
@@ -142,6 +153,7 @@ class SdkApp:
         self._shedder = shedder or LoadShedder()
         self._metrics = metrics = metrics or Metrics()
         self._ids = RequestIds(limits.max_request_id_chars)
+        self._body_timeout = limits.body_timeout_seconds
         self._slow = limits.slow_request_seconds
         self._sample = limits.log_sample_rate
         self._shed_since_log = 0
@@ -164,15 +176,31 @@ class SdkApp:
                 if not path.endswith("/"):
                     routes[path + "/"] = route
 
-        add(("/flags",), _Route("flags", "POST", flags, posthog_error, metrics, preflight=True))
-        add(("/decide",), _Route("decide", "POST", decide, posthog_error, metrics, preflight=True))
+        body = limits.max_body_bytes
+        add(
+            ("/flags",),
+            _Route("flags", "POST", flags, posthog_error, metrics, preflight=True, body_limit=body),
+        )
+        add(
+            ("/decide",),
+            _Route("decide", "POST", decide, posthog_error, metrics, preflight=True, body_limit=body),
+        )
         add(
             ("/flags/definitions", "/api/feature_flag/local_evaluation"),
             _Route("definitions", "GET", definitions, posthog_error, metrics, bind=True),
         )
         add(
             ("/batch", "/capture", "/e", "/i/v0/e"),
-            _Route("events", "POST", events, posthog_error, metrics, preflight=True, bind=True),
+            _Route(
+                "events",
+                "POST",
+                events,
+                posthog_error,
+                metrics,
+                preflight=True,
+                bind=True,
+                body_limit=limits.max_event_body_bytes,
+            ),
         )
         add(
             ("/ofrep/v1/evaluate/flags",),
@@ -183,6 +211,7 @@ class SdkApp:
                 ofrep_error,
                 metrics,
                 shed_status=429,
+                body_limit=body,
             ),
         )
         add(("/healthz",), _Route("healthz", "GET", probes.healthz, posthog_error, metrics, shedding=False))
@@ -196,6 +225,7 @@ class SdkApp:
             ofrep_error,
             metrics,
             shed_status=429,
+            body_limit=body,
         )
 
     def route_for(self, path: str) -> _Route | None:
@@ -229,10 +259,16 @@ class SdkApp:
         start = time.perf_counter()
         if route.method != method:
             return self._wrong_method(route, method, request.path)
+        request_id = self._ids.pick(request.headers.get(b"x-request-id"))
+        if route.body_limit is not None:
+            unread = await self._read_body(route, request, request_id)
+            if unread is not None:
+                self._metrics.observe(route.metrics, unread[0], time.perf_counter() - start)
+                return unread
         shedder = self._shedder
         if route.shedding and not shedder.admit():
             return self._shed(route, start)
-        request_id = self._ids.pick(request.headers.get(b"x-request-id"))
+        admitted = time.perf_counter()
         status = 500
         try:
             try:
@@ -262,7 +298,7 @@ class SdkApp:
             return status, body, [*extra, (b"x-request-id", request_id.encode())]
         finally:
             if route.shedding:
-                shedder.release(start)
+                shedder.release(admitted)
             elapsed = time.perf_counter() - start
             self._metrics.observe(route.metrics, status, elapsed)
             if elapsed > self._slow:
@@ -275,6 +311,29 @@ class SdkApp:
                     seconds=round(elapsed, 6),
                     request_id=request_id,
                 )
+
+    async def _read_body(self, route: _Route, request: Request, request_id: str) -> Answer | None:
+        """Read the body before admission; None when it is in, else the answer (408, 413, 499) to give."""
+        assert route.body_limit is not None
+        try:
+            async with asyncio.timeout(self._body_timeout):
+                await request.load(route.body_limit)
+            return None
+        except TimeoutError:
+            exc: RequestRejected = BodyTimeout(
+                f"the request body did not arrive within body_timeout_seconds={self._body_timeout:g}"
+            )
+        except RequestRejected as rejected:
+            exc = rejected
+        except ClientDisconnected as gone:
+            # Routine on the internet (a closed tab, a lost network): no answer can be sent, nothing failed.
+            _log.debug("client disconnected", route=route.name, detail=str(gone), request_id=request_id)
+            return CLIENT_CLOSED, b"", []
+        _log.debug(
+            "request rejected", route=route.name, status=exc.status, code=exc.code, request_id=request_id
+        )
+        body = route.errors(exc, request.path)
+        return exc.status, body, [*JSON, (b"x-request-id", request_id.encode())]
 
     def _log_slow(self, route: _Route, status: int, elapsed: float, request_id: str) -> None:
         # At most _SLOW_LINES_PER_SECOND lines: when everything is slow (overload), logging each request

@@ -4,13 +4,21 @@ PostHog clients send JSON, gzip-compressed JSON (``Content-Encoding: gzip`` or `
 ``gzip-js``), or a form ``data=<base64 JSON>`` (``?compression=base64``, posthog-js). Decompression is
 bounded: the output is cut off one byte past ``max_body_bytes``, so a gzip bomb is a 413, never a memory
 spike. JSON is decoded by prebuilt msgspec decoders into typed Structs; a wrong type is a 400 naming the
-field.
+field, raised at the first element of the wrong shape.
+
+Before any decoding, ``check_structure`` bounds what the decoder may build: nesting depth
+(``max_json_depth``) and the number of JSON values (``max_json_elements``), measured by a few C-speed passes
+over the bytes (``bytes.count``/``translate``/``replace``; string contents are set aside first, so a ``[`` or
+``,`` inside a string never counts). A small body is judged by plain byte counts alone; a body over a limit is
+refused before a single object is allocated, so a rejected body costs one scan of its bytes, and an accepted
+one at most ``max_json_elements`` decoded values.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 import zlib
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
@@ -23,6 +31,60 @@ from flagd.limits import Limits
 T = TypeVar("T")
 _GZIP_MAGIC = b"\x1f\x8b"
 _size_encoder = msgspec.json.Encoder()
+# JSON's structural characters plus the quote; everything else is deleted before counting.
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'",[]{}')
+_AS_SQUARE = bytes.maketrans(b"{}", b"[]")
+# A \uD800-\uDFFF escape not part of a high+low pair (msgspec reports these as "Input data was truncated").
+_LONE_SURROGATE = re.compile(
+    rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|(?<![0-9a-fA-F]{4})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
+
+
+def _too_deep(max_depth: int) -> LimitExceeded:
+    return LimitExceeded(
+        f"request body nests arrays/objects more than max_json_depth={max_depth} levels deep"
+    )
+
+
+def _too_many(count: int, max_elements: int, name: str) -> LimitExceeded:
+    return LimitExceeded(f"request body has at least {count} JSON values; the limit is {name}={max_elements}")
+
+
+def check_structure(body: bytes, max_depth: int, max_elements: int, name: str = "max_json_elements") -> None:
+    """Refuse (400 ``limit_exceeded``) a JSON body nested deeper than ``max_depth`` or with more than
+    ``max_elements`` values (objects, arrays and their items), before decoding it.
+
+    Cost: three ``bytes.count`` calls for a body whose raw counts are already within both limits (every SDK
+    request in practice); otherwise a handful of C-speed passes over the bytes, and at most ``max_depth``
+    passes over its brackets. ``name`` is the limit's name in the error."""
+    opens = body.count(b"[") + body.count(b"{")
+    if opens <= max_depth and opens + body.count(b",") <= max_elements:
+        return  # counted with string contents included: the real counts can only be lower
+    if b"\\" in body:
+        # Escaped backslashes first, then escaped quotes: what is left of '"' delimits strings.
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    marks = body.translate(None, _NOT_STRUCTURE)
+    quotes = marks.count(b'"')
+    if quotes > 4 * max_elements + 4:  # every string is a key or a value: two of them per value at most
+        raise _too_many(quotes // 4, max_elements, name)
+    if quotes:
+        marks = b"".join(marks.split(b'"')[::2])  # drop what was inside strings
+    opens = marks.count(b"[") + marks.count(b"{")
+    count = opens + marks.count(b",")
+    if count > max_elements:
+        raise _too_many(count, max_elements, name)
+    if opens <= max_depth:
+        return
+    # Peel the innermost pairs off, one level per pass: a body of depth d is empty after d passes.
+    brackets = marks.translate(_AS_SQUARE, b",")
+    for _ in range(max_depth):
+        shorter = brackets.replace(b"[]", b"")
+        if len(shorter) == len(brackets):
+            break  # only unmatched brackets are left (not JSON; the decoder says where)
+        brackets = shorter
+    if b"[]" in brackets or brackets.count(b"[") > max_depth:
+        raise _too_deep(max_depth)
 
 
 def gunzip(data: bytes, limit: int) -> bytes:
@@ -74,16 +136,46 @@ def unwrap(body: bytes, query: dict[str, str], headers: dict[bytes, bytes], limi
     return body
 
 
-def decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
-    """Decode JSON into the decoder's type; errors become a 400 that quotes msgspec's path (``$.groups``)."""
+def decode(
+    decoder: msgspec.json.Decoder[T],
+    body: bytes,
+    max_depth: int,
+    max_elements: int,
+    limit_name: str = "max_json_elements",
+) -> T:
+    """Decode JSON into the decoder's type, within the structure limits (``check_structure``); errors become
+    a 400 that quotes msgspec's path (``$.groups``)."""
     if not body:
         raise BadRequest("request body is empty; expected a JSON object", code="invalid_body")
+    check_structure(body, max_depth, max_elements, limit_name)
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
-        raise BadRequest(f"invalid request body: {exc}", code="invalid_body") from exc
+        raise BadRequest(f"invalid request body: {exc}", code="invalid_body", attr=field_path(exc)) from exc
     except msgspec.DecodeError as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from exc
+        detail = f"request body is not valid JSON: {json_problem(exc, body)}"
+        raise BadRequest(detail, code="invalid_json") from exc
+
+
+def field_path(exc: msgspec.ValidationError) -> str | None:
+    """The field a msgspec validation error is about, as flagd names fields (``batch[3].distinct_id``)."""
+    _, sep, where = str(exc).rpartition(" - at `$")
+    if not sep or not where.endswith("`"):
+        return None
+    return where[:-1].removeprefix(".") or None
+
+
+def json_problem(exc: msgspec.DecodeError, body: bytes) -> str:
+    """msgspec's message, except where it misleads: a lone surrogate escape is not a truncated body."""
+    if "truncated" in str(exc):
+        lone = _LONE_SURROGATE.search(body)
+        if lone is not None:
+            escape = lone.group().decode("ascii")
+            return (
+                f"the string escape {escape} at byte {lone.start()} is a lone UTF-16 surrogate "
+                "(not a character; a surrogate escape must be a high one followed by a low one)"
+            )
+    return str(exc)
 
 
 def check_properties(props: dict[str, Any], where: str, limits: Limits) -> None:

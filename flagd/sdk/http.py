@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote_plus
 
-from flagd.errors import PayloadTooLarge
+from flagd.errors import ClientDisconnected, PayloadTooLarge
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -47,17 +47,32 @@ def parse_query(raw: bytes) -> dict[str, str]:
 
 
 class Request:
-    """What an endpoint sees of a request, whichever interface carried it."""
+    """What an endpoint sees of a request, whichever interface carried it.
 
-    __slots__ = ("headers", "path", "query_string")
+    ``SdkApp`` reads the body of a body-carrying route (``load``) before the request is admitted, so an
+    endpoint's ``await request.body(limit)`` returns bytes already read."""
+
+    __slots__ = ("_body", "headers", "path", "query_string")
 
     def __init__(self, path: str, query_string: bytes, headers: dict[bytes, bytes]) -> None:
         self.path = path
         self.query_string = query_string
         self.headers = headers
+        self._body: bytes | None = None
 
     async def body(self, limit: int) -> bytes:
-        """The whole body; ``PayloadTooLarge`` (413) past ``limit`` bytes, without buffering past it."""
+        """The whole body; ``PayloadTooLarge`` (413) past ``limit`` bytes, without buffering past it;
+        ``ClientDisconnected`` when the client goes away before it is complete."""
+        if self._body is None:
+            self._body = await self._read(limit)
+        return self._body
+
+    async def load(self, limit: int) -> None:
+        """Read the whole body now (``body`` then returns it)."""
+        if self._body is None:
+            self._body = await self._read(limit)
+
+    async def _read(self, limit: int) -> bytes:
         raise NotImplementedError
 
 
@@ -70,9 +85,11 @@ class AsgiRequest(Request):
         super().__init__(scope["path"], scope["query_string"], headers)
         self._receive = receive
 
-    async def body(self, limit: int) -> bytes:
+    async def _read(self, limit: int) -> bytes:
         # The common case (one message, small body) without the read_body loop.
         message = await self._receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected("the client disconnected before sending the request body")
         raw: bytes = message.get("body", b"")
         if not message.get("more_body", False) and len(raw) <= limit:
             return raw
@@ -102,6 +119,8 @@ async def read_body(
     check_declared(headers, limit)
     if first is None:
         message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected("the client disconnected before sending the request body")
         body: bytes = message.get("body", b"")
         more = message.get("more_body", False)
     else:
@@ -115,7 +134,7 @@ async def read_body(
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise ClientDisconnected(f"the client disconnected after {size} bytes of the request body")
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:

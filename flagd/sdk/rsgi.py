@@ -20,7 +20,9 @@ from collections.abc import Awaitable
 from typing import Any, Protocol
 
 import structlog
+from granian._granian import RSGIProtocolError
 
+from flagd.errors import ClientDisconnected
 from flagd.sdk.app import ASGIApp, SdkApp
 from flagd.sdk.http import Message, Request, check_declared, too_large
 
@@ -80,18 +82,23 @@ class RsgiRequest(Request):
         super().__init__(scope.path, scope.query_string.encode(), headers)
         self._protocol = protocol
 
-    async def body(self, limit: int) -> bytes:
-        if check_declared(self.headers, limit):
-            # The server holds the body to the declared length, which is within the limit.
-            return await self._protocol()
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in self._protocol:
-            size += len(chunk)
-            if size > limit:
-                raise too_large(limit)
-            chunks.append(chunk)
-        return b"".join(chunks)
+    async def _read(self, limit: int) -> bytes:
+        try:
+            if check_declared(self.headers, limit):
+                # The server holds the body to the declared length, which is within the limit.
+                return await self._protocol()
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in self._protocol:
+                size += len(chunk)
+                if size > limit:
+                    raise too_large(limit)
+                chunks.append(chunk)
+            return b"".join(chunks)
+        except RSGIProtocolError as exc:  # Granian: the connection ended before the body did
+            raise ClientDisconnected(
+                f"the client disconnected before its request body was complete: {exc}"
+            ) from exc
 
 
 def _address(raw: str) -> tuple[str, int] | None:
