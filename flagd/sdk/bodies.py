@@ -31,8 +31,8 @@ from flagd.limits import Limits
 T = TypeVar("T")
 _GZIP_MAGIC = b"\x1f\x8b"
 _size_encoder = msgspec.json.Encoder()
-# JSON's structural characters plus the quote; everything else is deleted before counting.
-_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'",[]{}')
+_WHITESPACE = b" \t\n\r"
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 _AS_SQUARE = bytes.maketrans(b"{}", b"[]")
 # A \uD800-\uDFFF escape not part of a high+low pair (msgspec reports these as "Input data was truncated").
 _LONE_SURROGATE = re.compile(
@@ -52,32 +52,34 @@ def _too_many(count: int, max_elements: int, name: str) -> LimitExceeded:
 
 
 def check_structure(body: bytes, max_depth: int, max_elements: int, name: str = "max_json_elements") -> None:
-    """Refuse (400 ``limit_exceeded``) a JSON body nested deeper than ``max_depth`` or with more than
-    ``max_elements`` values (objects, arrays and their items), before decoding it.
+    """Refuse (400 ``limit_exceeded``) a JSON body nested deeper than ``max_depth`` arrays/objects, or with
+    more than ``max_elements`` values (the body itself and every item of every array and object), before
+    decoding it.
 
     Cost: three ``bytes.count`` calls for a body whose raw counts are already within both limits (every SDK
     request in practice); otherwise a handful of C-speed passes over the bytes, and at most ``max_depth``
     passes over its brackets. ``name`` is the limit's name in the error."""
     opens = body.count(b"[") + body.count(b"{")
-    if opens <= max_depth and opens + body.count(b",") <= max_elements:
+    if opens <= max_depth and opens + body.count(b",") < max_elements:
         return  # counted with string contents included: the real counts can only be lower
     if b"\\" in body:
         # Escaped backslashes first, then escaped quotes: what is left of '"' delimits strings.
         body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
-    marks = body.translate(None, _NOT_STRUCTURE)
-    quotes = marks.count(b'"')
+    quotes = body.count(b'"')
     if quotes > 4 * max_elements + 4:  # every string is a key or a value: two of them per value at most
         raise _too_many(quotes // 4, max_elements, name)
+    marks = body.translate(None, _WHITESPACE)
     if quotes:
-        marks = b"".join(marks.split(b'"')[::2])  # drop what was inside strings
+        marks = b"0".join(marks.split(b'"')[::2])  # each string becomes one '0'
     opens = marks.count(b"[") + marks.count(b"{")
-    count = opens + marks.count(b",")
+    # Every item but the first of a container follows a comma; an empty container has no first item.
+    count = 1 + marks.count(b",") + opens - marks.count(b"[]") - marks.count(b"{}")
     if count > max_elements:
         raise _too_many(count, max_elements, name)
     if opens <= max_depth:
         return
     # Peel the innermost pairs off, one level per pass: a body of depth d is empty after d passes.
-    brackets = marks.translate(_AS_SQUARE, b",")
+    brackets = marks.translate(_AS_SQUARE, _NOT_BRACKET)
     for _ in range(max_depth):
         shorter = brackets.replace(b"[]", b"")
         if len(shorter) == len(brackets):
@@ -166,8 +168,10 @@ def field_path(exc: msgspec.ValidationError) -> str | None:
 
 
 def json_problem(exc: msgspec.DecodeError, body: bytes) -> str:
-    """msgspec's message, except where it misleads: a lone surrogate escape is not a truncated body."""
-    if "truncated" in str(exc):
+    """msgspec's message, except where it misleads: a lone surrogate escape is reported as "Input data was
+    truncated" (or as a bad pair, when followed by another escape)."""
+    message = str(exc)
+    if "truncated" in message or "surrogate" in message:
         lone = _LONE_SURROGATE.search(body)
         if lone is not None:
             escape = lone.group().decode("ascii")
@@ -175,7 +179,7 @@ def json_problem(exc: msgspec.DecodeError, body: bytes) -> str:
                 f"the string escape {escape} at byte {lone.start()} is a lone UTF-16 surrogate "
                 "(not a character; a surrogate escape must be a high one followed by a low one)"
             )
-    return str(exc)
+    return message
 
 
 def check_properties(props: dict[str, Any], where: str, limits: Limits) -> None:
