@@ -245,6 +245,8 @@ class SdkApp:
             return
         request = AsgiRequest(scope, receive, dict(scope["headers"]))
         status, body, headers = await self.respond(route, scope["method"], request)
+        if status == CLIENT_CLOSED:
+            return  # nobody to answer
         await send(
             {
                 "type": "http.response.start",

@@ -20,10 +20,10 @@ from collections.abc import Awaitable
 from typing import Any, Protocol
 
 import structlog
-from granian._granian import RSGIProtocolError
+from granian._granian import RSGIProtocolClosed, RSGIProtocolError
 
 from flagd.errors import ClientDisconnected
-from flagd.sdk.app import ASGIApp, SdkApp
+from flagd.sdk.app import CLIENT_CLOSED, ASGIApp, SdkApp
 from flagd.sdk.http import Message, Request, check_declared, too_large
 
 _log = structlog.get_logger("flagd.sdk.rsgi")
@@ -95,7 +95,7 @@ class RsgiRequest(Request):
                     raise too_large(limit)
                 chunks.append(chunk)
             return b"".join(chunks)
-        except RSGIProtocolError as exc:  # Granian: the connection ended before the body did
+        except (RSGIProtocolClosed, RSGIProtocolError) as exc:  # Granian: the connection ended mid-body
             raise ClientDisconnected(
                 f"the client disconnected before its request body was complete: {exc}"
             ) from exc
@@ -174,7 +174,8 @@ class RsgiApp:
             return
         headers = {name.encode("latin-1"): value.encode("latin-1") for name, value in scope.headers.items()}
         status, body, extra = await self._respond(route, scope.method, RsgiRequest(scope, protocol, headers))
-        protocol.response_bytes(status, _str_headers(extra), body)
+        if status != CLIENT_CLOSED:  # nobody to answer
+            protocol.response_bytes(status, _str_headers(extra), body)
 
     async def _bridge(self, scope: RsgiScope, protocol: RsgiProtocol) -> None:
         asgi_scope: dict[str, Any] = {
