@@ -258,19 +258,30 @@ class SdkApp:
 
     async def respond(self, route: _Route, method: str, request: Request) -> Answer:
         """The answer to ``request`` on ``route``: admission, the endpoint, errors, metrics and logging."""
-        start = time.perf_counter()
         if route.method != method:
             return self._wrong_method(route, method, request.path)
+        if not route.shedding:
+            return await self._handle(route, request, None)
+        shedder = self._shedder
+        shedder.arrive()
+        try:
+            return await self._handle(route, request, shedder)
+        finally:
+            shedder.depart()
+
+    async def _handle(self, route: _Route, request: Request, shedder: LoadShedder | None) -> Answer:
+        start = time.perf_counter()
         request_id = self._ids.pick(request.headers.get(b"x-request-id"))
+        waited = None
         if route.body_limit is not None:
             unread = await self._read_body(route, request, request_id)
             if unread is not None:
                 self._metrics.observe(route.metrics, unread[0], time.perf_counter() - start)
                 return unread
-        shedder = self._shedder
-        if route.shedding and not shedder.admit():
+            # For a body already sent, how long this request waited for the event loop: its queueing delay.
+            waited = time.perf_counter() - start
+        if shedder is not None and not shedder.admit(waited):
             return self._shed(route, start)
-        admitted = time.perf_counter()
         status = 500
         try:
             try:
@@ -299,8 +310,8 @@ class SdkApp:
                 status, body, extra = 500, _SERVER_ERROR_BODY, JSON
             return status, body, [*extra, (b"x-request-id", request_id.encode())]
         finally:
-            if route.shedding:
-                shedder.release(admitted)
+            if shedder is not None:
+                shedder.release()
             elapsed = time.perf_counter() - start
             self._metrics.observe(route.metrics, status, elapsed)
             if elapsed > self._slow:
@@ -379,6 +390,7 @@ class SdkApp:
                 "shedding load",
                 shed=self._shed_since_log,
                 in_flight=self._shedder.in_flight,
+                pending=self._shedder.pending,
                 overloaded=self._shedder.overloaded,
             )
             self._shed_since_log = 0
