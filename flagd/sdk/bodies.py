@@ -57,23 +57,28 @@ def check_structure(body: bytes, max_depth: int, max_elements: int, name: str = 
     decoding it.
 
     Cost: three ``bytes.count`` calls for a body whose raw counts are already within both limits (every SDK
-    request in practice); otherwise a handful of C-speed passes over the bytes, and at most ``max_depth``
-    passes over its brackets. ``name`` is the limit's name in the error."""
-    opens = body.count(b"[") + body.count(b"{")
-    if opens <= max_depth and opens + body.count(b",") < max_elements:
-        return  # counted with string contents included: the real counts can only be lower
+    request in practice); otherwise a few more C-speed passes, the cheapest that can decide first: a body
+    refused for its size usually after counting its commas once more. ``name`` is the limit's name."""
+    commas = body.count(b",")
+    if commas < max_elements:
+        opens = body.count(b"[") + body.count(b"{")
+        if opens <= max_depth and opens + commas < max_elements:
+            return  # counted with string contents included: the real counts can only be lower
     if b"\\" in body:
         # Escaped backslashes first, then escaped quotes: what is left of '"' delimits strings.
         body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
     quotes = body.count(b'"')
     if quotes > 4 * max_elements + 4:  # every string is a key or a value: two of them per value at most
         raise _too_many(quotes // 4, max_elements, name)
-    marks = body.translate(None, _WHITESPACE)
+    outside = _Outside(body, quotes)
     if quotes:
-        marks = b"0".join(marks.split(b'"')[::2])  # each string becomes one '0'
+        commas = outside.count(b",")
+    if commas >= max_elements:  # every comma adds an item: that alone is too many
+        raise _too_many(commas + 1, max_elements, name)
+    marks = outside.marks()  # strings as '0', no whitespace
     opens = marks.count(b"[") + marks.count(b"{")
     # Every item but the first of a container follows a comma; an empty container has no first item.
-    count = 1 + marks.count(b",") + opens - marks.count(b"[]") - marks.count(b"{}")
+    count = 1 + commas + opens - marks.count(b"[]") - marks.count(b"{}")
     if count > max_elements:
         raise _too_many(count, max_elements, name)
     if opens <= max_depth:
@@ -87,6 +92,37 @@ def check_structure(body: bytes, max_depth: int, max_elements: int, name: str = 
         brackets = shorter
     if b"[]" in brackets or brackets.count(b"[") > max_depth:
         raise _too_deep(max_depth)
+
+
+class _Outside:
+    """The text of a JSON body outside its strings (escaped quotes already removed), without copying it when
+    the strings are few: then it is a list of ranges of the body."""
+
+    __slots__ = ("_body", "_ranges")
+
+    def __init__(self, body: bytes, quotes: int) -> None:
+        self._body = body
+        if quotes > 64:  # many strings: one copy, made of the parts between them
+            self._body = b"0".join(body.split(b'"')[::2])
+            quotes = 0
+        ranges = []
+        start = 0
+        for _ in range(quotes // 2):
+            opening = body.index(b'"', start)
+            ranges.append((start, opening))
+            start = body.index(b'"', opening + 1) + 1
+        ranges.append((start, len(self._body)))  # an unterminated string's text counts as structure
+        self._ranges = ranges
+
+    def count(self, sub: bytes) -> int:
+        body = self._body
+        return sum(body.count(sub, start, end) for start, end in self._ranges)
+
+    def marks(self) -> bytes:
+        """The outside text as one string, each string replaced by '0', whitespace removed."""
+        body = self._body
+        joined = b"0".join(body[start:end] for start, end in self._ranges)
+        return joined.translate(None, _WHITESPACE)
 
 
 def gunzip(data: bytes, limit: int) -> bytes:
