@@ -38,7 +38,7 @@ from flagd.sdk import ofrep
 from flagd.sdk.definitions import Authenticate, DefinitionsEndpoint
 from flagd.sdk.events import EventsEndpoint
 from flagd.sdk.flags import CORS, FlagsEndpoint
-from flagd.sdk.http import JSON, Answer, AsgiRequest, Headers, Receive, Request, Scope, Send
+from flagd.sdk.http import JSON, Answer, AsgiRequest, Headers, Receive, Request, Scope, Send, UploadWatch
 from flagd.sdk.probes import Health, Probes
 from flagd.sdk.responses import RecordCaches
 from flagd.shedding import LoadShedder
@@ -118,7 +118,6 @@ class SdkApp:
     """The ASGI application for the SDK hot path (see the module docstring)."""
 
     __slots__ = (
-        "_body_timeout",
         "_ids",
         "_last_shed_log",
         "_limits",
@@ -132,6 +131,7 @@ class SdkApp:
         "_slow_logged",
         "_slow_skipped",
         "_slow_window",
+        "_uploads",
         "catalog",
         "fallback",
     )
@@ -153,7 +153,7 @@ class SdkApp:
         self._shedder = shedder or LoadShedder()
         self._metrics = metrics = metrics or Metrics()
         self._ids = RequestIds(limits.max_request_id_chars)
-        self._body_timeout = limits.body_timeout_seconds
+        self._uploads = UploadWatch(limits.body_timeout_seconds)
         self._slow = limits.slow_request_seconds
         self._sample = limits.log_sample_rate
         self._shed_since_log = 0
@@ -328,13 +328,20 @@ class SdkApp:
     async def _read_body(self, route: _Route, request: Request, request_id: str) -> Answer | None:
         """Read the body before admission; None when it is in, else the answer (408, 413, 499) to give."""
         assert route.body_limit is not None
+        watch = self._uploads
+        task = watch.start()
+        expired = False
         try:
-            async with asyncio.timeout(self._body_timeout):
+            try:
                 await request.load(route.body_limit)
+            finally:
+                expired = watch.stop(task)
             return None
-        except TimeoutError:
+        except asyncio.CancelledError:
+            if not expired:
+                raise  # not ours: the server is shutting down
             exc: RequestRejected = BodyTimeout(
-                f"the request body did not arrive within body_timeout_seconds={self._body_timeout:g}"
+                f"the request body did not arrive within body_timeout_seconds={watch.seconds:g}"
             )
         except RequestRejected as rejected:
             exc = rejected

@@ -11,6 +11,8 @@ limit is passed.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from functools import lru_cache
 from typing import Any
@@ -143,3 +145,55 @@ async def read_body(
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+class UploadWatch:
+    """Bounds body reads in time without a timer per request (``asyncio.timeout`` costs several µs each).
+
+    ``start()`` registers the current task with its deadline; a sweep that runs every ``period`` seconds
+    while uploads are registered cancels the tasks past their deadline, and ``expired(task)`` then tells that
+    cancellation apart from any other. A body is cut off between ``seconds`` and ``seconds + period`` after
+    its request began."""
+
+    __slots__ = ("_armed", "_deadlines", "_expired", "period", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.period = min(1.0, seconds / 4)
+        self._deadlines: dict[asyncio.Task[object], float] = {}
+        self._expired: set[asyncio.Task[object]] = set()
+        self._armed = False
+
+    def start(self) -> asyncio.Task[object] | None:
+        """Watch the current task's upload; returns the task to pass to ``stop``."""
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - always called from a task
+            return None
+        self._deadlines[task] = time.monotonic() + self.seconds
+        if not self._armed:
+            self._armed = True
+            asyncio.get_running_loop().call_later(self.period, self._sweep)
+        return task
+
+    def stop(self, task: asyncio.Task[object] | None) -> bool:
+        """The upload of ``task`` is over; whether it was cut off for its deadline."""
+        if task is None:  # pragma: no cover
+            return False
+        self._deadlines.pop(task, None)
+        if task in self._expired:
+            self._expired.discard(task)
+            task.uncancel()
+            return True
+        return False
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for task, deadline in list(self._deadlines.items()):
+            if deadline <= now:
+                del self._deadlines[task]
+                self._expired.add(task)
+                task.cancel()
+        if self._deadlines:
+            asyncio.get_running_loop().call_later(self.period, self._sweep)
+        else:
+            self._armed = False
