@@ -20,6 +20,7 @@ import base64
 import binascii
 import re
 import zlib
+from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
@@ -29,6 +30,7 @@ from flagd.errors import BadRequest, LimitExceeded, PayloadTooLarge
 from flagd.limits import Limits
 
 T = TypeVar("T")
+PROBE_BYTES = 1024 * 1024  # how much of an inflating body ``check_prefix`` sees before the rest is inflated
 _GZIP_MAGIC = b"\x1f\x8b"
 _size_encoder = msgspec.json.Encoder()
 _WHITESPACE = b" \t\n\r"
@@ -94,6 +96,24 @@ def check_structure(body: bytes, max_depth: int, max_elements: int, name: str = 
         raise _too_deep(max_depth)
 
 
+def check_prefix(prefix: bytes, max_elements: int, name: str = "max_json_elements") -> None:
+    """Refuse a body from its first bytes alone when they already hold more than ``max_elements`` values
+    (commas outside strings; a prefix can only have fewer than the whole)."""
+    if prefix.count(b",") < max_elements:
+        return
+    if b"\\" in prefix:
+        prefix = prefix.replace(b"\\\\", b"").replace(b'\\"', b"")
+    quotes = prefix.count(b'"')
+    if quotes % 2:  # cut inside a string: leave that string out
+        prefix = prefix[: prefix.rindex(b'"')]
+        quotes -= 1
+    if quotes > 4 * max_elements + 4:
+        raise _too_many(quotes // 4, max_elements, name)
+    commas = _Outside(prefix, quotes).count(b",")
+    if commas >= max_elements:
+        raise _too_many(commas + 1, max_elements, name)
+
+
 class _Outside:
     """The text of a JSON body outside its strings (escaped quotes already removed), without copying it when
     the strings are few: then it is a list of ranges of the body."""
@@ -125,11 +145,18 @@ class _Outside:
         return joined.translate(None, _WHITESPACE)
 
 
-def gunzip(data: bytes, limit: int) -> bytes:
-    """Inflate gzip (or zlib) ``data``, refusing output over ``limit`` bytes."""
+def gunzip(data: bytes, limit: int, probe: Callable[[bytes], None] | None = None) -> bytes:
+    """Inflate gzip (or zlib) ``data``, refusing output over ``limit`` bytes.
+
+    ``probe``, when given, sees the first ``PROBE_BYTES`` of a longer output before the rest is inflated,
+    and may refuse the body from them (``check_prefix``): a small body that inflates to megabytes of
+    structure is stopped after one."""
     inflater = zlib.decompressobj(zlib.MAX_WBITS | 32)  # auto-detect gzip or zlib header
     try:
-        out = inflater.decompress(data, limit + 1)
+        out = inflater.decompress(data, min(limit + 1, PROBE_BYTES) if probe else limit + 1)
+        if probe is not None and inflater.unconsumed_tail and len(out) < limit + 1:
+            probe(out)
+            out += inflater.decompress(inflater.unconsumed_tail, limit + 1 - len(out))
     except zlib.error as exc:
         raise BadRequest(f"body is not valid gzip: {exc}", code="invalid_compression") from exc
     if len(out) > limit or inflater.unconsumed_tail:
@@ -159,15 +186,22 @@ def unform(data: bytes, limit: int) -> bytes:
     return raw
 
 
-def unwrap(body: bytes, query: dict[str, str], headers: dict[bytes, bytes], limit: int) -> bytes:
-    """Undo gzip and base64-form encodings (in that order), as the query, headers or the bytes say."""
+def unwrap(
+    body: bytes,
+    query: dict[str, str],
+    headers: dict[bytes, bytes],
+    limit: int,
+    probe: Callable[[bytes], None] | None = None,
+) -> bytes:
+    """Undo gzip and base64-form encodings (in that order), as the query, headers or the bytes say;
+    ``probe``: see ``gunzip``."""
     compression = query.get("compression", "")
     if (
         body[:2] == _GZIP_MAGIC
         or compression.startswith("gzip")
         or headers.get(b"content-encoding", b"").lower() in (b"gzip", b"deflate")
     ):
-        body = gunzip(body, limit)
+        body = gunzip(body, limit, probe)
     # Sniff the form rather than trusting Content-Type: curl and some clients label JSON as a form.
     if compression == "base64" or body[:5] == b"data=":
         body = unform(body, limit)
@@ -185,6 +219,8 @@ def decode(
     a 400 that quotes msgspec's path (``$.groups``)."""
     if not body:
         raise BadRequest("request body is empty; expected a JSON object", code="invalid_body")
+    if len(body) > PROBE_BYTES:  # a flood is refused from its first MiB
+        check_prefix(body[:PROBE_BYTES], max_elements, limit_name)
     check_structure(body, max_depth, max_elements, limit_name)
     try:
         return decoder.decode(body)

@@ -15,13 +15,14 @@ the fields it sent (``Event.as_dict``): event-level keys other than those of ``E
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import msgspec
 
 from flagd.errors import BadRequest, LimitExceeded, Unauthorized
 from flagd.limits import Limits
-from flagd.sdk.bodies import decode, unwrap
+from flagd.sdk.bodies import check_prefix, decode, unwrap
 from flagd.sdk.http import JSON, Answer, Headers, Request, parse_query
 from flagd.sdk.projects import project_for
 from store.catalog import Catalog
@@ -120,11 +121,14 @@ def check_event(event: Any, path: str) -> None:
 class EventsEndpoint:
     """Validates event batches and acknowledges them."""
 
-    __slots__ = ("_catalog", "_limits")
+    __slots__ = ("_catalog", "_limits", "_probe")
 
     def __init__(self, catalog: Catalog, limits: Limits) -> None:
         self._catalog = catalog
         self._limits = limits
+        self._probe = partial(
+            check_prefix, max_elements=limits.max_event_json_elements, name="max_event_json_elements"
+        )
 
     async def __call__(self, request: Request, request_id: str) -> Answer:
         limits = self._limits
@@ -133,7 +137,7 @@ class EventsEndpoint:
         raw = await request.body(limit)
         payload = decode(
             _decoder,
-            unwrap(raw, query, request.headers, limit),
+            unwrap(raw, query, request.headers, limit, self._probe),
             limits.max_json_depth,
             limits.max_event_json_elements,
             "max_event_json_elements",

@@ -9,6 +9,7 @@ version asks for (``flagd.sdk.responses``). Nothing here waits on a database.
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -17,7 +18,7 @@ from evaluator import Context, Decision
 from flagd.errors import BadRequest, LimitExceeded, Unauthorized
 from flagd.limits import Limits
 from flagd.metrics import Metrics
-from flagd.sdk.bodies import check_properties, decode, stringify_id, unwrap
+from flagd.sdk.bodies import check_prefix, check_properties, decode, stringify_id, unwrap
 from flagd.sdk.http import JSON, Answer, Headers, Request, parse_query
 from flagd.sdk.projects import project_for
 from flagd.sdk.responses import RecordCaches, render, render_disabled, shape_for
@@ -104,7 +105,7 @@ def context_from(body: FlagsBody, limits: Limits) -> Context:
 class FlagsEndpoint:
     """Answers ``/flags`` (``kind="flags"``) or ``/decide`` (``kind="decide"``)."""
 
-    __slots__ = ("_cache", "_catalog", "_kind", "_limits", "_metrics", "_shapes")
+    __slots__ = ("_cache", "_catalog", "_kind", "_limits", "_metrics", "_probe", "_shapes")
 
     def __init__(
         self, kind: str, catalog: Catalog, limits: Limits, metrics: Metrics, cache: RecordCaches
@@ -114,6 +115,7 @@ class FlagsEndpoint:
         self._limits = limits
         self._metrics = metrics
         self._cache = cache
+        self._probe = partial(check_prefix, max_elements=limits.max_json_elements)
         self._shapes = tuple(shape_for(kind, version) for version in range(MAX_VERSION + 1))
 
     async def __call__(self, request: Request, request_id: str) -> Answer:
@@ -122,7 +124,7 @@ class FlagsEndpoint:
         raw = await request.body(limits.max_body_bytes)
         body = decode(
             _decoder,
-            unwrap(raw, query, request.headers, limits.max_body_bytes),
+            unwrap(raw, query, request.headers, limits.max_body_bytes, self._probe),
             limits.max_json_depth,
             limits.max_json_elements,
         )

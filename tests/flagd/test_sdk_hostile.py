@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from flagd.errors import LimitExceeded
 from flagd.limits import Limits
-from flagd.sdk.bodies import check_structure
+from flagd.sdk.bodies import check_prefix, check_structure
 from flagd.sdk.flags import MAX_VERSION, version_of
 from flagd.sdk.responses import Shape, shape_for
 from tests.flagd.sdk_support import TOKEN_A, client, make_app
@@ -69,6 +69,21 @@ def test_structure_check_agrees_with_the_decoded_shape(
         )
     else:
         check_structure(body, max_depth, max_elements)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), max_elements=st.integers(1, 60))
+def test_a_prefix_is_refused_only_when_the_whole_body_would_be(
+    data: st.DataObject, max_elements: int
+) -> None:
+    """check_prefix (run on the first inflated MiB) never refuses a body that is within the limit."""
+    value = data.draw(json_values(60))
+    body = data.draw(encodings(value))
+    prefix = body[: data.draw(st.integers(0, len(body)))]
+    try:
+        check_prefix(prefix, max_elements)
+    except LimitExceeded:
+        assert value_count(value) > max_elements
 
 
 @pytest.mark.parametrize("path", list(ROUTES))
