@@ -20,9 +20,12 @@ waited for the loop — to ``admit(waited)``. That is the request's own *queuein
    late anyway, and a 503 costs a fraction of an evaluation, so the queue drains); one that waited less is
    admitted. The state ends with the first interval whose smallest delay is back under the target, and at
    once when the queue is gone (``pending`` at the floor). ``target_delay=None`` switches this part off.
+4. **Early shedding** — while overloaded, a request that arrives with more than ``max_queue`` requests
+   already in the worker is shed at once (``arrive()`` returns False), before its body is read: the
+   cheapest answer there is, so rejecting does not itself keep the queue standing.
 
 Defaults: ``min_in_flight=8``, ``max_in_flight=128``, ``target_delay=0.005`` s, ``interval=0.1`` s,
-``min_samples=8``, ``retry_after=1`` s (the ``Retry-After`` header value).
+``min_samples=8``, ``max_queue=32``, ``retry_after=1`` s (the ``Retry-After`` header value).
 """
 
 from __future__ import annotations
@@ -34,8 +37,9 @@ from collections.abc import Callable
 class LoadShedder:
     """Admits or sheds requests (see the module docstring).
 
-    Per request: ``arrive()`` when it starts; then ``admit(waited)`` with its queueing delay in seconds (None
-    when unknown); if admitted, ``release()`` when it is done; in every case ``depart()`` at the very end."""
+    Per request: ``arrive()`` when it starts (False: shed it now); then ``admit(waited)`` with its
+    queueing delay in seconds (None when unknown); if admitted, ``release()`` when it is done; after every
+    ``arrive()``, ``depart()`` at the very end."""
 
     __slots__ = (
         "_interval",
@@ -45,6 +49,7 @@ class LoadShedder:
         "clock",
         "in_flight",
         "max_in_flight",
+        "max_queue",
         "min_in_flight",
         "min_samples",
         "overloaded",
@@ -62,6 +67,7 @@ class LoadShedder:
         target_delay: float | None = 0.005,
         interval: float = 0.1,
         min_samples: int = 8,
+        max_queue: int = 32,
         retry_after: int = 1,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
@@ -75,12 +81,15 @@ class LoadShedder:
             raise ValueError(f"interval must be positive, got {interval}")
         if min_samples < 1:
             raise ValueError(f"min_samples must be at least 1, got {min_samples}")
+        if max_queue < 1:
+            raise ValueError(f"max_queue must be at least 1, got {max_queue}")
         if retry_after < 0:
             raise ValueError(f"retry_after must not be negative, got {retry_after}")
         self.max_in_flight = max_in_flight
         self.min_in_flight = min(min_in_flight, max_in_flight)  # the floor never lifts the cap
         self.target_delay = target_delay
         self.min_samples = min_samples
+        self.max_queue = max_queue
         self.retry_after = retry_after
         self.clock = clock
         self._interval = interval
@@ -92,9 +101,14 @@ class LoadShedder:
         self._interval_min = float("inf")
         self._interval_samples = 0
 
-    def arrive(self) -> None:
-        """A request started (before its body is read)."""
+    def arrive(self) -> bool:
+        """A request started (before its body is read); False: shed it at once (a standing queue, and more
+        than ``max_queue`` requests ahead of it)."""
         self.pending += 1
+        if self.overloaded and self.pending > self.max_queue:
+            self.shed_total += 1
+            return False
+        return True
 
     def depart(self) -> None:
         """A request that ``arrive()``\\ d is finished, admitted or not."""

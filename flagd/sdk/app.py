@@ -263,8 +263,9 @@ class SdkApp:
         if not route.shedding:
             return await self._handle(route, request, None)
         shedder = self._shedder
-        shedder.arrive()
         try:
+            if not shedder.arrive():
+                return self._shed(route, time.perf_counter())
             return await self._handle(route, request, shedder)
         finally:
             shedder.depart()

@@ -82,6 +82,20 @@ def test_one_prompt_request_in_an_interval_means_no_standing_queue(
     assert not shedder.overloaded
 
 
+def test_overloaded_worker_sheds_arrivals_behind_a_long_queue_before_reading_them() -> None:
+    """With a standing queue, a request arriving behind more than max_queue others is shed on arrival."""
+    clock = FakeClock()
+    shedder = LoadShedder(target_delay=0.005, min_samples=8, max_queue=32, clock=clock)
+    busy(shedder, 40)
+    interval_of(shedder, clock, [0.02] * 10)
+    assert shedder.arrive()  # the verdict is not in yet
+    assert shedder.admit(0.02) is False  # now it is: overloaded
+    assert shedder.arrive() is False  # 42 in the worker
+    for _ in range(12):
+        shedder.depart()
+    assert shedder.arrive() is True  # 31 ahead of it: it may wait for its body
+
+
 def test_too_few_samples_never_declare_overload() -> None:
     """Fewer than min_samples slow requests in an interval (a stall, not a queue) shed nothing."""
     clock = FakeClock()
@@ -173,6 +187,7 @@ async def test_real_clock_concurrency_keeps_counts_exact() -> None:
         {"retry_after": -1},
         {"min_samples": 0},
         {"min_in_flight": -1},
+        {"max_queue": 0},
     ],
 )
 def test_rejects_nonsense_configuration(kwargs: dict[str, float]) -> None:
