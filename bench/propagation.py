@@ -30,12 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import structlog
 
 from store.catalog import Catalog, ProjectState
-from store.feed import FeedEntry
-from store.migrate import migrate
-from store.node import NodeFollower
-from store.postgres import PostgresRepository
-from store.redis_store import RedisFlagStore
-from store.syncer import Syncer
+from store.redis.feed import FeedEntry
+from store.redis.flag_store import RedisFlagStore
+from store.sql.migrate import migrate
+from store.sql.postgres import PostgresRepository
+from store.stream.node import NodeFollower
+from store.stream.syncer import Syncer
 from tests.servers import postgres_server, redis_server
 
 FLAG = "bench-flag"

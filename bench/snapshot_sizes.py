@@ -30,8 +30,8 @@ import structlog
 
 from bench.evaluator_workload import build
 from store.catalog import Catalog, ProjectData, build_project_state
-from store.node import NodeFollower
-from store.redis_store import RedisFlagStore
+from store.redis.flag_store import RedisFlagStore
+from store.stream.node import NodeFollower
 from tests.servers import redis_server
 
 

@@ -26,7 +26,20 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["NOTHING", "BehaviourQuery", "EventCounter", "StoreNeeds", "counter_id", "query"]
+__all__ = [
+    "NOTHING",
+    "STORE_UNAVAILABLE",
+    "BehaviourQuery",
+    "EventCounter",
+    "StoreNeeds",
+    "counter_id",
+    "first_bucket",
+    "in_window",
+    "query",
+    "window_start",
+]
+
+STORE_UNAVAILABLE = "store_unavailable"  # Decision.error of a flag whose behavioural counts were not read
 
 
 def counter_id(event: str, canonical_filters: str = "") -> str:
@@ -73,6 +86,41 @@ def query(counter: str, *, window_seconds: int | None = None, since: int | None 
         raise ValueError("exactly one of window_seconds and since must be given")
     key = f"{counter}@{window_seconds}s" if window_seconds is not None else f"{counter}@since:{since}"
     return BehaviourQuery(key, counter, window_seconds, since)
+
+
+def window_start(now: float, q: BehaviourQuery) -> float:
+    """The lower bound of ``q``'s window at ``now``: ``now - window_seconds`` (exclusive: an event exactly
+    ``window_seconds`` old no longer counts) or ``since`` (inclusive)."""
+    if q.window_seconds is not None:
+        return now - q.window_seconds
+    assert q.since is not None
+    return float(q.since)
+
+
+def in_window(t: float, now: float, q: BehaviourQuery) -> bool:
+    """Whether an event at ``t`` counts for ``q`` at ``now``.
+
+    Relative windows: an event at ``t`` counts exactly while ``t <= now < t + window_seconds``, never
+    before it happened and never once the window has passed. Absolute ones: ``since <= t <= now``."""
+    if t > now:
+        return False
+    if q.window_seconds is not None:
+        return now < t + q.window_seconds
+    assert q.since is not None
+    return t >= q.since
+
+
+def first_bucket(now: float, q: BehaviourQuery, width: int) -> int:
+    """The oldest time bucket (index ``t // width``) to add up for ``q`` at ``now``, the newest being
+    ``now // width``.
+
+    Chosen so a bucketed count never includes an event ``in_window`` rejects: a bucket counts only while
+    all of it is inside the window, so an event stops counting at most ``width`` seconds early, never late.
+    (For ``since``, the bucket holding ``since`` counts only when it starts exactly there.)"""
+    if q.window_seconds is not None:
+        return int((now - q.window_seconds) // width) + 1
+    assert q.since is not None
+    return -int(-q.since // width)
 
 
 class StoreNeeds(msgspec.Struct, frozen=True):

@@ -1,5 +1,6 @@
-"""Cohorts: property cohorts (nested AND/OR groups of filters, cohort-in-cohort), static cohorts (sets of
-distinct ids) and cohorts resolved outside the evaluator (``Context.cohort_ids``, e.g. real-time cohorts).
+"""Cohorts: property cohorts (nested AND/OR groups of filters, cohort-in-cohort, behavioural conditions
+read from the person store; see ``behavioural``), static cohorts (sets of distinct ids) and cohorts resolved
+outside the evaluator (``Context.cohort_ids``).
 
 Each cohort compiles once per snapshot and is shared by every flag that uses it. A cohort that references
 itself (directly or through others), or whose definition is broken, makes the flags using it unevaluable
@@ -12,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from evaluator.behaviour import EventCounter
+from evaluator.behavioural import MAX_BEHAVIOURAL_LEAVES, Leaf, compile_leaf, is_behavioural
 from evaluator.filters import Check, CohortEntry, FilterContext, Scope, compile_filter
 from evaluator.issues import Problems
 from evaluator.model import Context, Decision
@@ -25,10 +28,39 @@ def _is_group(value: Any) -> bool:
     )
 
 
+class Notes:
+    """What compiling one cohort's own tree found: its behavioural leaves and the properties it reads."""
+
+    __slots__ = ("behavioural", "groups", "leaves", "reads_props", "uses")
+
+    def __init__(self) -> None:
+        self.behavioural = 0  # behavioural leaves in this cohort's own tree (the limit counts these)
+        self.uses = 0  # behavioural leaves and references to cohorts holding some, as compiled so far
+        self.leaves: list[Leaf] = []  # with those of referenced cohorts
+        self.reads_props = False
+        self.groups: set[str] = set()
+
+    def add(self, entry: CohortEntry) -> None:
+        """A referenced cohort's findings."""
+        self.uses += bool(entry.leaves)
+        self.leaves.extend(leaf for leaf in entry.leaves if leaf not in self.leaves)
+        self.reads_props = self.reads_props or entry.reads_props
+        self.groups |= entry.groups
+
+
 def compile_group(
-    group: Any, path: str, problems: Problems, scope: Scope, where: FilterContext
+    group: Any,
+    path: str,
+    problems: Problems,
+    scope: Scope,
+    where: FilterContext,
+    notes: Notes | None = None,
 ) -> Check | bool:
-    """An AND/OR group of filters and nested groups; ``{}`` and an empty list match everyone."""
+    """An AND/OR group of filters, behavioural conditions and nested groups; ``{}`` and an empty list match
+    everyone. Whatever reads behavioural counts (a leaf, a nested group or cohort holding one) goes last:
+    an AND or OR that properties already decide needs no count."""
+    if notes is None:
+        notes = Notes()
     if group == {}:
         return True
     if not isinstance(group, dict):
@@ -43,13 +75,33 @@ def compile_group(
         problems.error(f"{path}.values", "must be a list")
         return False
     checks: list[Check | bool] = []
+    performed: list[Check | bool] = []
     for index, item in enumerate(values):
         item_path = f"{path}.values[{index}]"
+        uses = notes.uses
         if _is_group(item):
-            checks.append(compile_group(item, item_path, problems, scope, where))
+            check = compile_group(item, item_path, problems, scope, where, notes)
+            (performed if notes.uses > uses else checks).append(check)
+        elif is_behavioural(item):
+            notes.behavioural += 1
+            notes.uses += 1
+            if notes.behavioural == MAX_BEHAVIOURAL_LEAVES + 1:
+                problems.error(
+                    item_path, f"a cohort has at most {MAX_BEHAVIOURAL_LEAVES} behavioural conditions"
+                )
+            leaf = compile_leaf(item, item_path, problems, scope.clock)
+            performed.append(False if leaf is None else leaf.check)
+            if leaf is not None and leaf not in notes.leaves:
+                notes.leaves.append(leaf)
         else:
-            checks.append(compile_filter(item, item_path, problems, scope, where).check)
-    return combine(checks, conjunction=kind == "AND")
+            info = compile_filter(item, item_path, problems, scope, where)
+            (performed if notes.uses > uses else checks).append(info.check)
+            if info.kind == "property" and not isinstance(info.check, bool):
+                if info.source.startswith("group:"):
+                    notes.groups.add(info.source[6:])
+                else:
+                    notes.reads_props = True
+    return combine([*checks, *performed], conjunction=kind == "AND")
 
 
 def combine(checks: list[Check | bool], *, conjunction: bool) -> Check | bool:
@@ -80,15 +132,41 @@ def combine(checks: list[Check | bool], *, conjunction: bool) -> Check | bool:
 
 
 class CohortBook:
-    """Compiles cohorts on first use and remembers them for the rest of the snapshot."""
+    """Compiles cohorts on first use and remembers them; snapshots of the same cohorts share one book."""
 
-    __slots__ = ("_broken", "_compiled", "_definitions", "_static")
+    __slots__ = ("_broken", "_compiled", "_counters", "_definitions", "_static")
 
     def __init__(self, definitions: Mapping[str, Any], static: Mapping[str, frozenset[str]]) -> None:
         self._definitions = {str(k): v for k, v in definitions.items()}
         self._static = {str(k): frozenset(v) for k, v in static.items()}
         self._compiled: dict[str, CohortEntry] = {}
         self._broken: set[str] = set()
+        self._counters: tuple[EventCounter, ...] | None = None
+
+    def extra(self) -> int:
+        """How many compiled entries are neither a cohort definition nor a static cohort (external ids)."""
+        defined, static = self._definitions, self._static
+        return sum(1 for key in self._compiled if key not in defined and key not in static)
+
+    def get(self, cohort_id: str) -> CohortEntry | None:
+        """A cohort already compiled (None when it is not, or not yet)."""
+        entry = self._compiled.get(cohort_id)
+        return None if entry is _COMPILING else entry
+
+    def counters(self, scope: Scope) -> tuple[EventCounter, ...]:
+        """Every counter a valid cohort of the project needs, used by a flag or not (so counting starts when
+        the cohort is saved, not when a flag first uses it), by id."""
+        if self._counters is None:
+            for cohort_id in self._definitions:
+                self.entry(cohort_id, Problems(), f"cohort {cohort_id}", scope)
+            found = {
+                leaf.counter.id: leaf.counter
+                for cohort_id, entry in self._compiled.items()
+                if cohort_id not in self._broken
+                for leaf in entry.leaves
+            }
+            self._counters = tuple(found[key] for key in sorted(found))
+        return self._counters
 
     def entry(self, cohort_id: str, problems: Problems, path: str, scope: Scope) -> CohortEntry:
         entry = self._compiled.get(cohort_id)
@@ -109,14 +187,24 @@ class CohortBook:
         self._compiled[cohort_id] = _COMPILING
         own = Problems()
         scoped = _TrackingScope(scope, self)
-        check = compile_group(definition, f"cohort {cohort_id}", own, scoped, FilterContext(None, False))
+        check = compile_group(
+            definition, f"cohort {cohort_id}", own, scoped, FilterContext(None, False), scoped.notes
+        )
         if own:
             problems.error(
                 path, f"cohort {cohort_id} is invalid: {own.fatal[0].path}: {own.fatal[0].message}"
             )
             self._broken.add(cohort_id)
             check = False
-        entry = CohortEntry(check, scoped.reproducible, frozenset({cohort_id, *scoped.used}))
+        notes = scoped.notes
+        entry = CohortEntry(
+            check,
+            scoped.reproducible and not notes.leaves,
+            frozenset({cohort_id, *scoped.used}),
+            tuple(notes.leaves),
+            notes.reads_props,
+            frozenset(notes.groups),
+        )
         self._compiled[cohort_id] = entry
         return entry
 
@@ -138,13 +226,14 @@ def _external_entry(cohort_id: str) -> CohortEntry:
 class _TrackingScope:
     """The snapshot's scope, noting which cohorts a cohort uses and whether an SDK could evaluate them all."""
 
-    __slots__ = ("_book", "_outer", "reproducible", "used")
+    __slots__ = ("_book", "_outer", "notes", "reproducible", "used")
 
     def __init__(self, outer: Scope, book: CohortBook) -> None:
         self._outer = outer
         self._book = book
         self.used: set[str] = set()
         self.reproducible = True
+        self.notes = Notes()
 
     @property
     def clock(self) -> Any:
@@ -158,6 +247,7 @@ class _TrackingScope:
         entry = self._book.entry(cohort_id, problems, path, self._outer)
         self.used |= entry.used
         self.reproducible = self.reproducible and entry.reproducible
+        self.notes.add(entry)
         return entry
 
     def dependency(self, ref: Any, problems: Problems, path: str) -> Any:

@@ -8,14 +8,38 @@ Decision ``evaluate`` returns, so the trace can never disagree with what SDKs ge
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
 
-from evaluator.filters import EMPTY, MISSING, FilterInfo
+from evaluator.behaviour import STORE_UNAVAILABLE
+from evaluator.behavioural import Leaf
+from evaluator.errors import BehaviourUnavailableError
+from evaluator.filters import EMPTY, MISSING, CohortEntry, FilterInfo
 from evaluator.flag import CompiledFlag, ConditionInfo
 from evaluator.model import Context, Decision, Issue
+
+CohortLookup = Callable[[str], CohortEntry | None]
+
+
+def _no_cohorts(cohort_id: str) -> CohortEntry | None:
+    return None
+
+
+class BehaviourStep(msgspec.Struct, frozen=True):
+    """One behavioural condition of a cohort: the count the store answered in the window, and the test."""
+
+    event: str
+    counter: str  # the counter id (``evaluator.behaviour.counter_id``)
+    event_filters: str  # their canonical JSON ("" for none)
+    window_seconds: int | None  # the last N seconds; or
+    since: int | None  # since this epoch second
+    count: int | None  # None: the store did not answer
+    operator: str  # gte, lte, gt, lt, eq
+    threshold: int
+    negation: bool
+    result: bool | None  # None when the count is missing
 
 
 class FilterStep(msgspec.Struct, frozen=True):
@@ -28,6 +52,7 @@ class FilterStep(msgspec.Struct, frozen=True):
     present: bool  # the property (or the dependency's decision) was there
     actual: Any  # the property value, the dependency's value; None for cohorts
     result: bool
+    behaviour: list[BehaviourStep] = []  # a cohort's behavioural conditions (its nested cohorts' too)
 
 
 class VariantStep(msgspec.Struct, frozen=True):
@@ -81,8 +106,16 @@ class Explanation(msgspec.Struct, frozen=True):
     summary: str = ""
 
 
-def explain_flag(flag: CompiledFlag | None, key: str, ctx: Context, memo: dict[str, Decision]) -> Explanation:
-    """Trace ``flag`` for ``ctx``; ``memo`` holds every flag's decision for ``ctx`` (dependencies read it)."""
+def explain_flag(
+    flag: CompiledFlag | None,
+    key: str,
+    ctx: Context,
+    memo: dict[str, Decision],
+    cohorts: CohortLookup = _no_cohorts,
+) -> Explanation:
+    """Trace ``flag`` for ``ctx``; ``memo`` holds every flag's decision for ``ctx`` (dependencies read it),
+    ``cohorts`` finds compiled cohorts (their behavioural conditions are shown with their counts). A flag
+    that failed for want of stored counts is still traced: the missing counts show as None."""
     if flag is None:
         return Explanation(key, False, summary=f"No live flag {key!r} in this project")
     decision = memo[key]
@@ -94,7 +127,7 @@ def explain_flag(flag: CompiledFlag | None, key: str, ctx: Context, memo: dict[s
         "aggregation": flag.group,
         "decision": decision,
     }
-    if decision.reason == "flag_disabled" or decision.error is not None:
+    if decision.reason == "flag_disabled" or decision.error not in (None, STORE_UNAVAILABLE):
         return Explanation(key, True, summary=decision.description, **base)
     if flag.group is not None:
         group_key = ctx.groups.get(flag.group)
@@ -127,7 +160,7 @@ def explain_flag(flag: CompiledFlag | None, key: str, ctx: Context, memo: dict[s
     walk: VariantWalk | None = None
     decided = False
     for condition in flag.conditions:
-        step = _condition(flag, condition, ctx, memo, props, bucketing_id)
+        step = _condition(flag, condition, ctx, memo, props, bucketing_id, cohorts)
         if step.outcome == "out_of_rollout" and flag.early_exit:
             decided = True  # early exit: later conditions are shown but cannot decide
         if step.outcome == "match" and not decided:
@@ -147,6 +180,7 @@ def _condition(
     memo: dict[str, Decision],
     props: Mapping[str, Any],
     bucketing_id: str,
+    cohorts: CohortLookup,
 ) -> ConditionStep:
     assert flag.scheme is not None
     if condition.group != flag.group:
@@ -170,7 +204,7 @@ def _condition(
                 "no_group",
                 False,
             )
-    filters = [_filter(info, ctx, memo, props) for info in condition.filters]
+    filters = [_filter(info, ctx, memo, props, cohorts) for info in condition.filters]
     matched = all(f.result for f in filters) and condition.check is not False
     value = in_rollout = None
     outcome = "no_match"
@@ -197,21 +231,58 @@ def _condition(
 
 
 def _filter(
-    info: FilterInfo, ctx: Context, memo: dict[str, Decision], props: Mapping[str, Any]
+    info: FilterInfo,
+    ctx: Context,
+    memo: dict[str, Decision],
+    props: Mapping[str, Any],
+    cohorts: CohortLookup,
 ) -> FilterStep:
-    result = info.check if isinstance(info.check, bool) else info.check(props, ctx, dict(memo))
+    try:
+        result = info.check if isinstance(info.check, bool) else info.check(props, ctx, dict(memo))
+    except BehaviourUnavailableError:
+        result = False  # the decision says store_unavailable; the steps show which count is missing
+    behaviour: list[BehaviourStep] = []
     if info.kind == "flag":
         dependency = memo.get(info.key)
         present = dependency is not None
         actual: Any = dependency.value if dependency is not None else None
     elif info.kind == "cohort":
         present, actual = True, None
+        entry = cohorts(info.key) if info.key else None
+        behaviour = [_behaviour(leaf, ctx) for leaf in entry.leaves] if entry is not None else []
     else:
         value = info.read(props, ctx)
         present = value is not MISSING
         actual = value if present else None
     return FilterStep(
-        info.kind, info.key, info.operator, info.expected, info.source, info.negation, present, actual, result
+        info.kind,
+        info.key,
+        info.operator,
+        info.expected,
+        info.source,
+        info.negation,
+        present,
+        actual,
+        result,
+        behaviour,
+    )
+
+
+def _behaviour(leaf: Leaf, ctx: Context) -> BehaviourStep:
+    count = leaf.answered(ctx)
+    result = None if count is None else leaf.check(EMPTY, ctx, {})
+    q = leaf.query
+    return BehaviourStep(
+        leaf.event,
+        leaf.counter.id,
+        leaf.counter.filters,
+        q.window_seconds,
+        q.since,
+        count,
+        leaf.operator,
+        leaf.threshold,
+        leaf.negation,
+        result,
     )
 
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final, NamedTuple, Protocol
 
+from evaluator.behaviour import STORE_UNAVAILABLE
+from evaluator.behavioural import Leaf
+from evaluator.errors import BehaviourUnavailableError
 from evaluator.fused import fused_check
 from evaluator.issues import Problems
 from evaluator.model import Context, Decision
@@ -57,6 +60,9 @@ class CohortEntry(NamedTuple):
     check: Check | bool
     reproducible: bool  # an SDK can evaluate it (property cohorts only, all the way down)
     used: frozenset[str]  # this cohort and every cohort it references
+    leaves: tuple[Leaf, ...] = ()  # its behavioural conditions and those of cohorts it references
+    reads_props: bool = False  # some property filter reads the properties of the condition using it
+    groups: frozenset[str] = frozenset()  # group types whose properties its filters read by index
 
 
 class Scope(Protocol):
@@ -99,6 +105,9 @@ def compile_filter(raw: Any, path: str, problems: Problems, scope: Scope, where:
             problems.error(f"{path}.type", "flag dependencies are not supported inside cohorts")
             return FilterInfo("flag", str(raw.get("key")), "", None, False, "flag", False, _read_nothing)
         return _flag_filter(raw, path, problems, scope, negation)
+    if kind == "behavioral":
+        problems.error(f"{path}.type", "behavioural conditions belong in a cohort; filter on that cohort")
+        return FilterInfo("property", "", "", None, False, "person", False, _read_nothing)
     if kind not in ("person", "group"):
         problems.error(
             f"{path}.type", f"unknown filter type {kind!r}; expected person, group, cohort or flag"
@@ -288,7 +297,10 @@ def _flag_filter(
         decision = memo.get(dep_key)
         if decision is None:
             decision = memo[dep_key] = run(ctx, memo)
-        matched = decision.error is None and matches_dependency(expected, decision.value)
-        return matched is not negation
+        if decision.error is not None:
+            if decision.error == STORE_UNAVAILABLE:
+                raise BehaviourUnavailableError(dep_key)  # it needed stored data; so does this flag
+            return negation
+        return matches_dependency(expected, decision.value) is not negation
 
     return info._replace(check=depends)

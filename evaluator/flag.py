@@ -244,7 +244,14 @@ def _condition(
             # SDKs lack these operators; honour ``negation`` only inside cohorts; and compare exact filters
             # on true/false by truthiness ("no" equals "false" there), where flagd compares text.
             flag.reproducible = False
-    check = combine([info.check for info in infos], conjunction=True)
+    # Cohorts reading stored behavioural counts go last: a condition a property already decides needs none.
+    counted = [
+        info.kind == "cohort" and bool(info.key) and bool(scope.cohort(info.key, Problems(), path).leaves)
+        for info in infos
+    ]
+    checks = [info.check for info, late in zip(infos, counted, strict=True) if not late]
+    checks += [info.check for info, late in zip(infos, counted, strict=True) if late]
+    check = combine(checks, conjunction=True)
     rollout = raw.get("rollout_percentage")
     pct: float | None = None
     if rollout is not None:

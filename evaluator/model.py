@@ -68,7 +68,8 @@ class Decision(msgspec.Struct, frozen=True, gc=False):
     ``value`` is the variant when there is one, else ``enabled``. ``error`` is None, or an error code when
     the flag could not be evaluated (then ``enabled`` is False): ``invalid_definition`` (the definition is
     broken), ``missing_dependency`` (a dependency is missing, broken or circular), ``evaluation_error``
-    (an unexpected failure while evaluating; never seen in a correct build, but never a 500 either).
+    (an unexpected failure while evaluating; never seen in a correct build, but never a 500 either),
+    ``store_unavailable`` (a behavioural count it needed is missing from ``Context.behaviour``).
     """
 
     key: str

@@ -10,13 +10,18 @@ import time
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
+import msgspec
+
+from evaluator.behaviour import STORE_UNAVAILABLE, EventCounter, StoreNeeds
 from evaluator.cohorts import CohortBook
 from evaluator.dependencies import evaluation_order, references, resolve
+from evaluator.errors import BehaviourUnavailableError
 from evaluator.explain import Explanation, explain_flag
 from evaluator.filters import CohortEntry, DependencyTarget
 from evaluator.flag import CompiledFlag, compile_flag
 from evaluator.issues import Problems
 from evaluator.model import Context, Decision, Issue
+from evaluator.needs import NeedsTable, own_needs
 from evaluator.operators import Clock
 from evaluator.runner import Run
 
@@ -67,18 +72,22 @@ class Snapshot:
     """Compiled flags of one project. Evaluate with ``evaluate``; trace one flag with ``explain``."""
 
     __slots__ = (
+        "_book",
         "_chains",
+        "_counters",
         "_crashed",
         "_cyclic",
         "_dynamic",
         "_flags",
         "_inputs",
+        "_needs",
         "_position",
         "_reproducible",
         "_runs",
         "_sources",
         "_static",
         "_targets",
+        "_unavailable",
         "_used_cohorts",
     )
 
@@ -91,8 +100,13 @@ class Snapshot:
         targets: Mapping[str, list[str]] | None = None,
         inputs: tuple[Any, ...] | None = None,
         cyclic: frozenset[str] = frozenset(),
+        book: CohortBook | None = None,
+        counters: tuple[EventCounter, ...] = (),
+        group_types: frozenset[str] = frozenset(),
     ) -> None:
         self._flags = flags
+        self._book = book or CohortBook({}, {})
+        self._counters = counters
         # What this snapshot was compiled from, so the next compile can reuse unchanged flags.
         self._sources = sources or {}
         self._targets = targets or {}
@@ -125,6 +139,18 @@ class Snapshot:
                 )
         self._dynamic = tuple(dynamic)
         self._runs = dict(dynamic)
+        book = self._book
+        own = {key: own_needs(flags[key], book.get, group_types) for key in order}
+        self._needs = NeedsTable(order, own, {key: flags[key].dependencies for key in order})
+        self._unavailable = {
+            key: msgspec.structs.replace(
+                self._crashed[key],
+                description="Stored person data (behavioural counts) could not be read",
+                error=STORE_UNAVAILABLE,
+            )
+            for key, needs in self._needs.by_flag.items()
+            if needs.queries and key in self._crashed
+        }
         reproducible: set[str] = set()
         used: dict[str, frozenset[str]] = {}
         for key in order:
@@ -143,6 +169,8 @@ class Snapshot:
             for key, run in self._dynamic:
                 try:
                     memo[key] = run(ctx, memo)
+                except BehaviourUnavailableError:  # this flag needed a count the store did not answer
+                    memo[key] = self._unavailable.get(key) or self._crashed[key]
                 except Exception:  # a bug must cost one flag, never the request
                     memo[key] = self._crashed[key]
             return memo
@@ -159,6 +187,8 @@ class Snapshot:
                         continue
                     try:
                         decision = found(ctx, scratch)
+                    except BehaviourUnavailableError:
+                        decision = self._unavailable.get(key) or self._crashed[key]
                     except Exception:
                         decision = self._crashed[key]
                     scratch[key] = decision
@@ -168,12 +198,30 @@ class Snapshot:
     def explain(self, key: str, ctx: Context) -> Explanation:
         """A step-by-step, JSON-encodable trace of how ``key`` evaluates for ``ctx``; its ``decision`` is the
         one ``evaluate`` returns. An unknown key gives ``found=False``."""
-        return explain_flag(self._flags.get(key), key, ctx, self.evaluate(ctx))
+        return explain_flag(self._flags.get(key), key, ctx, self.evaluate(ctx), self._book.get)
+
+    @property
+    def counters(self) -> tuple[EventCounter, ...]:
+        """Every event counter the project's valid cohorts need (used by a flag or not), sorted by id.
+
+        Ingestion counts an event for each counter whose ``event`` it is and whose ``matches`` accepts its
+        properties. Ids depend only on the event name and its filters: stable across compiles and
+        processes."""
+        return self._counters
+
+    def store_needs(self, keys: Collection[str] | None = None) -> StoreNeeds:
+        """What evaluating these flags (all when ``keys`` is None; unknown keys need nothing) may read from
+        the person store, dependencies and the cohorts they use included. Falsy: read nothing. Cheap: the
+        per-flag answers are computed at compile time, the all-flags one is cached."""
+        if keys is None:
+            return self._needs.all
+        return self._needs.of(keys)
 
     @property
     def sdk_reproducible(self) -> frozenset[str]:
-        """Keys an SDK evaluating locally answers identically for: PostHog bucketing, no static or external
-        cohorts, no operator SDKs lack, not broken, and every dependency reproducible too."""
+        """Keys an SDK evaluating locally answers identically for: PostHog bucketing, no static, external or
+        behavioural cohorts (nested ones included), no operator SDKs lack, not broken, and every dependency
+        reproducible too."""
         return self._reproducible
 
     def cohorts_used_by(self, keys: Iterable[str]) -> frozenset[str]:
@@ -266,15 +314,19 @@ def compile_flags(
     mapping = {str(k): str(v) for k, v in (group_type_mapping or {}).items()}
     statics = {str(k): frozenset(v) for k, v in (static_cohorts or {}).items()}
     cohort_defs = dict(cohorts or {})
+    inputs = (mapping, cohort_defs, statics, clock)
+    reusable = previous._reusable(inputs) if previous is not None else None
+    # Same cohorts, mapping and clock: the previous snapshot's compiled cohorts serve again (unless ids
+    # referenced by no definition have piled up in it: then a fresh book, so memory stays bounded).
     book = CohortBook(cohort_defs, statics)
+    if reusable is not None and previous is not None and previous._book.extra() <= len(live) + 100:
+        book = previous._book
     scope = _Scope(clock, mapping, book, live, by_id)
     graph: dict[str, list[str]] = {}
     for key, definition in live.items():
         targets = (resolve(ref, live, by_id) for ref in references(definition))
         graph[key] = [target for target in targets if target is not None]
     order, scope.cyclic = evaluation_order(graph)
-    inputs = (mapping, cohort_defs, statics, clock)
-    reusable = previous._reusable(inputs) if previous is not None else None
     compiled: dict[str, CompiledFlag] = {}
     reused: set[str] = set()
     for key in [*order, *sorted(scope.cyclic)]:
@@ -291,6 +343,9 @@ def compile_flags(
         targets=graph,
         inputs=inputs,
         cyclic=frozenset(scope.cyclic),
+        book=book,
+        counters=book.counters(scope),
+        group_types=frozenset(mapping.values()),
     )
 
 

@@ -32,15 +32,15 @@ from flagd.sdk import SdkApp
 from flagd.sdk.rsgi import RsgiApp
 from flagd.settings import Settings, make_limits, make_shedder
 from store.catalog import Catalog
-from store.embedded import EmbeddedBackend
 from store.protocols import AdminRepository
 from store.records import ApiKey
+from store.stream.embedded import EmbeddedBackend
 
 if TYPE_CHECKING:
-    from store.node import NodeFollower
-    from store.postgres import PostgresRepository
-    from store.redis_store import RedisFlagStore
-    from store.syncer import Syncer
+    from store.redis.flag_store import RedisFlagStore
+    from store.sql.postgres import PostgresRepository
+    from store.stream.node import NodeFollower
+    from store.stream.syncer import Syncer
 
 _log = structlog.get_logger("flagd.app")
 
@@ -67,7 +67,8 @@ class EmbeddedMode:
         return self._backend.repository
 
     def health(self) -> dict[str, Any]:
-        """The same fields as the distributed node status (``store.node.NodeStatus``), plus ready/mode."""
+        """The same fields as the distributed node status (``store.stream.node.NodeStatus``), plus
+        ready/mode."""
         catalog = self._backend.catalog
         return {
             "ready": catalog.loaded,
@@ -135,7 +136,7 @@ class DistributedMode:
 async def open_backend(settings: Settings, catalog: Catalog) -> Backend:
     """Open the storage mode ``settings`` select and fill ``catalog`` (``StoreError`` if unreachable)."""
     if not settings.distributed:
-        from store.sqlite import SqliteRepository
+        from store.sql.sqlite import SqliteRepository
 
         backend = EmbeddedBackend(
             await SqliteRepository.open(settings.data_path),
@@ -148,10 +149,10 @@ async def open_backend(settings: Settings, catalog: Catalog) -> Backend:
             await backend.close()
             raise
         return EmbeddedMode(backend)
-    from store.node import NodeFollower
-    from store.postgres import PostgresRepository
-    from store.redis_store import RedisFlagStore
-    from store.syncer import Syncer
+    from store.redis.flag_store import RedisFlagStore
+    from store.sql.postgres import PostgresRepository
+    from store.stream.node import NodeFollower
+    from store.stream.syncer import Syncer
 
     assert settings.database_url is not None
     assert settings.redis_url is not None

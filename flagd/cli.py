@@ -154,7 +154,7 @@ async def _bootstrap(settings: Settings) -> Any:
 async def open_repository(settings: Settings) -> AsyncIterator[AdminRepository]:
     """The source-of-truth repository for one CLI command, closed afterwards."""
     if settings.distributed:
-        from store.postgres import PostgresRepository
+        from store.sql.postgres import PostgresRepository
 
         assert settings.database_url is not None
         repository = await PostgresRepository.connect(settings.database_url, min_size=1, max_size=2)
@@ -163,7 +163,7 @@ async def open_repository(settings: Settings) -> AsyncIterator[AdminRepository]:
         finally:
             await repository.close()
         return
-    from store.embedded import EmbeddedBackend
+    from store.stream.embedded import EmbeddedBackend
 
     backend = await EmbeddedBackend.open(settings.data_path)
     try:
@@ -178,7 +178,7 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
         asyncio.run(_touch_embedded(settings))
         print(f"embedded store ready at {settings.data_path}")
         return 0
-    from store.migrate import migrate
+    from store.sql.migrate import migrate
 
     assert settings.database_url is not None
     applied = asyncio.run(migrate(settings.database_url))
@@ -268,9 +268,9 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run_syncer(settings: Settings) -> None:
-    from store.postgres import PostgresRepository
-    from store.redis_store import RedisFlagStore
-    from store.syncer import Syncer
+    from store.redis.flag_store import RedisFlagStore
+    from store.sql.postgres import PostgresRepository
+    from store.stream.syncer import Syncer
 
     assert settings.database_url is not None
     assert settings.redis_url is not None

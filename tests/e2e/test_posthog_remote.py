@@ -194,7 +194,9 @@ def test_wrong_token_gets_no_flags(server: FlagdServer) -> None:
 @pytest.mark.integration
 def test_distributed_node_serves_the_client(request: pytest.FixtureRequest) -> None:
     """On PostgreSQL + Redis, a flag created over the admin API reaches the posthog client via the syncer."""
-    pytest.importorskip("store.node", reason="distributed mode needs the node follower (store.node)")
+    pytest.importorskip(
+        "store.stream.node", reason="distributed mode needs the node follower (store.stream.node)"
+    )
     server: FlagdServer = request.getfixturevalue("flagd_distributed")
     server.create_flag("pro-feature", TARGETED)
     wait_until(lambda: "pro-feature" in server.flags("u1")["flags"], timeout=15)

@@ -132,8 +132,8 @@ async def test_keys_are_listed_without_their_secret(admin: Admin) -> None:
 async def test_authenticator_caches_lookups_until_invalidated(tmp_path: Path) -> None:
     """Repeated checks of one key reach the repository once per TTL; invalidate() forces a fresh lookup."""
     from flagd.auth import Authenticator
-    from store.embedded import EmbeddedBackend
     from store.records import ApiKey
+    from store.stream.embedded import EmbeddedBackend
 
     backend = await EmbeddedBackend.open(tmp_path / "auth.db")
     try:

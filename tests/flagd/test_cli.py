@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from flagd.cli import main
-from store.embedded import EmbeddedBackend
+from store.stream.embedded import EmbeddedBackend
 
 SOURCE = {
     "flags": [

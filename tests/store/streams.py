@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from store.catalog import Catalog, ProjectState, build_project_state
-from store.migrate import migrate
-from store.postgres import PostgresRepository
-from store.redis_store import RedisFlagStore
-from store.syncer import Syncer, project_fingerprint
+from store.redis.flag_store import RedisFlagStore
+from store.sql.migrate import migrate
+from store.sql.postgres import PostgresRepository
+from store.stream.syncer import Syncer, project_fingerprint
 
 _keys = itertools.count()
 

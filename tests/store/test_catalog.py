@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import msgspec
 from posthog.feature_flags import match_feature_flag_properties
 
 from evaluator import Context, compile_flags
@@ -127,3 +128,49 @@ def test_install_never_moves_a_project_backwards() -> None:
     assert current is not None
     assert current.version == 5
     assert "v5" in current.snapshot
+
+
+def test_behavioural_cohorts_never_reach_sdks() -> None:
+    """Flags using a behavioural cohort (directly, nested or through a dependency) and the cohort itself are
+    left out of the local-evaluation body, so SDKs ask the server; property cohorts are still served."""
+    behavioural = {
+        "type": "behavioral",
+        "key": "$pageview",
+        "value": "performed_event",
+        "event_type": "events",
+        "time_value": 5,
+        "time_interval": "minute",
+    }
+    pro = {"key": "plan", "value": "pro", "type": "person"}
+    cohorts = [
+        {"id": 10, "filters": {"properties": {"type": "AND", "values": [behavioural]}}},
+        {
+            "id": 11,
+            "filters": {
+                "properties": {"type": "OR", "values": [{"type": "cohort", "key": "id", "value": 10}, pro]}
+            },
+        },
+        {"id": 12, "filters": {"properties": {"type": "AND", "values": [pro]}}},
+    ]
+
+    def on(fid: int, key: str, cohort: int) -> dict[str, Any]:
+        made = flag(fid, key)
+        made["filters"]["groups"][0]["properties"] = [{"key": "id", "type": "cohort", "value": cohort}]
+        return made
+
+    live = [on(1, "direct", 10), on(2, "nested", 11), on(3, "property", 12), flag(4, "dependent", "direct")]
+    state = build_project_state(
+        ProjectData(
+            project_id=1,
+            api_token="phc_b",
+            secret_token_hash="0" * 64,
+            group_type_mapping={},
+            version=1,
+            flags=live,
+            cohorts=cohorts,
+        )
+    )
+    body = msgspec.json.decode(state.local_eval_body)
+    assert [f["key"] for f in body["flags"]] == ["property"]
+    assert set(body["cohorts"]) == {"12"}
+    assert b"behavioral" not in state.local_eval_body

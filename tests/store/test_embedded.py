@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from evaluator import Context
-from store.embedded import EmbeddedBackend
 from store.errors import ValidationFailed
-from store.tokens import hash_secret
+from store.sql.tokens import hash_secret
+from store.stream.embedded import EmbeddedBackend
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from store.errors import StoreUnavailable
-from store.migrate import migrate, migration_files
+from store.sql.migrate import migrate, migration_files
 
 pytestmark = pytest.mark.integration
 

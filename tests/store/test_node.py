@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from store.catalog import Catalog
-from store.node import NodeFollower
-from store.redis_store import RedisFlagStore
+from store.redis.flag_store import RedisFlagStore
+from store.stream.node import NodeFollower
 from tests.servers import RedisServer
 from tests.store.streams import StreamEnv, catalog_flags, flag_data, pg_flags, stream_env, wait_until
 

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from store.errors import StoreTimeout, StoreUnavailable
-from store.feed import Change
-from store.redis_store import APPLIED, CURSOR_LOST, CURSOR_MOVED, SKIPPED, RedisFlagStore
+from store.redis.feed import Change
+from store.redis.flag_store import APPLIED, CURSOR_LOST, CURSOR_MOVED, SKIPPED, RedisFlagStore
 from tests.servers import RedisServer, free_port
 
 pytestmark = pytest.mark.integration

@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from store.errors import Conflict, NotFound, StoreTimeout, StoreUnavailable, ValidationFailed
-from store.migrate import migrate
-from store.postgres import PostgresRepository
-from store.sqlite import SqliteRepository
-from store.tokens import hash_secret
+from store.sql.migrate import migrate
+from store.sql.postgres import PostgresRepository
+from store.sql.sqlite import SqliteRepository
+from store.sql.tokens import hash_secret
 from tests.servers import PostgresServer
 
 Repo = PostgresRepository | SqliteRepository

@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from store.catalog import Catalog
-from store.feed import Change
-from store.node import NodeFollower
-from store.redis_store import SKIPPED, RedisFlagStore
-from store.syncer import SYNCER_LOCK
+from store.redis.feed import Change
+from store.redis.flag_store import SKIPPED, RedisFlagStore
+from store.stream.node import NodeFollower
+from store.stream.syncer import SYNCER_LOCK
 from tests.store.streams import StreamEnv, flag_data, node_matches_pg, stream_env, wait_until
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from store.syncer import SYNCER_LOCK
+from store.stream.syncer import SYNCER_LOCK
 from tests.store.streams import StreamEnv, flag_data, stream_env, wait_until
 
 pytestmark = pytest.mark.integration
@@ -106,7 +106,7 @@ async def test_a_syncer_killed_between_apply_and_commit_loses_nothing(env: Strea
     await edit_many(env, project.id, 6)
     # The dead syncer's half-done batch: applied, never committed.
     rows = await env.repo.changes_since(cursor, 1000)
-    from store.feed import Change
+    from store.redis.feed import Change
 
     await env.store.apply(
         [

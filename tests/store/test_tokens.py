@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from store import tokens
+from store.sql import tokens
 
 
 def test_tokens_have_their_prefix_and_enough_randomness() -> None:

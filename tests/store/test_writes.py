@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from store import writes
 from store.errors import ValidationFailed
 from store.records import CohortRecord, FlagRecord
+from store.sql import writes
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

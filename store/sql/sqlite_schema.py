@@ -1,4 +1,4 @@
-"""The embedded backend's schema: ``store/migrations/001_initial.sql`` translated to SQLite.
+"""The embedded backend's schema: ``store/sql/migrations/001_initial.sql`` translated to SQLite.
 
 Differences from PostgreSQL, and why they are safe in one process: ``change_log.seq`` is an AUTOINCREMENT key
 (writes are serialised by the repository, so seq order is commit order without an advisory lock); JSON columns

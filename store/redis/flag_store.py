@@ -40,10 +40,10 @@ import msgspec
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
-from store import redis_scripts as scripts
 from store.catalog import ProjectData
 from store.errors import StoreTimeout, StoreUnavailable
-from store.feed import Change, FeedEntry, FeedOp
+from store.redis import scripts as scripts
+from store.redis.feed import Change, FeedEntry, FeedOp
 
 __all__ = ["APPLIED", "CURSOR_LOST", "CURSOR_MOVED", "SKIPPED", "RedisFlagStore"]
 

@@ -32,8 +32,8 @@ import structlog
 
 from store.catalog import Catalog, ProjectData, ProjectState, build_project_state
 from store.errors import StoreUnavailable
-from store.feed import Backoff, FeedEntry, ProjectSource, raise_if_cancelling
-from store.redis_store import RedisFlagStore
+from store.redis.feed import Backoff, FeedEntry, ProjectSource, raise_if_cancelling
+from store.redis.flag_store import RedisFlagStore
 
 __all__ = ["NodeFollower", "NodeStatus", "Source"]
 

@@ -1,4 +1,4 @@
-"""Apply the SQL migrations in ``store/migrations`` to a PostgreSQL database, in order and idempotently.
+"""Apply the SQL migrations in ``store/sql/migrations`` to a PostgreSQL database, in order and idempotently.
 
 ``schema_migrations`` records what was applied. A session-level advisory lock makes concurrent migrators
 (several nodes starting at once) take turns: the second waits, then finds nothing left to do. Each file runs
@@ -27,8 +27,8 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 
 
 def migration_files() -> list[tuple[str, str]]:
-    """Every ``NNN_name.sql`` shipped in ``store/migrations``, as (file name, SQL), ordered by name."""
-    folder = resources.files("store").joinpath("migrations")
+    """Every ``NNN_name.sql`` shipped in ``store/sql/migrations``, as (file name, SQL), ordered by name."""
+    folder = resources.files("store.sql").joinpath("migrations")
     found = [(f.name, f.read_text("utf-8")) for f in folder.iterdir() if f.name.endswith(".sql")]
     return sorted(found)
 

@@ -20,7 +20,7 @@ from typing import Self
 
 from store.catalog import Catalog, build_project_state
 from store.errors import NotFound, StoreError
-from store.sqlite import SqliteRepository
+from store.sql.sqlite import SqliteRepository
 
 __all__ = ["EmbeddedBackend"]
 

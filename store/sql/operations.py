@@ -1,9 +1,10 @@
-"""The admin write operations, written once over a small ``Transaction`` protocol each backend implements.
+"""The admin write operations, written once over ``store.sql.transaction.Transaction``.
 
 ``WriteOperations`` implements every write method of ``store.protocols.AdminRepository``. A backend
-(``store.postgres`` on asyncpg, ``store.sqlite`` on sqlite3) supplies ``_transaction()``: an async context
-manager yielding a ``Transaction`` whose statements commit together or not at all. The SQL differs per
-backend; the rules (``store.writes``), the order of steps and what goes into the audit and change logs do not.
+(``store.sql.postgres`` on asyncpg, ``store.sql.sqlite`` on sqlite3) supplies ``_transaction()``: an async
+context manager yielding a ``Transaction`` (``store.sql.transaction``) whose statements commit together or not
+at all. The rules (``store.sql.writes``), the order of steps and what goes into the audit and change logs are
+the same on both backends.
 
 Every write follows the same steps, in one transaction:
 
@@ -24,10 +25,11 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from store import tokens, writes
 from store.errors import Conflict, NotFound
 from store.records import ApiKey, CohortRecord, FlagRecord, NewApiKey, NewProject, Project, Scope
-from store.transaction import ProjectRow, Transaction
+from store.sql import tokens, writes
+from store.sql.rows import ProjectRow
+from store.sql.transaction import Transaction
 
 __all__ = ["WriteOperations", "cohort_payload"]
 

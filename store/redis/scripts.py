@@ -1,4 +1,4 @@
-"""The Lua scripts of the Redis flag store (see ``store.redis_store`` for the key layout).
+"""The Lua scripts of the Redis flag store (see ``store.redis.flag_store`` for the key layout).
 
 Each script touches the keys of one hash tag only (one project's ``{p<id>}`` keys, or the global ``{g}``
 keys), so it runs on Redis Cluster too. Numbers arrive as strings; ``tonumber(x or '0')`` reads a missing

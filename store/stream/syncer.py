@@ -30,8 +30,8 @@ import structlog
 
 from store.catalog import ProjectData
 from store.errors import StoreUnavailable
-from store.feed import Backoff, Change, ProjectSource, raise_if_cancelling
-from store.redis_store import APPLIED, COMMITTED, CURSOR_LOST, RedisFlagStore
+from store.redis.feed import Backoff, Change, ProjectSource, raise_if_cancelling
+from store.redis.flag_store import APPLIED, COMMITTED, CURSOR_LOST, RedisFlagStore
 
 __all__ = ["CHANNEL", "SYNCER_LOCK", "ProjectSource", "SyncStats", "Syncer", "project_fingerprint"]
 
