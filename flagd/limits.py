@@ -18,14 +18,15 @@ field                          default      over the limit
                                             are measured as compact JSON)
 ``max_batch_events``           1000         400 ``limit_exceeded`` (events in one ``/batch/`` body)
 ``max_json_depth``             32           400 ``limit_exceeded`` (arrays/objects nested deeper than this,
-                                            anywhere in an SDK body; checked before decoding)
+                                            anywhere in an SDK body; checked before decoding; at most 256)
 ``max_json_elements``          20000        400 ``limit_exceeded`` (JSON values in a ``/flags``, ``/decide``
                                             or OFREP body: every object, array and item counts; checked
                                             before decoding, so a rejected body costs one scan of its bytes)
 ``max_event_json_elements``    200000       the same, for the event intake endpoints
 ``body_timeout_seconds``       10.0         408 ``body_timeout`` when a request body has not fully arrived
-                                            this long after the request started (a slow upload never holds
-                                            an evaluation slot: requests are admitted once their body is read)
+                                            this long after the request started (checked at least once a
+                                            second; a slow upload never holds an evaluation slot: requests
+                                            are admitted once their body is read)
 ``max_request_id_chars``       128          an incoming ``X-Request-Id`` longer than this is replaced
 ``auth_cache_seconds``         10.0         how long a personal API key lookup (``/flags/definitions``)
                                             is cached, hit or miss, so a poll storm does not reach the DB
@@ -40,7 +41,8 @@ Logging policy (the hot path formats no log line per request by default):
   sample; 1.0 logs every request, for debugging).
 - Server errors (an unexpected exception → 500) are always logged at error with the traceback; requests
   rejected with 4xx are logged at debug; shed requests are summed and logged at warning at most once a
-  second per worker.
+  second per worker. A client that disconnects before its body is complete gets no answer: it is logged
+  at debug and counted as status 499.
 """
 
 from __future__ import annotations
