@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
@@ -29,9 +29,11 @@ from flagd.bootstrap import bootstrap
 from flagd.logging import configure_logging
 from flagd.metrics import Metrics
 from flagd.sdk import SdkApp
+from flagd.sdk.persons import Persons
 from flagd.sdk.rsgi import RsgiApp
 from flagd.settings import Settings, make_limits, make_shedder
 from store.catalog import Catalog
+from store.persons import PersonStore, StoreSettings
 from store.protocols import AdminRepository
 from store.records import ApiKey
 from store.stream.embedded import EmbeddedBackend
@@ -173,15 +175,58 @@ async def open_backend(settings: Settings, catalog: Catalog) -> Backend:
     return mode
 
 
+async def open_person_store(settings: Settings) -> PersonStore:
+    """The person store of the mode ``settings`` select: Redis (distributed) or a SQLite file (embedded)."""
+    store_settings = StoreSettings(
+        person_ttl_seconds=settings.person_ttl_days * 86400,
+        max_person_properties=make_limits(settings).max_person_properties,
+    )
+    if settings.distributed:
+        from store.persons.redis import RedisPersonStore
+
+        assert settings.redis_url is not None
+        return RedisPersonStore(settings.redis_url, settings=store_settings)
+    from store.persons.sqlite import SqlitePersonStore, persons_path
+
+    return await SqlitePersonStore.open(persons_path(settings.data_path), store_settings)
+
+
+def group_type_registrar(repository: AdminRepository) -> Callable[[int, list[str]], Awaitable[None]]:
+    """Registers group types seen in events in the project's mapping (next free index, at most 5) through
+    the admin write path, so the new mapping propagates to every node like any admin change."""
+
+    async def register(project_id: int, group_types: list[str]) -> None:
+        project = await repository.get_project(project_id)
+        mapping = dict(project.group_type_mapping)
+        free = [str(i) for i in range(5) if str(i) not in mapping]
+        added = False
+        for group_type in group_types:
+            if group_type in mapping.values() or not free:
+                continue
+            mapping[free.pop(0)] = group_type
+            added = True
+        if added:
+            await repository.update_project(project_id, actor="flagd:events", group_type_mapping=mapping)
+
+    return register
+
+
 class _Runtime:
     """The per-app holder the lifespan fills; the SDK app's callbacks read through it."""
 
-    __slots__ = ("backend", "catalog", "settings")
+    __slots__ = ("backend", "catalog", "persons", "settings")
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.catalog = Catalog()
         self.backend: Backend | None = None
+        limits = make_limits(settings)
+        self.persons = Persons(
+            history_seconds=settings.event_history_days * 86400,
+            max_distinct_id_chars=limits.max_distinct_id_chars,
+            max_value_chars=limits.max_property_value_chars,
+            max_person_properties=limits.max_person_properties,
+        )
 
     async def authenticate(self, raw_key: str) -> ApiKey | None:
         if self.backend is None:
@@ -205,18 +250,26 @@ def create_app(settings: Settings, *, run_bootstrap: bool = True, metrics: Metri
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         backend = await open_backend(settings, runtime.catalog)
+        persons: PersonStore | None = None
         try:
+            if settings.person_store:
+                persons = await open_person_store(settings)
+                runtime.persons.store = persons
+            runtime.persons.register_group_types = group_type_registrar(backend.repository)
             if run_bootstrap:
                 await bootstrap(backend.repository, settings, demo=settings.demo)
             app.state.services = AdminServices(
                 repository=backend.repository,
                 catalog=runtime.catalog,
-                authenticator=Authenticator(
-                    backend.repository.authenticate, ttl=make_limits(settings).auth_cache_seconds
-                ),
+                # No cache on the admin path: it reads the database anyway, and a key revoked on any
+                # worker or node is refused by every other one from the moment the DELETE answers.
+                authenticator=Authenticator(backend.repository.authenticate, ttl=0),
                 max_body_bytes=settings.admin_max_body_bytes,
+                persons=persons,
+                max_behavioural_conditions=settings.max_behavioural_conditions,
             )
             runtime.backend = backend
+            ticker = asyncio.create_task(sdk.status.run(), name="flagd-status-ticker")
             # Move everything loaded so far (modules, the first catalog) out of the collector's reach:
             # full collections triggered by recompiles then scan only new objects. Measured in
             # bench/RESULTS.md (change stream): propagation p99 ~53 ms without, ~18 ms with.
@@ -225,23 +278,35 @@ def create_app(settings: Settings, *, run_bootstrap: bool = True, metrics: Metri
             _log.info(
                 "flagd.started", **{k: v for k, v in backend.health().items() if k in ("mode", "version")}
             )
-            yield
+            try:
+                yield
+            finally:
+                ticker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ticker
         finally:
             runtime.backend = None
-            await backend.close()
+            runtime.persons.store = None
+            try:
+                if persons is not None:
+                    await persons.close()
+            finally:
+                await backend.close()
             _log.info("flagd.stopped")
 
     admin = create_admin_app(lifespan)
-    return SdkApp(
+    sdk = SdkApp(
         catalog=runtime.catalog,
         fallback=admin,
         authenticate=runtime.authenticate,
         health=runtime.health,
         limits=make_limits(settings),
         shedder=make_shedder(settings),
+        persons=runtime.persons if settings.person_store else None,
         metrics=metrics
         or Metrics(multiprocess_dir=str(settings.metrics_dir) if settings.metrics_dir is not None else None),
     )
+    return sdk
 
 
 def app_factory() -> RsgiApp:

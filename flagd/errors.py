@@ -11,7 +11,9 @@
         ├── PayloadTooLarge  413: the body, before or after decompression, is over ``max_body_bytes``
         ├── LimitExceeded    400: a field is over one of ``flagd.limits.Limits`` (the detail names it)
         ├── Overloaded       503: shed by ``flagd.shedding.LoadShedder``; carries ``Retry-After``
-        └── NotReady         503: the node has not loaded its flags yet; carries ``Retry-After``
+        ├── NotReady         503: the node has not loaded its flags yet; carries ``Retry-After``
+        └── StoreFailed      503: the person store did not apply an event batch (retry; nothing is lost
+                             twice: events are deduplicated by uuid)
     ClientDisconnected       the client went away before its request body was complete (no answer is sent;
                              counted as status 499, logged at debug)
 
@@ -123,6 +125,18 @@ class NotReady(RequestRejected):
     status = 503
     type = "server_error"
     code = "not_ready"
+
+    def __init__(self, detail: str, *, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class StoreFailed(RequestRejected):
+    """The person store could not apply an event batch; the SDK should retry (uuids make retries safe)."""
+
+    status = 503
+    type = "server_error"
+    code = "store_unavailable"
 
     def __init__(self, detail: str, *, retry_after: int = 1) -> None:
         super().__init__(detail)

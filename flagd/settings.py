@@ -10,6 +10,13 @@ at ``FLAGD_DATA_PATH``). Setting only one of them is an error rather than a sile
 workers (and ``flagd import`` run beside the server) see each other's writes by polling the SQLite change
 log every ``FLAGD_EMBEDDED_POLL_SECONDS``; the worker that took a write serves it at once.
 
+Person store (``store.persons``: Redis in the distributed mode, a ``<name>.persons.db`` SQLite file beside the
+admin database in the embedded one): ``FLAGD_PERSON_TTL_DAYS`` (default 90) — a person or group not written
+for that long expires; ``FLAGD_EVENT_HISTORY_DAYS`` (default 30) — how long plain per-event-name counts are
+kept, so a new cohort on an event name sees that much history (counts live as long as the longest window in
+use if that is longer). ``FLAGD_PERSON_STORE=0`` turns the store off: events are validated and dropped, flag
+checks use only what the request sends (behavioural flags then fail).
+
 Request limits and load-shedding knobs are passed through by name: ``FLAGD_LIMIT_<FIELD>`` sets the field
 ``<field>`` of ``flagd.limits.Limits`` and ``FLAGD_SHED_<ARG>`` the argument ``<arg>`` of
 ``flagd.shedding.LoadShedder``; unknown names and non-numeric values are rejected here, at start-up. For an
@@ -69,6 +76,10 @@ class Settings:
     embedded_poll_seconds: float = 1.0
     admin_max_body_bytes: int = 1_048_576
     metrics_dir: Path | None = None
+    person_store: bool = True
+    person_ttl_days: int = 90
+    max_behavioural_conditions: int = 200
+    event_history_days: int = 30
     limits: Mapping[str, int | float | None] = field(default_factory=dict)
     shedding: Mapping[str, int | float | None] = field(default_factory=dict)
 
@@ -101,6 +112,10 @@ class Settings:
             "FLAGD_RECONCILE_SECONDS": repr(self.reconcile_seconds),
             "FLAGD_EMBEDDED_POLL_SECONDS": repr(self.embedded_poll_seconds),
             "FLAGD_ADMIN_MAX_BODY_BYTES": str(self.admin_max_body_bytes),
+            "FLAGD_PERSON_STORE": "1" if self.person_store else "0",
+            "FLAGD_PERSON_TTL_DAYS": str(self.person_ttl_days),
+            "FLAGD_MAX_BEHAVIOURAL_CONDITIONS": str(self.max_behavioural_conditions),
+            "FLAGD_EVENT_HISTORY_DAYS": str(self.event_history_days),
         }
         optional = {
             "FLAGD_DATABASE_URL": self.database_url,
@@ -150,6 +165,12 @@ class Settings:
                 "FLAGD_ADMIN_MAX_BODY_BYTES", _int_between(1024, 1 << 30), 1_048_576
             ),
             metrics_dir=reader.get("FLAGD_METRICS_DIR", _path, None),
+            person_store=reader.get("FLAGD_PERSON_STORE", _bool, True),
+            person_ttl_days=reader.get("FLAGD_PERSON_TTL_DAYS", _int_between(1, 3650), 90),
+            max_behavioural_conditions=reader.get(
+                "FLAGD_MAX_BEHAVIOURAL_CONDITIONS", _int_between(1, 100_000), 200
+            ),
+            event_history_days=reader.get("FLAGD_EVENT_HISTORY_DAYS", _int_between(0, 3650), 30),
             limits=reader.prefixed(LIMIT_PREFIX, limit_fields()),
             shedding=reader.prefixed(SHED_PREFIX, shedder_args()),
         )

@@ -119,11 +119,12 @@ class LoadShedder:
         target = self.target_delay
         if target is not None and waited is not None:
             self._sample(waited)
+        if self.in_flight >= self.max_in_flight:
+            self.shed_total += 1
+            return False
         if self.pending <= self.min_in_flight:
             self.overloaded = False  # the queue is gone: nothing to shed, whatever the last verdict said
-        elif self.in_flight >= self.max_in_flight or (
-            self.overloaded and waited is not None and waited > target  # type: ignore[operator]
-        ):
+        elif self.overloaded and waited is not None and waited > target:  # type: ignore[operator]
             self.shed_total += 1
             return False
         self.in_flight += 1

@@ -8,6 +8,7 @@ from starlette.requests import Request
 
 from flagd.auth import Authenticator
 from store.catalog import Catalog
+from store.persons import PersonStore
 from store.protocols import AdminRepository
 
 
@@ -19,6 +20,8 @@ class AdminServices:
     catalog: Catalog
     authenticator: Authenticator
     max_body_bytes: int = 1_048_576
+    persons: PersonStore | None = None  # for cohorts' tracking_since
+    max_behavioural_conditions: int = 200  # distinct behavioural counters per project
 
 
 def services(request: Request) -> AdminServices:

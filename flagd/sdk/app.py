@@ -17,7 +17,8 @@ sampled, an error or shed.
 
 Routes: ``POST /flags[/]``, ``/decide[/]`` · ``GET /flags/definitions[/]``,
 ``/api/feature_flag/local_evaluation[/]`` · ``POST /batch[/]``, ``/capture[/]``, ``/e[/]``, ``/i/v0/e[/]`` ·
-``POST /ofrep/v1/evaluate/flags[/{key}]`` · ``GET /healthz``, ``/readyz``, ``/metrics``.
+``POST /ofrep/v1/evaluate/flags[/{key}]`` · ``GET /healthz``, ``/readyz``, ``/metrics``, ``/status``,
+``/status.json`` (``flagd.status``).
 """
 
 from __future__ import annotations
@@ -39,9 +40,11 @@ from flagd.sdk.definitions import Authenticate, DefinitionsEndpoint
 from flagd.sdk.events import EventsEndpoint
 from flagd.sdk.flags import CORS, FlagsEndpoint
 from flagd.sdk.http import JSON, Answer, AsgiRequest, Headers, Receive, Request, Scope, Send, UploadWatch
+from flagd.sdk.persons import Persons
 from flagd.sdk.probes import Health, Probes
 from flagd.sdk.responses import RecordCaches
 from flagd.shedding import LoadShedder
+from flagd.status.board import StatusBoard
 from store.catalog import Catalog
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -134,6 +137,8 @@ class SdkApp:
         "_uploads",
         "catalog",
         "fallback",
+        "persons",
+        "status",
     )
 
     def __init__(
@@ -146,8 +151,10 @@ class SdkApp:
         limits: Limits | None = None,
         shedder: LoadShedder | None = None,
         metrics: Metrics | None = None,
+        persons: Persons | None = None,
     ) -> None:
         self.catalog = catalog
+        self.persons = persons
         self.fallback = fallback
         self._limits = limits = limits or Limits()
         self._shedder = shedder or LoadShedder()
@@ -163,10 +170,10 @@ class SdkApp:
         self._slow_skipped = 0
         cache = RecordCaches()
         metrics.add_source(cache.drain)
-        flags = FlagsEndpoint("flags", catalog, limits, metrics, cache)
-        decide = FlagsEndpoint("decide", catalog, limits, metrics, cache)
+        flags = FlagsEndpoint("flags", catalog, limits, metrics, cache, persons)
+        decide = FlagsEndpoint("decide", catalog, limits, metrics, cache, persons)
         definitions = DefinitionsEndpoint(catalog, authenticate, limits)
-        events = EventsEndpoint(catalog, limits)
+        events = EventsEndpoint(catalog, limits, persons)
         probes = Probes(health, metrics)
         routes: dict[str, _Route] = {}
 
@@ -207,7 +214,7 @@ class SdkApp:
             _Route(
                 "ofrep_bulk",
                 "POST",
-                ofrep.OfrepEndpoint(catalog, limits, metrics, bulk=True),
+                ofrep.OfrepEndpoint(catalog, limits, metrics, bulk=True, persons=persons),
                 ofrep_error,
                 metrics,
                 shed_status=429,
@@ -217,11 +224,17 @@ class SdkApp:
         add(("/healthz",), _Route("healthz", "GET", probes.healthz, posthog_error, metrics, shedding=False))
         add(("/readyz",), _Route("readyz", "GET", probes.readyz, posthog_error, metrics, shedding=False))
         add(("/metrics",), _Route("metrics", "GET", probes.metrics, posthog_error, metrics, shedding=False))
+        self.status = status = StatusBoard(metrics, health, catalog)
+        add(("/status",), _Route("status", "GET", status.page, posthog_error, metrics, shedding=False))
+        add(
+            ("/status.json",),
+            _Route("status_json", "GET", status.json, posthog_error, metrics, shedding=False),
+        )
         self._routes = routes
         self._ofrep_one = _Route(
             "ofrep_flag",
             "POST",
-            ofrep.OfrepEndpoint(catalog, limits, metrics, bulk=False),
+            ofrep.OfrepEndpoint(catalog, limits, metrics, bulk=False, persons=persons),
             ofrep_error,
             metrics,
             shed_status=429,

@@ -4,8 +4,11 @@ PostHog SDKs send ``$feature_flag_called`` and every captured event here. Accept
 base64 form): ``{"api_key", "batch": [event, ...]}``, a single event object, or a bare list of events
 (posthog-js). The project token comes from the body (``api_key``/``token``/``$token``), ``?token=``, or the
 first event's ``properties.token``. Each event needs a non-empty string ``event`` and a ``distinct_id`` (top
-level or in ``properties``). A valid body is answered ``{"status": 1}`` like PostHog; events are not stored
-yet.
+level or in ``properties``). A valid body is applied to the person store (``flagd.sdk.persons``: properties,
+identity merges, groups, behaviour counts) and answered ``{"status": 1}`` like PostHog only once applied, so
+the next flag check on any node sees it. Nothing is applied from a body with any invalid event (400 naming the
+field); a person over ``max_person_properties`` is a 400 ``limit_exceeded``; a store failure is a 503
+``store_unavailable`` (retry: event uuids make retries count once).
 
 Bodies decode into typed structures (``Envelope`` or a list of ``Event``), within ``max_json_depth`` and
 ``max_event_json_elements`` (``flagd.sdk.bodies.check_structure``), so a body of the wrong shape is refused at
@@ -20,12 +23,14 @@ from typing import Any
 
 import msgspec
 
-from flagd.errors import BadRequest, LimitExceeded, Unauthorized
+from flagd.errors import BadRequest, LimitExceeded, StoreFailed, Unauthorized
 from flagd.limits import Limits
 from flagd.sdk.bodies import check_prefix, decode, unwrap
 from flagd.sdk.http import JSON, Answer, Headers, Request, parse_query
+from flagd.sdk.persons import Persons
 from flagd.sdk.projects import project_for
-from store.catalog import Catalog
+from store.catalog import Catalog, ProjectState
+from store.errors import PersonLimitExceeded, StoreError, ValidationFailed
 
 
 class Event(msgspec.Struct):
@@ -118,17 +123,31 @@ def check_event(event: Any, path: str) -> None:
         raise BadRequest(f"{where} is required (a string or number)", code="invalid_event", attr=where)
 
 
+async def apply_events(persons: Persons, state: ProjectState, events: list[Any], paths: list[str]) -> None:
+    """Apply well-formed ``events`` to the person store, translating store outcomes into HTTP answers."""
+    try:
+        await persons.ingest(state, events, paths)
+    except ValidationFailed as exc:
+        issue = exc.issues[0]
+        raise BadRequest(f"{issue.path}: {issue.message}", code="invalid_event", attr=issue.path) from exc
+    except PersonLimitExceeded as exc:
+        raise LimitExceeded(str(exc), attr="batch") from exc
+    except StoreError as exc:
+        raise StoreFailed(f"the person store did not apply the batch: {exc}") from exc
+
+
 class EventsEndpoint:
-    """Validates event batches and acknowledges them."""
+    """Validates event batches, applies them to the person store (when there is one) and acknowledges them."""
 
-    __slots__ = ("_catalog", "_limits", "_probe")
+    __slots__ = ("_catalog", "_limits", "_persons", "_probe")
 
-    def __init__(self, catalog: Catalog, limits: Limits) -> None:
+    def __init__(self, catalog: Catalog, limits: Limits, persons: Persons | None = None) -> None:
         self._catalog = catalog
         self._limits = limits
         self._probe = partial(
             check_prefix, max_elements=limits.max_event_json_elements, name="max_event_json_elements"
         )
+        self._persons = persons
 
     async def __call__(self, request: Request, request_id: str) -> Answer:
         limits = self._limits
@@ -146,7 +165,7 @@ class EventsEndpoint:
         token = _token_of(payload, events, query)
         if not token:
             raise Unauthorized("No project API key was provided: send it as api_key in the body.")
-        project_for(self._catalog, token, "Project API key invalid.")
+        state = project_for(self._catalog, token, "Project API key invalid.")
         if len(events) > limits.max_batch_events:
             raise LimitExceeded(
                 f"batch has {len(events)} events; the limit is max_batch_events={limits.max_batch_events}",
@@ -155,6 +174,9 @@ class EventsEndpoint:
         if not events:
             raise BadRequest("batch has no events", code="invalid_body", attr="batch")
         single = isinstance(payload, Envelope) and prefix == ""
-        for index, event in enumerate(events):
-            check_event(event, "" if single else f"{prefix}[{index}]")
+        paths = [""] if single else [f"{prefix}[{index}]" for index in range(len(events))]
+        for event, path in zip(events, paths, strict=True):
+            check_event(event, path)
+        if self._persons is not None:
+            await apply_events(self._persons, state, events, paths)
         return 200, _OK, HEADERS

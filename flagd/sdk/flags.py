@@ -3,7 +3,8 @@
 The project token travels in the body (``api_key``, ``token`` or ``$token``; ``?token=`` also works). The
 body is decoded into ``FlagsBody`` by a prebuilt decoder, checked against ``Limits``, turned into an
 evaluator ``Context``, evaluated against the project's in-process snapshot, and rendered in the shape the
-version asks for (``flagd.sdk.responses``). Nothing here waits on a database.
+version asks for (``flagd.sdk.responses``). Nothing here waits on a database; the person store is read only
+when the flags asked for need stored data (``flagd.sdk.persons.Persons.enrich``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from flagd.limits import Limits
 from flagd.metrics import Metrics
 from flagd.sdk.bodies import check_prefix, check_properties, decode, stringify_id, unwrap
 from flagd.sdk.http import JSON, Answer, Headers, Request, parse_query
+from flagd.sdk.persons import Persons
 from flagd.sdk.projects import project_for
 from flagd.sdk.responses import RecordCaches, render, render_disabled, shape_for
 from store.catalog import Catalog
@@ -105,11 +107,18 @@ def context_from(body: FlagsBody, limits: Limits) -> Context:
 class FlagsEndpoint:
     """Answers ``/flags`` (``kind="flags"``) or ``/decide`` (``kind="decide"``)."""
 
-    __slots__ = ("_cache", "_catalog", "_kind", "_limits", "_metrics", "_probe", "_shapes")
+    __slots__ = ("_cache", "_catalog", "_kind", "_limits", "_metrics", "_persons", "_probe", "_shapes")
 
     def __init__(
-        self, kind: str, catalog: Catalog, limits: Limits, metrics: Metrics, cache: RecordCaches
+        self,
+        kind: str,
+        catalog: Catalog,
+        limits: Limits,
+        metrics: Metrics,
+        cache: RecordCaches,
+        persons: Persons | None = None,
     ) -> None:
+        self._persons = persons
         self._kind = kind
         self._catalog = catalog
         self._limits = limits
@@ -148,5 +157,7 @@ class FlagsEndpoint:
                 f"the limit is max_flag_keys={limits.max_flag_keys}",
                 attr="flag_keys_to_evaluate",
             )
+        if self._persons is not None:
+            ctx = await self._persons.enrich(state, ctx, keys)
         decisions: dict[str, Decision] = state.snapshot.evaluate(ctx, keys=keys)
         return 200, render(shape, decisions, self._cache.for_state(state), request_id, now_ms), FLAGS_HEADERS

@@ -32,6 +32,7 @@ from flagd.metrics import Metrics
 from flagd.sdk.bodies import check_properties, check_structure, stringify_id
 from flagd.sdk.definitions import bearer
 from flagd.sdk.http import JSON, Answer, Request
+from flagd.sdk.persons import Persons
 from flagd.sdk.projects import project_for
 from store.catalog import Catalog, ProjectState
 
@@ -121,9 +122,18 @@ def error_body(exc: RequestRejected, key: str | None) -> bytes:
 class OfrepEndpoint:
     """One endpoint object serves both the single-flag and the bulk route (``bulk`` picks which)."""
 
-    __slots__ = ("_bulk", "_catalog", "_limits", "_metrics")
+    __slots__ = ("_bulk", "_catalog", "_limits", "_metrics", "_persons")
 
-    def __init__(self, catalog: Catalog, limits: Limits, metrics: Metrics, *, bulk: bool) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        limits: Limits,
+        metrics: Metrics,
+        *,
+        bulk: bool,
+        persons: Persons | None = None,
+    ) -> None:
+        self._persons = persons
         self._catalog = catalog
         self._limits = limits
         self._metrics = metrics
@@ -192,6 +202,8 @@ class OfrepEndpoint:
         ctx = self._context(raw)
         if not self._bulk:
             key = request.path[len(PREFIX) :]
+            if self._persons is not None:
+                ctx = await self._persons.enrich(state, ctx, (key,))
             decision = state.snapshot.evaluate(ctx, keys=[key]).get(key)
             if decision is None:
                 raise OfrepError(
@@ -201,6 +213,8 @@ class OfrepEndpoint:
             if decision.error is not None:
                 return 400, _encode(failure(decision)), JSON
             return 200, _encode(success(decision, is_static(state, decision))), JSON
+        if self._persons is not None:
+            ctx = await self._persons.enrich(state, ctx, None)
         decisions = state.snapshot.evaluate(ctx, keys=None)
         items = [
             failure(d) if d.error is not None else success(d, is_static(state, d)) for d in decisions.values()

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.e2e.conftest import PROJECT_TOKEN, FlagdServer, server_env, wait_until
-from tests.flagd.strategies import nested, sdk_bodies
+from tests.flagd.strategies import nested_text, sdk_bodies
 from tests.servers import free_port
 
 pytestmark = pytest.mark.e2e
@@ -110,7 +110,7 @@ def test_json_nested_a_thousand_deep_is_400_naming_the_limit(
     server: FlagdServer, path: str, template: str
 ) -> None:
     """~1,000 levels of nesting on /flags, OFREP bulk and /batch: 400 naming max_json_depth, not a 500."""
-    body = template.replace("%s", PROJECT_TOKEN).replace("NEST", nested(1000, "{"))
+    body = template.replace("%s", PROJECT_TOKEN).replace("NEST", nested_text(1000, "{"))
     answer = httpx.post(
         f"{server.url}{path}", content=body, headers={"Authorization": f"Bearer {PROJECT_TOKEN}"}, timeout=10
     )

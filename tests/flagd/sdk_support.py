@@ -14,6 +14,7 @@ import httpx
 from flagd.limits import Limits
 from flagd.metrics import Metrics
 from flagd.sdk.app import SdkApp
+from flagd.sdk.persons import Persons
 from flagd.shedding import LoadShedder
 from store.catalog import Catalog, ProjectData, build_project_state
 from store.records import ApiKey
@@ -210,6 +211,7 @@ def make_app(
     keys: KeyBook | None = None,
     health: Health | None = None,
     metrics: Metrics | None = None,
+    persons: Persons | None = None,
 ) -> SdkApp:
     return SdkApp(
         catalog=catalog or make_catalog(),
@@ -219,6 +221,7 @@ def make_app(
         limits=limits or Limits(),
         shedder=shedder or LoadShedder(),
         metrics=metrics or Metrics(),
+        persons=persons,
     )
 
 

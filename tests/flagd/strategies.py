@@ -1,9 +1,6 @@
-"""Hypothesis strategies for the SDK edge: arbitrary JSON (any depth, size and type) and the hostile shapes.
-
-``json_values`` draws any JSON value, with strings full of the characters a structure scan could trip on
-(brackets, commas, quotes, backslashes, surrogate pairs). ``depth`` and ``value_count`` are the reference
-measures ``flagd.sdk.bodies.check_structure`` must agree with.
-"""
+"""Hypothesis strategies for the server's tests: request latencies and worker steps (status page), hostile
+admin inputs, and arbitrary JSON for the SDK edge (any depth, size and type; ``depth`` and ``value_count``
+are the reference measures ``flagd.sdk.bodies.check_structure`` must agree with)."""
 
 from __future__ import annotations
 
@@ -11,6 +8,41 @@ import json
 from typing import Any
 
 from hypothesis import strategies as st
+
+# Request latencies in seconds, as the server measures them: 10 µs to 10 s.
+latency = st.floats(min_value=1e-5, max_value=10.0, allow_nan=False, allow_infinity=False)
+latencies = st.lists(latency, min_size=1, max_size=300)
+quantile = st.sampled_from((0.5, 0.9, 0.99))
+
+# Two workers' steps: (worker 0 or 1, requests it answers, seconds that pass, whether a reader reads).
+worker_steps = st.lists(
+    st.tuples(st.integers(0, 1), st.integers(0, 5), st.integers(0, 3), st.booleans()), min_size=1, max_size=60
+)
+
+INT64_MAX = (1 << 63) - 1
+
+# Characters str.isdigit() (or int()) accepts that are not ASCII digits: superscripts, Arabic-Indic,
+# fullwidth, Devanagari digits; and signs, spaces and underscores int() tolerates.
+_LOOKALIKES = "²³¹٣۴０１５९_ +-"
+
+
+def bad_ids() -> st.SearchStrategy[str]:
+    """Path ids that are not a plain int64: too big, too long, non-ASCII digits, signs, spaces, empty-ish."""
+    too_big = st.integers(min_value=INT64_MAX + 1, max_value=10**40).map(str)
+    very_long = st.integers(min_value=20, max_value=5000).map(lambda n: "9" * n)
+    lookalike = st.text(alphabet="0123456789" + _LOOKALIKES, min_size=1, max_size=8).filter(
+        lambda s: not s.isascii() or not s.isdigit()
+    )
+    return st.one_of(too_big, very_long, lookalike, st.sampled_from(["1e3", "0x1", "1.0", "١"]))
+
+
+def nested(depth: int) -> object:
+    """A JSON value nested ``depth`` levels (lists and objects alternating)."""
+    value: object = 1
+    for level in range(depth):
+        value = [value] if level % 2 else {"a": value}
+    return value
+
 
 # Characters that matter to a JSON structure scan, plus ordinary and non-BMP text.
 _TRICKY = st.sampled_from(['"', "\\", "[", "]", "{", "}", ",", ":", " ", "\n", "a", "é", "😀", "\\u"])
@@ -62,7 +94,7 @@ def value_count(value: Any) -> int:
     return 1
 
 
-def nested(levels: int, kind: str = "[", inner: str = "1") -> str:
+def nested_text(levels: int, kind: str = "[", inner: str = "1") -> str:
     """``levels`` arrays (``kind="["``) or objects (``"{"``) inside each other around ``inner``."""
     if kind == "[":
         return "[" * levels + inner + "]" * levels
@@ -101,7 +133,7 @@ def sdk_bodies(token: str) -> st.SearchStrategy[bytes]:
     )
     deep = st.builds(
         lambda levels, kind, where: (
-            json.dumps({"api_key": token, where: None}).replace("null", nested(levels, kind)).encode()
+            json.dumps({"api_key": token, where: None}).replace("null", nested_text(levels, kind)).encode()
         ),
         st.integers(1, 3000),
         st.sampled_from(["[", "{"]),

@@ -22,7 +22,7 @@ from flagd.sdk.bodies import check_prefix, check_structure
 from flagd.sdk.flags import MAX_VERSION, version_of
 from flagd.sdk.responses import Shape, shape_for
 from tests.flagd.sdk_support import TOKEN_A, client, make_app
-from tests.flagd.strategies import depth, encodings, json_values, nested, sdk_bodies, value_count
+from tests.flagd.strategies import depth, encodings, json_values, nested_text, sdk_bodies, value_count
 
 OFREP_ONE = "/ofrep/v1/evaluate/flags/always-on"
 OFREP_BULK = "/ofrep/v1/evaluate/flags"
@@ -91,10 +91,10 @@ def test_a_prefix_is_refused_only_when_the_whole_body_would_be(
 @pytest.mark.parametrize("levels", [33, 1_000, 15_000])
 async def test_deep_nesting_is_400_naming_the_limit_on_every_route(path: str, kind: str, levels: int) -> None:
     """JSON nested past max_json_depth anywhere in an SDK body is a 400 naming the limit, not a 500."""
-    body = ROUTES[path].replace("NEST", nested(levels, kind)).encode()
+    body = ROUTES[path].replace("NEST", nested_text(levels, kind)).encode()
     async with client(make_app()) as http:
         response = await send(http, path, body)
-        top = await send(http, path, nested(levels, kind).encode())
+        top = await send(http, path, nested_text(levels, kind).encode())
     for answer in (response, top):
         assert answer.status_code == 400, answer.text
         assert "max_json_depth=32" in detail(answer)
@@ -104,9 +104,8 @@ async def test_deep_nesting_is_400_naming_the_limit_on_every_route(path: str, ki
 async def test_nesting_up_to_the_limit_is_still_read(path: str) -> None:
     """A value nested exactly max_json_depth deep in total is not refused for its depth."""
     limits = Limits(max_json_depth=12)
-    body = (
-        ROUTES[path].replace("NEST", nested(12 - ROUTES[path].count("{") - ROUTES[path].count("["))).encode()
-    )
+    template = ROUTES[path]
+    body = template.replace("NEST", nested_text(12 - template.count("{") - template.count("["))).encode()
     async with client(make_app(limits=limits)) as http:
         response = await send(http, path, body)
     assert "max_json_depth" not in response.text
