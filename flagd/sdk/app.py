@@ -15,10 +15,15 @@ never shed) — so a slow upload never holds an evaluation slot — runs the end
 latency and status. Logging follows the policy in ``flagd.limits``: nothing per request unless it is slow,
 sampled, an error or shed.
 
+Every answer of an SDK route (errors, 405s and shed requests included) carries
+``Access-Control-Allow-Origin: *``, added in one place (``respond``), and ``OPTIONS`` preflights are answered:
+browsers call these routes from other origins.
+
 Routes: ``POST /flags[/]``, ``/decide[/]`` · ``GET /flags/definitions[/]``,
 ``/api/feature_flag/local_evaluation[/]`` · ``POST /batch[/]``, ``/capture[/]``, ``/e[/]``, ``/i/v0/e[/]`` ·
-``POST /ofrep/v1/evaluate/flags[/{key}]`` · ``GET /healthz``, ``/readyz``, ``/metrics``, ``/status``,
-``/status.json`` (``flagd.status``).
+``POST /ofrep/v1/evaluate/flags[/{key}]`` · ``GET /array/<token>/config[.js]``, ``/api/surveys[/]``,
+``/api/early_access_features[/]`` (posthog-js) · ``GET /api/projects/<id>/feature_flags/<key>/remote_config``
+· ``GET /healthz``, ``/readyz``, ``/metrics``, ``/status``, ``/status.json`` (``flagd.status``; no CORS).
 """
 
 from __future__ import annotations
@@ -35,11 +40,22 @@ from flagd.errors import BodyTimeout, ClientDisconnected, MethodNotAllowed, Over
 from flagd.limits import Limits
 from flagd.logging import RequestIds
 from flagd.metrics import Metrics
-from flagd.sdk import ofrep
+from flagd.sdk import browser, ofrep, payloads
 from flagd.sdk.definitions import Authenticate, DefinitionsEndpoint
 from flagd.sdk.events import EventsEndpoint
-from flagd.sdk.flags import CORS, FlagsEndpoint
-from flagd.sdk.http import JSON, Answer, AsgiRequest, Headers, Receive, Request, Scope, Send, UploadWatch
+from flagd.sdk.flags import FlagsEndpoint
+from flagd.sdk.http import (
+    CORS,
+    JSON,
+    Answer,
+    AsgiRequest,
+    Headers,
+    Receive,
+    Request,
+    Scope,
+    Send,
+    UploadWatch,
+)
 from flagd.sdk.persons import Persons
 from flagd.sdk.probes import Health, Probes
 from flagd.sdk.responses import RecordCaches
@@ -63,7 +79,8 @@ _SERVER_ERROR_BODY = _encode(
 _PREFLIGHT: Headers = [
     *CORS,
     (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
-    (b"access-control-allow-headers", b"*"),
+    # "*" does not cover Authorization (OFREP web providers send it): name it.
+    (b"access-control-allow-headers", b"authorization, content-type, x-request-id, *"),
     (b"access-control-max-age", b"86400"),
 ]
 
@@ -81,12 +98,12 @@ class _Route:
     __slots__ = (
         "bind",
         "body_limit",
+        "cors",
         "endpoint",
         "errors",
         "method",
         "metrics",
         "name",
-        "preflight",
         "shed_status",
         "shedding",
     )
@@ -101,19 +118,19 @@ class _Route:
         *,
         shedding: bool = True,
         shed_status: int = 503,
-        preflight: bool = False,
         bind: bool = False,
         body_limit: int | None = None,
+        cors: bool = True,
     ) -> None:
         self.name = name
         self.body_limit = body_limit  # read before admission when set (routes that take a body)
+        self.cors = cors
         self.method = method
         self.endpoint = endpoint
         self.errors = errors
         self.metrics = metrics.route(name)
         self.shedding = shedding
         self.shed_status = shed_status
-        self.preflight = preflight
         self.bind = bind
 
 
@@ -126,6 +143,8 @@ class SdkApp:
         "_limits",
         "_metrics",
         "_ofrep_one",
+        "_payload",
+        "_remote_config",
         "_routes",
         "_sample",
         "_shed_since_log",
@@ -184,14 +203,8 @@ class SdkApp:
                     routes[path + "/"] = route
 
         body = limits.max_body_bytes
-        add(
-            ("/flags",),
-            _Route("flags", "POST", flags, posthog_error, metrics, preflight=True, body_limit=body),
-        )
-        add(
-            ("/decide",),
-            _Route("decide", "POST", decide, posthog_error, metrics, preflight=True, body_limit=body),
-        )
+        add(("/flags",), _Route("flags", "POST", flags, posthog_error, metrics, body_limit=body))
+        add(("/decide",), _Route("decide", "POST", decide, posthog_error, metrics, body_limit=body))
         add(
             ("/flags/definitions", "/api/feature_flag/local_evaluation"),
             _Route("definitions", "GET", definitions, posthog_error, metrics, bind=True),
@@ -204,7 +217,6 @@ class SdkApp:
                 events,
                 posthog_error,
                 metrics,
-                preflight=True,
                 bind=True,
                 body_limit=limits.max_event_body_bytes,
             ),
@@ -221,16 +233,39 @@ class SdkApp:
                 body_limit=body,
             ),
         )
-        add(("/healthz",), _Route("healthz", "GET", probes.healthz, posthog_error, metrics, shedding=False))
-        add(("/readyz",), _Route("readyz", "GET", probes.readyz, posthog_error, metrics, shedding=False))
-        add(("/metrics",), _Route("metrics", "GET", probes.metrics, posthog_error, metrics, shedding=False))
-        self.status = status = StatusBoard(metrics, health, catalog)
-        add(("/status",), _Route("status", "GET", status.page, posthog_error, metrics, shedding=False))
         add(
-            ("/status.json",),
-            _Route("status_json", "GET", status.json, posthog_error, metrics, shedding=False),
+            ("/api/surveys",),
+            _Route("surveys", "GET", browser.EmptyListEndpoint(catalog, "surveys"), posthog_error, metrics),
         )
+        add(
+            ("/api/early_access_features",),
+            _Route(
+                "early_access_features",
+                "GET",
+                browser.EmptyListEndpoint(catalog, "earlyAccessFeatures"),
+                posthog_error,
+                metrics,
+            ),
+        )
+        probe = {"shedding": False, "cors": False}
+        add(("/healthz",), _Route("healthz", "GET", probes.healthz, posthog_error, metrics, **probe))
+        add(("/readyz",), _Route("readyz", "GET", probes.readyz, posthog_error, metrics, **probe))
+        add(("/metrics",), _Route("metrics", "GET", probes.metrics, posthog_error, metrics, **probe))
+        self.status = status = StatusBoard(metrics, health, catalog)
+        add(("/status",), _Route("status", "GET", status.page, posthog_error, metrics, **probe))
+        add(("/status.json",), _Route("status_json", "GET", status.json, posthog_error, metrics, **probe))
         self._routes = routes
+        self._remote_config = _Route(
+            "remote_config", "GET", browser.RemoteConfigEndpoint(catalog), posthog_error, metrics
+        )
+        self._payload = _Route(
+            "remote_config_payload",
+            "GET",
+            payloads.RemoteConfigPayloadEndpoint(definitions),
+            posthog_error,
+            metrics,
+            bind=True,
+        )
         self._ofrep_one = _Route(
             "ofrep_flag",
             "POST",
@@ -244,9 +279,15 @@ class SdkApp:
     def route_for(self, path: str) -> _Route | None:
         """The SDK route serving ``path``, or None when ``fallback`` should have the request."""
         route = self._routes.get(path)
-        if route is None and path.startswith(ofrep.PREFIX) and len(path) > len(ofrep.PREFIX):
+        if route is not None:
+            return route
+        if path.startswith(ofrep.PREFIX) and len(path) > len(ofrep.PREFIX):
             return self._ofrep_one
-        return route
+        if path.startswith(browser.PREFIX) and browser.config_token(path) is not None:
+            return self._remote_config
+        if path.endswith(("/remote_config", "/remote_config/")) and payloads.payload_path(path) is not None:
+            return self._payload
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -270,6 +311,13 @@ class SdkApp:
         await send({"type": "http.response.body", "body": body})
 
     async def respond(self, route: _Route, method: str, request: Request) -> Answer:
+        """The answer to ``request`` on ``route``, with CORS on every answer of a browser-facing route."""
+        status, body, headers = await self._answer(route, method, request)
+        if route.cors and method != "OPTIONS":
+            headers = [*headers, *CORS]
+        return status, body, headers
+
+    async def _answer(self, route: _Route, method: str, request: Request) -> Answer:
         """The answer to ``request`` on ``route``: admission, the endpoint, errors, metrics and logging."""
         if route.method != method:
             return self._wrong_method(route, method, request.path)
@@ -390,7 +438,7 @@ class SdkApp:
         )
 
     def _wrong_method(self, route: _Route, method: str, path: str) -> Answer:
-        if method == "OPTIONS" and route.preflight:
+        if method == "OPTIONS" and route.cors:
             return 204, b"", _PREFLIGHT
         exc = MethodNotAllowed(f"{method} is not allowed here; use {route.method}")
         return 405, route.errors(exc, path), [*JSON, (b"allow", route.method.encode())]

@@ -66,7 +66,7 @@ class Envelope(Event):
 
 _decoder = msgspec.json.Decoder(Envelope | list[Event])
 _OK = b'{"status":1}'
-HEADERS: Headers = [*JSON, (b"access-control-allow-origin", b"*")]
+HEADERS: Headers = JSON  # CORS is added to every SDK answer by SdkApp.respond
 
 
 def _token_of(payload: Envelope | list[Event], events: list[Any], query: dict[str, str]) -> str | None:
