@@ -27,6 +27,7 @@ from flagd.admin import AdminServices, create_admin_app
 from flagd.auth import Authenticator
 from flagd.bootstrap import bootstrap
 from flagd.logging import configure_logging
+from flagd.mcp.http import mcp_route
 from flagd.metrics import Metrics
 from flagd.sdk import SdkApp
 from flagd.sdk.persons import Persons
@@ -246,6 +247,7 @@ class _Runtime:
 def create_app(settings: Settings, *, run_bootstrap: bool = True, metrics: Metrics | None = None) -> SdkApp:
     """The flagd ASGI app; ``run_bootstrap`` creates the default project and admin key on an empty store."""
     runtime = _Runtime(settings)
+    mcp, mcp_server = mcp_route()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -266,6 +268,7 @@ def create_app(settings: Settings, *, run_bootstrap: bool = True, metrics: Metri
                 ),
                 max_body_bytes=settings.admin_max_body_bytes,
                 persons=persons,
+                enricher=runtime.persons if persons is not None else None,
             )
             runtime.backend = backend
             # Move everything loaded so far (modules, the first catalog) out of the collector's reach:
@@ -276,7 +279,8 @@ def create_app(settings: Settings, *, run_bootstrap: bool = True, metrics: Metri
             _log.info(
                 "flagd.started", **{k: v for k, v in backend.health().items() if k in ("mode", "version")}
             )
-            yield
+            async with mcp_server.session_manager.run():
+                yield
         finally:
             runtime.backend = None
             runtime.persons.store = None
@@ -287,7 +291,7 @@ def create_app(settings: Settings, *, run_bootstrap: bool = True, metrics: Metri
                 await backend.close()
             _log.info("flagd.stopped")
 
-    admin = create_admin_app(lifespan)
+    admin = create_admin_app(lifespan, [mcp])
     return SdkApp(
         catalog=runtime.catalog,
         fallback=admin,

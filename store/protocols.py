@@ -95,8 +95,13 @@ class AdminRepository(Protocol):
 
     async def get_flag_by_key(self, project_id: int, key: str) -> FlagRecord: ...
 
-    async def create_flag(self, project_id: int, data: Mapping[str, Any], *, actor: str) -> FlagRecord:
-        """``data`` is PostHog-shaped: key, name, filters, active, bucketing, ensure_experience_continuity."""
+    async def create_flag(
+        self, project_id: int, data: Mapping[str, Any], *, actor: str, dry_run: bool = False
+    ) -> FlagRecord:
+        """``data`` is PostHog-shaped: key, name, filters, active, bucketing, ensure_experience_continuity.
+
+        ``dry_run`` (every flag write and ``create_cohort`` take it): every step of the write, validation and
+        version check included, then a rollback; returns the record as it would have been, writes nothing."""
         ...
 
     async def update_flag(
@@ -107,12 +112,19 @@ class AdminRepository(Protocol):
         *,
         actor: str,
         expected_version: int | None = None,
+        dry_run: bool = False,
     ) -> FlagRecord:
         """Partial update; ``Conflict`` (with the current version) when ``expected_version`` is stale."""
         ...
 
     async def delete_flag(
-        self, project_id: int, flag_id: int, *, actor: str, expected_version: int | None = None
+        self,
+        project_id: int,
+        flag_id: int,
+        *,
+        actor: str,
+        expected_version: int | None = None,
+        dry_run: bool = False,
     ) -> FlagRecord:
         """Soft delete; the record comes back with ``deleted=True`` and a new version."""
         ...
@@ -128,7 +140,9 @@ class AdminRepository(Protocol):
         """A live static cohort's distinct ids, sorted (``NotFound`` when the cohort is absent or deleted)."""
         ...
 
-    async def create_cohort(self, project_id: int, data: Mapping[str, Any], *, actor: str) -> CohortRecord:
+    async def create_cohort(
+        self, project_id: int, data: Mapping[str, Any], *, actor: str, dry_run: bool = False
+    ) -> CohortRecord:
         """``data``: name, description, filters, is_static, and for static cohorts ``members`` (ids)."""
         ...
 
