@@ -97,10 +97,16 @@ class FlagdMCP(MCPServer):
     async def _guard(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         if ctx.method == "tools/list":
             result = await call_next(ctx)
-            if isinstance(result, ListToolsResult) and not self._may_write(ctx):
-                return result.model_copy(
-                    update={"tools": [t for t in result.tools if t.name not in WRITE_TOOLS]}
-                )
+            if self._may_write(ctx):
+                return result
+            if isinstance(result, ListToolsResult):
+                kept = [t for t in result.tools if t.name not in WRITE_TOOLS]
+                return result.model_copy(update={"tools": kept})
+            if isinstance(result, dict) and isinstance(result.get("tools"), list):  # the wire form
+                wire = [
+                    t for t in result["tools"] if not (isinstance(t, dict) and t.get("name") in WRITE_TOOLS)
+                ]
+                return {**result, "tools": wire}
             return result
         if ctx.method == "tools/call" and isinstance(ctx.params, dict):
             name = ctx.params.get("name")
