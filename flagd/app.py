@@ -4,7 +4,8 @@
 fallback; nothing wraps ``SdkApp``. The admin app's lifespan (the ASGI lifespan scope falls through to it)
 opens the backend — embedded (SQLite, one process) or distributed (PostgreSQL + Redis: a ``NodeFollower``
 filling the catalog from the change feed and, unless ``FLAGD_SYNCER=0``, a ``Syncer`` contender) — runs
-bootstrap when asked, stores ``AdminServices`` in the admin app's state and closes everything on shutdown.
+bootstrap when asked, stores ``AdminServices`` in the admin app's state, runs the MCP server's session
+manager (``/mcp``, ``flagd.mcp.http``) and closes everything on shutdown.
 
 ``app_factory()`` is Granian's factory target (``flagd.app:app_factory``, RSGI interface): it reads
 ``Settings`` once, configures logging once and wraps the app in ``RsgiApp`` (SDK paths served natively over

@@ -302,3 +302,44 @@ async def test_stdio_agent_works_on_the_running_servers_store(flagd_embedded: Fl
         assert {tool.name for tool in (await viewer.list_tools()).tools} == READ_TOOLS
         listed = ok(await viewer.call_tool("list_flags", {"search": "from-stdio"}))
     assert [f["key"] for f in listed["results"]] == ["from-stdio"]
+
+
+async def test_explain_shows_request_and_stored_values_and_what_if_reads_stored_properties(
+    flagd_embedded: FlagdServer,
+) -> None:
+    """explain says whether a property came from the request or the person store; a what-if over named ids
+    reads their stored properties like /flags, and names exactly the ids whose answer then changes."""
+    server = flagd_embedded
+    seed_persons(server)
+    pro = {"key": "plan", "value": "pro", "operator": "exact", "type": "person"}
+    flag = server.create_flag(
+        "pro-only", filters={"groups": [{"properties": [pro], "rollout_percentage": 100}]}
+    )
+    wait_served_version(server, "pro-only", 1)
+    free = PERSONS[0]  # every fourth person is on the free plan
+    async with mcp_http(server, server.admin_key) as agent:
+        stored = ok(await agent.call_tool("explain", {"key": "pro-only", "distinct_id": free}))
+        assert stored["properties_used"] == [{"key": "plan", "value": "free", "from": "stored"}]
+        assert stored["decision"]["enabled"] is False
+        sent = ok(
+            await agent.call_tool(
+                "explain", {"key": "pro-only", "distinct_id": free, "person_properties": {"plan": "pro"}}
+            )
+        )
+        assert sent["properties_used"] == [{"key": "plan", "value": "pro", "from": "request"}]
+        assert sent["decision"]["enabled"] is True
+        anyone = {"key": "plan", "operator": "is_set", "type": "person"}
+        widened = {"groups": [{"properties": [anyone], "rollout_percentage": 100}]}
+        plan = ok(
+            await agent.call_tool(
+                "what_if",
+                {"key": "pro-only", "filters": widened, "distinct_ids": PERSONS[:40], "limit": 1000},
+            )
+        )
+    assert plan["population"] == "the 40 distinct ids given"
+    assert set(plan["turns_on"]) == {pid for i, pid in enumerate(PERSONS[:40]) if i % 4 == 0}
+    before = answers(server, "pro-only")
+    server.update_flag(flag, filters=widened)
+    wait_served_version(server, "pro-only", 2)
+    after = answers(server, "pro-only")
+    assert {pid for pid in PERSONS[:40] if before[pid] != after[pid]} == set(plan["turns_on"])
