@@ -270,6 +270,7 @@ def create_app(settings: Settings, *, run_bootstrap: bool = True, metrics: Metri
                 max_body_bytes=settings.admin_max_body_bytes,
                 persons=persons,
                 enricher=runtime.persons if persons is not None else None,
+                max_behavioural_conditions=settings.max_behavioural_conditions,
             )
             runtime.backend = backend
             # Move everything loaded so far (modules, the first catalog) out of the collector's reach:

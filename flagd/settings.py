@@ -78,6 +78,7 @@ class Settings:
     metrics_dir: Path | None = None
     person_store: bool = True
     person_ttl_days: int = 90
+    max_behavioural_conditions: int = 200
     event_history_days: int = 30
     limits: Mapping[str, int | float | None] = field(default_factory=dict)
     shedding: Mapping[str, int | float | None] = field(default_factory=dict)
@@ -113,6 +114,7 @@ class Settings:
             "FLAGD_ADMIN_MAX_BODY_BYTES": str(self.admin_max_body_bytes),
             "FLAGD_PERSON_STORE": "1" if self.person_store else "0",
             "FLAGD_PERSON_TTL_DAYS": str(self.person_ttl_days),
+            "FLAGD_MAX_BEHAVIOURAL_CONDITIONS": str(self.max_behavioural_conditions),
             "FLAGD_EVENT_HISTORY_DAYS": str(self.event_history_days),
         }
         optional = {
@@ -165,6 +167,9 @@ class Settings:
             metrics_dir=reader.get("FLAGD_METRICS_DIR", _path, None),
             person_store=reader.get("FLAGD_PERSON_STORE", _bool, True),
             person_ttl_days=reader.get("FLAGD_PERSON_TTL_DAYS", _int_between(1, 3650), 90),
+            max_behavioural_conditions=reader.get(
+                "FLAGD_MAX_BEHAVIOURAL_CONDITIONS", _int_between(1, 100_000), 200
+            ),
             event_history_days=reader.get("FLAGD_EVENT_HISTORY_DAYS", _int_between(0, 3650), 30),
             limits=reader.prefixed(LIMIT_PREFIX, limit_fields()),
             shedding=reader.prefixed(SHED_PREFIX, shedder_args()),

@@ -23,6 +23,7 @@ class AdminServices:
     max_body_bytes: int = 1_048_576
     persons: PersonStore | None = None  # for cohorts' tracking_since and the persons seen (what-if)
     enricher: Persons | None = None  # reads stored person data for a flag exactly as /flags does
+    max_behavioural_conditions: int = 200  # distinct behavioural counters per project
 
 
 def services(request: Request) -> AdminServices:

@@ -76,6 +76,7 @@ async def serve_stdio(settings: Settings, *, read_only: bool = False) -> None:
             max_body_bytes=settings.admin_max_body_bytes,
             persons=persons,
             enricher=enricher,
+            max_behavioural_conditions=settings.max_behavioural_conditions,
         )
         server = build_server(StdioCaller(Caller(local_key(read_only=read_only), services)))
         await server.run_stdio_async()

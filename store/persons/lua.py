@@ -10,9 +10,9 @@
 ``MERGE``  KEYS: [source hash, source dedupe, target hash, target dedupe, seen]; ARGV: [target id, now, ttl,
            dedupe, source id]. ``{"a"|"b", id}`` when the source/target was itself merged (resolve, retry).
 ``TRACK``  KEYS: [project counters hash]; ARGV: [now, counter ids...]: when each was first tracked.
-``READ``   KEYS: [person hashes..., group hashes...]; ARGV[1]: JSON ``[[[token, first bucket per
-           level...]...]...]`` (one list per person). Per person ``{"", properties JSON, [counts...]}``
-           or ``{target}``; per group its properties JSON.
+``READ``   KEYS: [person hashes..., group hashes...]; ARGV: [JSON ``[[token, first bucket per level...]
+           ...]`` (the distinct count plans of the call), number of persons]. Per person ``{"",
+           properties JSON, [count per plan...]}`` or ``{target}``; per group its properties JSON.
 """
 
 from __future__ import annotations
@@ -122,10 +122,12 @@ for i, w in ipairs(ws) do
       end
       redis.call('HSET', pk, '_t', now + 600)
       if uk then redis.call('ZREMRANGEBYSCORE', uk, '-inf', now - dd) end
+      -- Refreshed with the roll-up (at most every 10 minutes per person): the TTL is days long, and
+      -- seen_persons needs no finer time.
+      redis.call('EXPIRE', pk, ttl)
+      if w[3] ~= '' then redis.call('ZADD', KEYS[1], now, w[3]) end
     end
-    redis.call('EXPIRE', pk, ttl)
     if uuids then redis.call('EXPIRE', uk, dd) end
-    if w[3] ~= '' then redis.call('ZADD', KEYS[1], now, w[3]) end
     out[i] = applied
   end
 end
@@ -180,8 +182,14 @@ return {'ok'}
 )
 
 READ = """
-local qs = cjson.decode(ARGV[1])
-local np = #qs
+local plans = cjson.decode(ARGV[1])
+local np = tonumber(ARGV[2])
+local by = {}
+for qi, x in ipairs(plans) do
+  local l = by[x[1]]
+  if not l then l = {}; by[x[1]] = l end
+  l[#l + 1] = qi
+end
 local out = {}
 local function props(h, j, parts)
   local f, v = h[j], h[j + 1]
@@ -189,14 +197,8 @@ local function props(h, j, parts)
 end
 for i = 1, np do
   local h = redis.call('HGETALL', KEYS[i])
-  local q = qs[i]
-  local by, counts = {}, {}
-  for qi, x in ipairs(q) do
-    counts[qi] = 0
-    local l = by[x[1]]
-    if not l then l = {}; by[x[1]] = l end
-    l[#l + 1] = qi
-  end
+  local counts = {}
+  for qi = 1, #plans do counts[qi] = 0 end
   local parts, redirect = {}, nil
   for j = 1, #h, 2 do
     local f = h[j]
@@ -206,9 +208,9 @@ for i = 1, np do
     elseif c == 98 then
       local l = by[string.sub(f, 2, 9)]
       if l then
-        local lv, b = string.byte(f, 10) - 48, tonumber(string.sub(f, 11))
+        local lv, b = string.byte(f, 10) - 46, tonumber(string.sub(f, 11))
         for _, qi in ipairs(l) do
-          if b >= q[qi][lv + 2] then counts[qi] = counts[qi] + tonumber(h[j + 1]) end
+          if b >= plans[qi][lv] then counts[qi] = counts[qi] + tonumber(h[j + 1]) end
         end
       end
     elseif c == 64 then

@@ -10,7 +10,8 @@ Key layout (``flagd`` is the configurable prefix; fields: ``store.persons.model`
     flagd:C{p<project>}                 hash   filtered counter id -> epoch second it was first tracked
 
 Every person's keys share one hash tag, so a person's write or read is one script on one slot. A person or
-group hash expires ``FLAGD_PERSON_TTL_DAYS`` after its last write.
+group hash expires ``FLAGD_PERSON_TTL_DAYS`` after its last write (the TTL and the ``seen`` time are refreshed
+when its buckets are rolled up, at most every 10 minutes per person).
 
 **Writes**: one ``WRITE`` script call per batch step (all persons of the step: their keys are declared, so a
 cluster client would split the call by slot; flagd runs it on one Redis today). A write to an id that was
@@ -33,10 +34,10 @@ from cachetools import LRUCache
 from redis import exceptions as redis_errors
 
 from evaluator.behaviour import BehaviourQuery
-from store.errors import StoreTimeout, StoreUnavailable
+from store.errors import PersonLimitExceeded, StoreTimeout, StoreUnavailable
 from store.persons import lua
 from store.persons.model import Merge, PersonView, ReadRequest, Step, Writes, properties_of
-from store.persons.protocol import PersonLimitExceeded, SeenPerson, StoreSettings
+from store.persons.protocol import SeenPerson, StoreSettings
 from store.persons.windows import counter_token, firsts
 
 __all__ = ["RedisPersonStore"]
@@ -234,11 +235,21 @@ class RedisPersonStore:
 
     async def _flush(self, batch: list[_Pending]) -> None:
         keys: list[str] = []
-        plans: list[list[tuple[str | int, ...]]] = []
+        # Distinct (query, now) plans, sent once: concurrent checks of one project ask the same queries.
+        plans: list[tuple[str | int, ...]] = []
+        index_of: dict[tuple[str, int], int] = {}
+        wanted: list[list[int]] = []
         for item in batch:
             request = item.request
             keys.append(self.person_key(request.project_id, item.target))
-            plans.append([_plan(q, item.now) for q in request.queries])
+            indexes = []
+            for q in request.queries:
+                at = index_of.get((q.key, item.now))
+                if at is None:
+                    at = index_of[(q.key, item.now)] = len(plans)
+                    plans.append(_plan(q, item.now))
+                indexes.append(at)
+            wanted.append(indexes)
         group_slots: list[list[tuple[str, int]]] = []
         for item in batch:
             slots = []
@@ -249,7 +260,7 @@ class RedisPersonStore:
         self.flushes += 1
         try:
             with _translated("person read"):
-                result = await self._read(keys=keys, args=[_encode(plans)])
+                result = await self._read(keys=keys, args=[_encode(plans), len(batch)])
         except Exception as exc:
             for item in batch:
                 if not item.future.done():
@@ -272,7 +283,9 @@ class RedisPersonStore:
                     self._enqueue(item, loop)
                 continue
             groups = {gtype: _decode_props(result[slot]) for gtype, slot in group_slots[index]}
-            counts = {q.key: int(c) for q, c in zip(item.request.queries, answer[2], strict=True)}
+            totals = answer[2]
+            queries = item.request.queries
+            counts = {q.key: int(totals[at]) for q, at in zip(queries, wanted[index], strict=True)}
             item.future.set_result(PersonView(_decode_props(answer[1]), groups, counts))
 
     # -- population --------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ To count a window, the store adds up, at every level, the buckets that lie **ent
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from typing import NamedTuple
 
@@ -85,6 +86,7 @@ def firsts(query: BehaviourQuery, now: int) -> tuple[int, ...]:
     return tuple(first_bucket(now, query, seconds) for seconds, _ in LEVELS)
 
 
+@functools.lru_cache(maxsize=8192)
 def counter_token(counter: str) -> str:
     """A fixed-width (8 characters) stand-in for a counter id in stored field names (48 bits of blake2b)."""
     digest = hashlib.blake2b(counter.encode(), digest_size=6).digest()
