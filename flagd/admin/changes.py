@@ -22,6 +22,17 @@ from store.records import FlagRecord
 _UNSET: Any = msgspec.UNSET
 
 
+def merged_filters(current: Mapping[str, Any], sent: Any) -> Any:
+    """``sent`` merged key by key into ``current`` filters: a top-level key not sent (``groups``,
+    ``multivariate``, ``payloads``, ``aggregation_group_type_index``, ``holdout``, ...) keeps its value, one
+    sent as null is removed. So an agent changing the conditions cannot demote a group flag or drop its
+    variants by leaving them out. Anything but an object is returned as sent (validation names it)."""
+    if not isinstance(sent, Mapping):
+        return sent
+    merged = {**copy.deepcopy(dict(current)), **sent}
+    return {k: v for k, v in merged.items() if v is not None}
+
+
 def proposed_fields(
     current: FlagRecord,
     *,
@@ -33,11 +44,13 @@ def proposed_fields(
 ) -> dict[str, Any]:
     """The PATCH fields a proposal amounts to. ``rollout_percentage`` sets every condition's rollout (only
     condition ``condition_index`` when given; a flag without conditions gets one matching everyone);
-    ``variants`` replaces ``filters.multivariate.variants``; ``filters`` replaces the filters whole."""
+    ``variants`` replaces ``filters.multivariate.variants``; ``filters`` is merged (``merged_filters``)."""
     if all(v is _UNSET for v in (rollout_percentage, filters, variants, active)):
         raise invalid("", "propose a change: rollout_percentage, filters, variants or active")
     changes: dict[str, Any] = {}
-    new_filters: Any = filters if filters is not _UNSET else copy.deepcopy(current.filters)
+    new_filters: Any = (
+        merged_filters(current.filters, filters) if filters is not _UNSET else copy.deepcopy(current.filters)
+    )
     touched = filters is not _UNSET
     if rollout_percentage is not _UNSET:
         if isinstance(rollout_percentage, bool) or not isinstance(rollout_percentage, int | float | None):
@@ -161,16 +174,22 @@ _EFFECT = {
 }
 
 
-def describe(before: FlagRecord | None, after: FlagRecord, impact: Impact) -> str:
-    """The change in words: what changed, widen/narrow, and how many of the population it serves."""
+def describe_fields(before: FlagRecord | None, after: FlagRecord) -> str:
+    """What changed, in words, without who it serves."""
     if before is None and not after.active:
         return f"created flag {after.key} inactive: it serves no one until it is turned on"
     if before is None:
-        what = f"created flag {after.key} active"
-    elif after.deleted:
-        what = f"deleted flag {after.key}"
-    else:
-        what = "; ".join(_what(before, after)) or "nothing changed"
+        return f"created flag {after.key} active"
+    if after.deleted:
+        return f"deleted flag {after.key}"
+    return "; ".join(_what(before, after)) or "nothing changed"
+
+
+def describe(before: FlagRecord | None, after: FlagRecord, impact: Impact) -> str:
+    """The change in words: what changed, widen/narrow, and how many of the population it serves."""
+    what = describe_fields(before, after)
+    if before is None and not after.active:
+        return what
     who = impact.population.removeprefix("the ")
     counts = f"about {impact.served_after} of the {who}"
     if impact.evaluated == 0:

@@ -14,8 +14,8 @@ from typing import Any
 import msgspec
 
 from evaluator import Context
-from flagd.admin.changes import change_summary, direction
-from flagd.admin.errors import invalid, not_found
+from flagd.admin.changes import change_summary, describe_fields, direction
+from flagd.admin.errors import ApiError, invalid, not_found
 from flagd.admin.impact import (
     DEFAULT_LIMIT,
     MAX_DISTINCT_IDS,
@@ -27,6 +27,7 @@ from flagd.admin.impact import (
 )
 from flagd.admin.services import AdminServices
 from store.catalog import ProjectState
+from store.errors import StoreError
 from store.records import CohortRecord, FlagRecord
 
 
@@ -87,13 +88,20 @@ async def measure(
 async def described(
     services: AdminServices, before: FlagRecord | None, after: FlagRecord, *, dry_run: bool
 ) -> dict[str, Any]:
-    """A write's result: the flag (as written, or as it would be), and the change in words."""
-    impact = await measure(services, before, after)
-    return {
-        "flag": msgspec.to_builtins(after),
-        "dry_run": dry_run,
-        "change": change_summary(before, after, impact),
-    }
+    """A write's result: the flag (as written, or as it would be), and the change in words. The write has
+    happened by now: if the persons cannot be counted (person store down, project not yet synced here), the
+    result says so instead of failing."""
+    try:
+        impact = await measure(services, before, after)
+    except (StoreError, ApiError) as exc:
+        change = {
+            "description": f"{describe_fields(before, after)} (who it serves could not be counted: {exc})",
+            "direction": None,
+            "impact": None,
+        }
+    else:
+        change = change_summary(before, after, impact)
+    return {"flag": msgspec.to_builtins(after), "dry_run": dry_run, "change": change}
 
 
 async def what_if(

@@ -161,7 +161,10 @@ def component_schemas() -> dict[str, Any]:
                     "description": "every condition's rollout (only condition_index's when given)",
                 },
                 "condition_index": {"type": "integer", "minimum": 0},
-                "filters": {**_OBJ, "description": "replaces the filters whole"},
+                "filters": {
+                    **_OBJ,
+                    "description": "merged key by key into the flag's filters (null removes a key)",
+                },
                 "variants": {"type": ["array", "null"], "items": _OBJ},
                 "active": {"type": "boolean"},
                 "distinct_ids": {

@@ -60,7 +60,9 @@ async def what_if(
         ),
     ] = None,
     condition_index: int | None = None,
-    filters: Annotated[dict[str, Any] | None, Field(description="proposed filters (replace all)")] = None,
+    filters: Annotated[
+        dict[str, Any] | None, Field(description="proposed filters, merged key by key (null removes a key)")
+    ] = None,
     variants: Annotated[
         list[dict[str, Any]] | None,
         Field(description="proposed multivariate variants [{key, rollout_percentage}]"),

@@ -15,7 +15,7 @@ from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from flagd.admin.changes import proposed_fields
+from flagd.admin.changes import merged_filters, proposed_fields
 from flagd.admin.errors import invalid
 from flagd.admin.reasoning import described, find_flag
 from flagd.mcp.agent import Agent
@@ -134,13 +134,15 @@ async def update_flag(
     dry_run: DryRun = False,
     project_id: ProjectId = None,
 ) -> Result:
-    """Change some fields of a flag; every field not sent keeps its value."""
+    """Change some fields of a flag; every field not sent keeps its value. ``filters`` is merged key by key
+    (groups, multivariate, payloads, aggregation_group_type_index, ...): a key not sent is kept, null removes
+    it."""
 
-    def changes(_: Any) -> dict[str, Any]:
+    def changes(flag: Any) -> dict[str, Any]:
         given = {
             "key": new_key,
             "name": name,
-            "filters": filters,
+            "filters": merged_filters(flag.filters, filters) if filters is not None else None,
             "active": active,
             "bucketing": bucketing,
             "ensure_experience_continuity": ensure_experience_continuity,

@@ -183,7 +183,7 @@ async def test_invalid_filters_are_refused_with_the_field_and_nothing_is_written
     flagd_embedded: FlagdServer,
 ) -> None:
     """A write with invalid filters is a tool error naming the field like the REST 400; dry runs and refused
-    writes leave the flag, its version and the audit log as they were."""
+    writes leave the flag, its version and the audit log as they were; filters keys not sent are kept."""
     server = flagd_embedded
     flag = server.create_flag("guarded", filters={"groups": [{"properties": [], "rollout_percentage": 50}]})
     bad = {"groups": [{"properties": [{"key": "plan", "operator": "no_such_op", "value": "x"}]}]}
@@ -212,6 +212,21 @@ async def test_invalid_filters_are_refused_with_the_field_and_nothing_is_written
         assert dry["dry_run"] is True
         assert dry["flag"]["version"] == 2
         assert dry["change"]["direction"] in ("narrows", "none")
+        payloads = {"true": '{"colour": "green"}'}
+        ok(
+            await agent.call_tool(
+                "create_flag",
+                {"key": "kept", "filters": {"groups": [{"rollout_percentage": 10}], "payloads": payloads}},
+            )
+        )
+        narrowed = ok(
+            await agent.call_tool(
+                "update_flag",
+                {"key": "kept", "version": 1, "filters": {"groups": [{"rollout_percentage": 5}]}},
+            )
+        )
+        assert narrowed["flag"]["filters"]["payloads"] == payloads  # not sent, so kept
+        assert narrowed["flag"]["filters"]["groups"] == [{"rollout_percentage": 5}]
         gone = ok(await agent.call_tool("delete_flag", {"key": "guarded", "version": 1, "dry_run": True}))
         assert gone["flag"]["deleted"] is True
     now = server.admin("GET", f"/api/projects/{server.project_id}/feature_flags/{flag['id']}/")

@@ -117,3 +117,25 @@ def test_bad_proposals_name_the_field(proposal: dict[str, Any], attr: str) -> No
         proposed_fields(record(), **proposal)
     assert error.value.status == 400
     assert error.value.attr == attr
+
+
+def test_filters_sent_are_merged_so_a_group_flag_is_not_demoted() -> None:
+    """Filters an agent sends are merged key by key: leaving out aggregation_group_type_index or the variants
+    keeps them; null removes a key."""
+    variants = {"variants": [{"key": "a", "rollout_percentage": 100}]}
+    flag = record(
+        filters={
+            "aggregation_group_type_index": 0,
+            "groups": [{"rollout_percentage": 10}],
+            "multivariate": variants,
+        }
+    )
+    changed = proposed_fields(flag, filters={"groups": [{"rollout_percentage": 50}]})["filters"]
+    assert changed == {
+        "aggregation_group_type_index": 0,
+        "groups": [{"rollout_percentage": 50}],
+        "multivariate": variants,
+    }
+    dropped = proposed_fields(flag, filters={"multivariate": None})["filters"]
+    assert "multivariate" not in dropped
+    assert dropped["aggregation_group_type_index"] == 0
