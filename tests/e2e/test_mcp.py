@@ -104,11 +104,19 @@ def wait_served_version(server: FlagdServer, key: str, version: int) -> None:
     wait_until(lambda: flags(server, PERSONS[0]).get(key, {}).get("metadata", {}).get("version") == version)
 
 
-async def test_agent_script_creates_explains_what_ifs_and_rolls_out(flagd_embedded: FlagdServer) -> None:
+@pytest.fixture(params=["flagd_embedded", pytest.param("flagd_distributed", marks=pytest.mark.integration)])
+def any_flagd(request: pytest.FixtureRequest) -> FlagdServer:
+    """A real server in embedded mode, and one on PostgreSQL + Redis (the Redis person store)."""
+    server: FlagdServer = request.getfixturevalue(request.param)
+    return server
+
+
+async def test_agent_script_creates_explains_what_ifs_and_rolls_out(any_flagd: FlagdServer) -> None:
     """An agent creates an inactive flag, turns it on, explains a decision, asks what a rollout 10 → 35 %
     does, is refused on a stale version and recovers, then rolls out: the persons the what-if named are
-    exactly those whose /flags answer changed, and the audit log names the agent."""
-    server = flagd_embedded
+    exactly those whose /flags answer changed, and the audit log names the agent (embedded SQLite, and
+    PostgreSQL + Redis with the Redis person store)."""
+    server = any_flagd
     seed_persons(server)
     async with mcp_http(server, server.admin_key, name="rollout-agent") as agent:
         created = ok(
