@@ -124,17 +124,17 @@ def _what(before: FlagRecord, after: FlagRecord) -> list[str]:
     if before.active != after.active:
         said.append("turned on" if after.active else "turned off")
     old, new = _groups(before), _groups(after)
-    strip = [{k: v for k, v in g.items() if k != "rollout_percentage"} for g in old if isinstance(g, dict)]
-    same_shape = len(old) == len(new) and strip == [
-        {k: v for k, v in g.items() if k != "rollout_percentage"} for g in new if isinstance(g, dict)
-    ]
-    if same_shape:
+    if len(old) == len(new):
         for i, (a, b) in enumerate(zip(old, new, strict=True)):
+            a, b = (g if isinstance(g, dict) else {} for g in (a, b))
+            where = "" if len(new) == 1 else f"condition {i + 1} "
             if a.get("rollout_percentage") != b.get("rollout_percentage"):
-                where = "rollout" if len(new) == 1 else f"condition {i + 1} rollout"
-                said.append(
-                    f"{where} {_pct(a.get('rollout_percentage'))} → {_pct(b.get('rollout_percentage'))}"
-                )
+                old_pct, new_pct = _pct(a.get("rollout_percentage")), _pct(b.get("rollout_percentage"))
+                said.append(f"{where}rollout {old_pct} → {new_pct}")
+            if {k: v for k, v in a.items() if k != "rollout_percentage"} != {
+                k: v for k, v in b.items() if k != "rollout_percentage"
+            }:
+                said.append(f"{where or 'condition '}properties changed")
     else:
         said.append(f"conditions changed ({len(old)} → {len(new)} condition sets)")
     if _variants(before) != _variants(after):
