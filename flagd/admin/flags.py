@@ -19,7 +19,7 @@ from evaluator import Context
 from flagd.admin.access import project_caller
 from flagd.admin.changes import proposed_fields
 from flagd.admin.errors import ApiError, invalid, not_found
-from flagd.admin.inputs import expected_version, page_params, path_id, read_json, take_deleted
+from flagd.admin.inputs import expected_version, page_params, path_id, read_json, take_deleted, text_param
 from flagd.admin.outputs import JSON, envelope, plain
 from flagd.admin.reasoning import check_ids, check_limit, what_if
 from store.records import FlagRecord
@@ -33,7 +33,7 @@ def flag_response(flag: FlagRecord, status: int = 200) -> JSON:
 async def list_flags(request: Request) -> Response:
     who, project_id = await project_caller(request)
     page = page_params(request)
-    search = request.query_params.get("search") or None
+    search = text_param(request, "search")
     found = await who.services.repository.list_flags(
         project_id, search=search, limit=page.limit, offset=page.offset
     )

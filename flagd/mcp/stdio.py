@@ -72,7 +72,7 @@ async def serve_stdio(settings: Settings, *, read_only: bool = False) -> None:
         services = AdminServices(
             repository=backend.repository,
             catalog=catalog,
-            authenticator=Authenticator(backend.repository.authenticate, ttl=limits.auth_cache_seconds),
+            authenticator=Authenticator(backend.repository.authenticate, ttl=0),
             max_body_bytes=settings.admin_max_body_bytes,
             persons=persons,
             enricher=enricher,

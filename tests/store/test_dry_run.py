@@ -5,11 +5,7 @@ from __future__ import annotations
 import pytest
 
 from store.errors import Conflict, ValidationFailed
-from tests.store import test_repository as shared
 from tests.store.test_repository import Repo, flag, project, written
-
-backend = shared.backend  # the repository suite's fixtures: PostgreSQL and SQLite
-repo = shared.repo
 
 
 async def test_dry_run_returns_the_record_and_writes_nothing(repo: Repo) -> None:
