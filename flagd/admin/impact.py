@@ -49,8 +49,11 @@ class Population(msgspec.Struct, frozen=True):
             return f"the {len(self.subjects)} distinct ids given"
         if self.source == "none":
             return "no persons (the person store is off)"
-        newest = " newest" if self.capped else ""
-        return f"the {len(self.subjects)}{newest} persons seen in the last 7 days"
+        if self.capped:
+            return (
+                f"the {len(self.subjects)} newest persons seen in the last 7 days (at most {MAX_POPULATION})"
+            )
+        return f"the {len(self.subjects)} persons seen in the last 7 days"
 
 
 async def population(

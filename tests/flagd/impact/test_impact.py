@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 
 from evaluator import Context, compile_flags
-from flagd.admin.impact import Evaluator, Population, Subject
+from flagd.admin.errors import ApiError
+from flagd.admin.impact import MAX_POPULATION, Evaluator, Population, Subject, population
+from flagd.admin.reasoning import check_ids, check_limit
 from store.catalog import ProjectData, ProjectState, build_project_state
 from tests.flagd.impact.strategies import bucketings, distinct_ids, rollouts, variant_splits
 
@@ -106,3 +109,33 @@ async def test_a_new_flag_and_a_deleted_flag_are_measured_from_and_to_no_one() -
     deleted = await evaluator.measure(flag, {**flag, "deleted": True}, people(ids))
     assert deleted.turns_off_count == 3
     assert deleted.served_after == 0
+
+
+@pytest.mark.parametrize(
+    ("call", "attr"),
+    [
+        (lambda: check_ids([f"id-{i}" for i in range(1001)]), "distinct_ids"),
+        (lambda: check_ids(["ok", ""]), "distinct_ids"),
+        (lambda: check_limit(0), "limit"),
+        (lambda: check_limit(1001), "limit"),
+    ],
+)
+def test_what_if_limits_are_400s_naming_the_field(call: Any, attr: str) -> None:
+    """More than 1,000 distinct ids, an empty id, or a limit outside 1..1000 is refused, naming the field."""
+    with pytest.raises(ApiError) as error:
+        call()
+    assert error.value.status == 400
+    assert error.value.attr == attr
+
+
+async def test_the_population_is_capped_at_the_newest_persons_and_says_so() -> None:
+    """Given ids are deduplicated in order; without a person store nothing is evaluated and it says why."""
+    given = await population(None, 1, ["a", "b", "a"])
+    assert [s.distinct_id for s in given.subjects] == ["a", "b"]
+    assert given.describe() == "the 2 distinct ids given"
+    none = await population(None, 1, None)
+    assert none.subjects == []
+    assert "person store is off" in none.describe()
+    assert Population([Subject("x")] * 3, "seen", capped=True).describe() == (
+        f"the 3 newest persons seen in the last 7 days (at most {MAX_POPULATION})"
+    )
