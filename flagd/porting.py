@@ -30,7 +30,15 @@ from store.protocols import AdminRepository
 from store.records import CohortRecord, FlagRecord
 from store.sql import writes
 
-FLAG_FIELDS = ("key", "name", "filters", "active", "bucketing", "ensure_experience_continuity")
+FLAG_FIELDS = (
+    "key",
+    "name",
+    "filters",
+    "active",
+    "bucketing",
+    "ensure_experience_continuity",
+    "bucketing_identifier",
+)
 
 
 class ImportFormatError(ValueError):

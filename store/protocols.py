@@ -63,8 +63,10 @@ class AdminRepository(Protocol):
         actor: str,
         name: str | None = None,
         group_type_mapping: Mapping[str, str] | None = None,
+        property_matching_version: int | None = None,
     ) -> Project:
-        """Rename a project or replace its group type mapping (a change-log event: nodes recompile)."""
+        """Rename a project, replace its group type mapping or set its property matching version (1 or 2)
+        (a change-log event: nodes recompile)."""
         ...
 
     async def rotate_project_secret(self, project_id: int, *, actor: str) -> str:

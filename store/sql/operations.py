@@ -130,8 +130,13 @@ class WriteOperations:
         actor: str,
         name: str | None = None,
         group_type_mapping: Mapping[str, str] | None = None,
+        property_matching_version: int | None = None,
     ) -> Project:
-        mapping = writes.check_project_fields(name=name, group_type_mapping=group_type_mapping)
+        mapping = writes.check_project_fields(
+            name=name,
+            group_type_mapping=group_type_mapping,
+            property_matching_version=property_matching_version,
+        )
         async with self._transaction() as tx:
             before = await self._project(tx, project_id)
             after = await tx.update_project(
@@ -140,6 +145,9 @@ class WriteOperations:
                 group_type_mapping=before.group_type_mapping if mapping is None else mapping,
                 secret_token_hash=before.secret_token_hash,
                 expected_version=before.version,
+                property_matching_version=before.property_matching_version
+                if property_matching_version is None
+                else property_matching_version,
             )
             assert after is not None  # the row is locked: its version cannot have moved
             await self._project_changed(tx, "project.updated", actor, before, after)
@@ -155,6 +163,7 @@ class WriteOperations:
                 group_type_mapping=before.group_type_mapping,
                 secret_token_hash=tokens.hash_secret(secret),
                 expected_version=before.version,
+                property_matching_version=before.property_matching_version,
             )
             assert after is not None
             await self._project_changed(tx, "project.secret_rotated", actor, before, after)
