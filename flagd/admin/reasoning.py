@@ -156,6 +156,7 @@ async def explain(
     person_properties: Mapping[str, Any] | None = None,
     groups: Mapping[str, str] | None = None,
     group_properties: Mapping[str, Mapping[str, Any]] | None = None,
+    device_id: str | None = None,
 ) -> dict[str, Any]:
     """The decision ``/flags`` gives this context and why: the evaluator's trace (conditions, filters,
     bucket values, thresholds), with stored person properties merged under the request's as ``/flags`` does,
@@ -171,6 +172,7 @@ async def explain(
         person_properties=request_props,
         groups=dict(groups or {}),
         group_properties={k: dict(v) for k, v in (group_properties or {}).items()},
+        device_id=device_id or None,
     )
     if services.enricher is not None:
         ctx = await services.enricher.enrich(state, ctx, [flag.key])

@@ -27,6 +27,9 @@ async def explain(
     ] = None,
     groups: Annotated[dict[str, str] | None, Field(description="group type -> group key")] = None,
     group_properties: dict[str, dict[str, Any]] | None = None,
+    device_id: Annotated[
+        str | None, Field(description='what flags with bucketing_identifier "device_id" hash', max_length=200)
+    ] = None,
     project_id: ProjectId = None,
 ) -> Result:
     """The decision /flags gives this person and why: the deciding condition, every filter with the value
@@ -43,6 +46,7 @@ async def explain(
             person_properties=person_properties,
             groups=groups,
             group_properties=group_properties,
+            device_id=device_id,
         )
 
     return await run(ctx, body)
