@@ -10,7 +10,7 @@ from flagd.auth import Authenticator
 from flagd.sdk.persons import Persons
 from store.catalog import Catalog
 from store.persons import PersonStore
-from store.protocols import AdminRepository
+from store.sql.repository import AdminRepository
 
 
 @dataclass(frozen=True, slots=True)

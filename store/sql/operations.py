@@ -1,6 +1,6 @@
 """The admin write operations, written once over ``store.sql.transaction.Transaction``.
 
-``WriteOperations`` implements every write method of ``store.protocols.AdminRepository``. A backend
+``WriteOperations`` implements every write method of ``store.sql.repository.AdminRepository``. A backend
 (``store.sql.postgres`` on asyncpg, ``store.sql.sqlite`` on sqlite3) supplies ``_transaction()``: an async
 context manager yielding a ``Transaction`` (``store.sql.transaction``) whose statements commit together or not
 at all. The rules (``store.sql.writes``), the order of steps and what goes into the audit and change logs are
@@ -112,6 +112,9 @@ class WriteOperations:
         secret_token: str | None = None,
         only_if_first: bool = False,
     ) -> NewProject:
+        """Create a project; tokens are generated unless given (bootstrap makes them deterministic).
+        ``only_if_first``: ``Conflict`` when any project exists, decided atomically (bootstrap on several
+        nodes at once creates one default project)."""
         writes.check_project_fields(name=name)
         secret = secret_token or tokens.new_project_secret()
         async with self._transaction() as tx:
@@ -132,6 +135,8 @@ class WriteOperations:
         group_type_mapping: Mapping[str, str] | None = None,
         property_matching_version: int | None = None,
     ) -> Project:
+        """Rename a project, replace its group type mapping or set its property matching version (1 or 2)
+        (a change-log event: nodes recompile)."""
         mapping = writes.check_project_fields(
             name=name,
             group_type_mapping=group_type_mapping,
@@ -154,6 +159,7 @@ class WriteOperations:
         return after.record()
 
     async def rotate_project_secret(self, project_id: int, *, actor: str) -> str:
+        """Issue a new local-evaluation secret (returned raw, once); the old one stops working."""
         secret = tokens.new_project_secret()
         async with self._transaction() as tx:
             before = await self._project(tx, project_id)
@@ -173,6 +179,7 @@ class WriteOperations:
     async def create_api_key(
         self, *, label: str, scope: Scope, project_id: int | None, actor: str, raw_key: str | None = None
     ) -> NewApiKey:
+        """Create a personal API key (stored hashed). ``project_id=None`` reaches every project."""
         writes.validate_api_key_fields(label=label, scope=scope)
         raw = raw_key or tokens.new_api_key()
         async with self._transaction() as tx:
@@ -251,6 +258,10 @@ class WriteOperations:
     async def create_flag(
         self, project_id: int, data: Mapping[str, Any], *, actor: str, dry_run: bool = False
     ) -> FlagRecord:
+        """``data`` is PostHog-shaped: key, name, filters, active, bucketing, ensure_experience_continuity.
+
+        ``dry_run`` (every flag write and ``create_cohort`` take it): every step of the write, validation and
+        version check included, then a rollback; returns the record as it would have been, writes nothing."""
         values = writes.flag_values(data)
         async with self._write(dry_run) as tx:
             project = await self._project(tx, project_id)
@@ -276,6 +287,7 @@ class WriteOperations:
         expected_version: int | None = None,
         dry_run: bool = False,
     ) -> FlagRecord:
+        """Partial update; ``Conflict`` (with the current version) when ``expected_version`` is stale."""
         async with self._write(dry_run) as tx:
             project = await self._project(tx, project_id)
             current = await self._live_flag(tx, project_id, flag_id, expected_version)
@@ -315,6 +327,7 @@ class WriteOperations:
         expected_version: int | None = None,
         dry_run: bool = False,
     ) -> FlagRecord:
+        """Soft delete; the record comes back with ``deleted=True`` and a new version."""
         async with self._write(dry_run) as tx:
             await self._project(tx, project_id)
             current = await self._live_flag(tx, project_id, flag_id, expected_version)
@@ -363,6 +376,7 @@ class WriteOperations:
     async def create_cohort(
         self, project_id: int, data: Mapping[str, Any], *, actor: str, dry_run: bool = False
     ) -> CohortRecord:
+        """``data``: name, description, filters, is_static, and for static cohorts ``members`` (ids)."""
         values = writes.cohort_values(data)
         async with self._write(dry_run) as tx:
             await self._project(tx, project_id)
