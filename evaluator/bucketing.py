@@ -282,11 +282,10 @@ class PostHogBucketing:
 _SCHEMES: dict[str, BucketingScheme] = {"murmur3": Murmur3Bucketing(), "posthog": PostHogBucketing()}
 
 
-def get_scheme(name: str) -> BucketingScheme:
-    """The shared scheme instance for ``name`` (one of ``SCHEME_NAMES``); ValueError on an unknown name."""
-    try:
-        return _SCHEMES[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown bucketing scheme {name!r}; expected one of {', '.join(SCHEME_NAMES)}"
-        ) from None
+def get_scheme(name: object) -> BucketingScheme:
+    """The shared scheme instance for ``name`` (one of ``SCHEME_NAMES``); ValueError on anything else (a
+    definition's ``"bucketing"`` may be any JSON value)."""
+    scheme = _SCHEMES.get(name) if isinstance(name, str) else None
+    if scheme is None:
+        raise ValueError(f"unknown bucketing scheme {name!r}; expected one of {', '.join(SCHEME_NAMES)}")
+    return scheme
