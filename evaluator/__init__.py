@@ -2,7 +2,8 @@
 
 Compile a project's flags once (``compile_flags``), then evaluate any number of contexts against the
 immutable ``Snapshot``. No I/O (beyond choosing, at import, which build loads), no asyncio, no
-logging: it imports only the standard library, msgspec, mmh3 and (for regex filters) google-re2.
+logging: it imports only the standard library, msgspec, mmh3, python-dateutil (dates beyond ISO-8601) and
+(for regex filters) google-re2.
 
 The package is compiled to a C extension with mypyc when built with a C compiler (wheels, the Docker
 image, ``make compile``); ``COMPILED`` says which one runs, ``PURE_REASON`` why the sources run when

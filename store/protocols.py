@@ -33,9 +33,17 @@ class AdminRepository(Protocol):
 
     # Projects -------------------------------------------------------------------------------------------
     async def create_project(
-        self, name: str, *, actor: str, api_token: str | None = None, secret_token: str | None = None
+        self,
+        name: str,
+        *,
+        actor: str,
+        api_token: str | None = None,
+        secret_token: str | None = None,
+        only_if_first: bool = False,
     ) -> NewProject:
-        """Create a project; tokens are generated unless given (bootstrap makes them deterministic)."""
+        """Create a project; tokens are generated unless given (bootstrap makes them deterministic).
+        ``only_if_first``: ``Conflict`` when any project exists, decided atomically (bootstrap on several
+        nodes at once creates one default project)."""
         ...
 
     async def get_project(self, project_id: int) -> Project:
@@ -55,8 +63,10 @@ class AdminRepository(Protocol):
         actor: str,
         name: str | None = None,
         group_type_mapping: Mapping[str, str] | None = None,
+        property_matching_version: int | None = None,
     ) -> Project:
-        """Rename a project or replace its group type mapping (a change-log event: nodes recompile)."""
+        """Rename a project, replace its group type mapping or set its property matching version (1 or 2)
+        (a change-log event: nodes recompile)."""
         ...
 
     async def rotate_project_secret(self, project_id: int, *, actor: str) -> str:

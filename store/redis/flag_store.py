@@ -5,7 +5,8 @@ Key layout (``flagd`` is the configurable prefix). A project's keys share the ha
 global keys share ``{g}``, so every script touches one Redis Cluster slot::
 
     flagd:{p<id>}:meta       hash   seq (change_log seq of the newest change applied to the project),
-                                    api_token, secret_token_hash, group_type_mapping (JSON), project_version
+                                    api_token, secret_token_hash, group_type_mapping (JSON), project_version,
+                                    property_matching_version
     flagd:{p<id>}:versions   hash   "<entity type>:<entity id>" -> entity version (flag/cohort/project)
     flagd:{p<id>}:flags      hash   flag id -> FlagRecord.definition() JSON (deleted flags stay as tombstones)
     flagd:{p<id>}:cohorts    hash   cohort id -> CohortRecord.definition() JSON (tombstones as for flags)
@@ -42,6 +43,7 @@ from redis import exceptions as redis_errors
 
 from store.catalog import ProjectData
 from store.errors import StoreTimeout, StoreUnavailable
+from store.records import ChangeRow
 from store.redis import scripts as scripts
 from store.redis.feed import Change, FeedEntry, FeedOp
 
@@ -142,12 +144,13 @@ class RedisFlagStore:
     async def _queue_apply(self, pipe: Any, change: Change) -> None:
         meta, versions, flags, cohorts, static = self.project_keys(change.project_id)
         payload = change.payload
-        members, body, token, secret, gtm = "", "", "", "", "{}"
+        members, body, token, secret, gtm, matching = "", "", "", "", "{}", "1"
         if change.entity_type == "project":
             target = meta
             token = str(payload.get("api_token", ""))
             secret = str(payload.get("secret_token_hash", ""))
             gtm = _encode(payload.get("group_type_mapping") or {}).decode()
+            matching = str(payload.get("property_matching_version") or 1)
         elif change.entity_type == "cohort":
             target = cohorts
             definition = {k: v for k, v in payload.items() if k != "members"}
@@ -171,6 +174,7 @@ class RedisFlagStore:
                 token,
                 secret,
                 gtm,
+                matching,
             ],
             client=pipe,
         )
@@ -272,6 +276,7 @@ class RedisFlagStore:
         args.append(len(data.static_members))
         for cohort_id, members in data.static_members.items():
             args += [cohort_id, _encode(sorted(members)).decode()]
+        args.append(data.property_matching_version)
         with _translated("replacing a project"):
             async with self._redis.pipeline(transaction=False) as pipe:
                 await self._replace(keys=list(self.project_keys(data.project_id)), args=args, client=pipe)
@@ -307,6 +312,47 @@ class RedisFlagStore:
             return None
         return await self._load(sorted(int(m) for m in members))
 
+    async def load_changes(self, project_id: int, entries: Sequence[FeedEntry]) -> list[ChangeRow] | None:
+        """The entities ``entries`` (flag, cohort and project entries of one project) name, as Redis holds
+        them now, shaped as change_log rows for ``store.catalog.apply_changes``: a node applies a change by
+        reading that entity alone, not the whole project (a flag write next to a large static cohort does
+        not decode the cohort again). None when Redis has no metadata for the project."""
+        flag_ids = sorted({e.entity_id for e in entries if e.entity_type == "flag"})
+        cohort_ids = sorted({e.entity_id for e in entries if e.entity_type == "cohort"})
+        meta, _, flags, cohorts, static = self.project_keys(project_id)
+        with _translated("loading changes"):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hmget(
+                    meta,
+                    ["api_token", "secret_token_hash", "group_type_mapping", "property_matching_version"],
+                )
+                pipe.hmget(flags, flag_ids or ["-"])
+                pipe.hmget(cohorts, cohort_ids or ["-"])
+                pipe.hmget(static, cohort_ids or ["-"])
+                (token, secret, mapping, matching), flag_bodies, cohort_bodies, members = await pipe.execute()
+        if token is None:
+            return None
+        seq = {(e.entity_type, e.entity_id): e.seq for e in entries}
+        rows: list[ChangeRow] = []
+        for fid, body in zip(flag_ids, flag_bodies, strict=False):
+            payload = _decode(body) if body is not None else {}
+            rows.append(_row(project_id, "flag", fid, seq[("flag", fid)], payload))
+        for cid, body, ids in zip(cohort_ids, cohort_bodies, members, strict=False):
+            payload = _decode(body) if body is not None else {}
+            if payload.get("is_static"):
+                payload["members"] = _decode(ids) if ids is not None else []
+            rows.append(_row(project_id, "cohort", cid, seq[("cohort", cid)], payload))
+        for e in entries:
+            if e.entity_type == "project":
+                payload = {
+                    "api_token": _text(token),
+                    "secret_token_hash": _text(secret or b""),
+                    "group_type_mapping": _decode(mapping or b"{}"),
+                    "property_matching_version": int(matching or b"1"),
+                }
+                rows.append(_row(project_id, "project", project_id, e.seq, payload))
+        return rows
+
     async def _load(self, project_ids: Sequence[int]) -> list[ProjectData]:
         if not project_ids:
             return []
@@ -334,6 +380,7 @@ class RedisFlagStore:
                     api_token=_text(meta[b"api_token"]),
                     secret_token_hash=_text(meta.get(b"secret_token_hash", b"")),
                     group_type_mapping=_decode(meta.get(b"group_type_mapping", b"{}")),
+                    property_matching_version=int(meta.get(b"property_matching_version", b"1")),
                     version=int(meta.get(b"seq", b"0")),
                     flags=sorted(live_flags, key=lambda f: int(f["id"])),
                     cohorts=sorted(live_cohorts, key=lambda c: int(c["id"])),
@@ -341,6 +388,19 @@ class RedisFlagStore:
                 )
             )
         return loaded
+
+
+def _row(project_id: int, kind: str, entity_id: int, seq: int, payload: dict[str, Any]) -> ChangeRow:
+    gone = not payload or bool(payload.get("deleted"))
+    return ChangeRow(
+        seq=seq,
+        project_id=project_id,
+        entity_type=kind,  # type: ignore[arg-type]
+        entity_id=entity_id,
+        entity_version=int(payload.get("version") or 0),
+        op="delete" if gone else "upsert",
+        payload=payload,
+    )
 
 
 def _decode_all(values: Iterable[bytes]) -> list[dict[str, Any]]:

@@ -44,7 +44,8 @@ __all__ = [
 ]
 
 PROJECT_COLUMNS = (
-    "id, name, api_token, secret_token_hash, group_type_mapping, version, created_at, created_by"
+    "id, name, api_token, secret_token_hash, group_type_mapping, property_matching_version, version,"
+    " created_at, created_by"
 )
 FLAG_COLUMNS = (
     "id, project_id, key, name, filters, active, deleted, bucketing, ensure_experience_continuity, version,"

@@ -206,6 +206,7 @@ class SqlReads(ABC):
             [
                 (
                     "SELECT p.id AS project_id, p.api_token, p.secret_token_hash, p.group_type_mapping,"
+                    " p.property_matching_version,"
                     " COALESCE((SELECT max(seq) FROM change_log c WHERE c.project_id = p.id), 0) AS version"
                     " FROM projects p WHERE (CAST($1 AS bigint) IS NULL OR p.id = $1) ORDER BY p.id",
                     args,

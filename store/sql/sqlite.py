@@ -28,7 +28,7 @@ from store.protocols import AdminRepository, ChangeSource
 from store.sql.dialect import SQLITE, Clock, Dialect, decode_row, sqlite_text
 from store.sql.operations import WriteOperations
 from store.sql.reads import Query, SqlReads
-from store.sql.sqlite_schema import PRAGMAS, SCHEMA, SCHEMA_VERSION
+from store.sql.sqlite_schema import PRAGMAS, SCHEMA, SCHEMA_VERSION, UPGRADES
 from store.sql.transaction import Transaction
 
 __all__ = ["OnCommit", "SqliteRepository"]
@@ -65,7 +65,9 @@ def _connect(path: str, clock: Clock) -> sqlite3.Connection:
         conn.close()
         raise StoreError(f"{path} has schema version {version}, newer than this flagd ({SCHEMA_VERSION})")
     if version < SCHEMA_VERSION:
-        conn.executescript(f"BEGIN; {SCHEMA}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        upgrades = "; ".join(UPGRADES[v] for v in range(version, SCHEMA_VERSION) if v in UPGRADES and version)
+        steps = f"{upgrades};" if upgrades else ""
+        conn.executescript(f"BEGIN; {steps} {SCHEMA}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
     return conn
 
 

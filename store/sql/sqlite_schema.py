@@ -8,9 +8,9 @@ backend rebuilds the catalog itself after each committed write. ``PRAGMA user_ve
 
 from __future__ import annotations
 
-__all__ = ["PRAGMAS", "SCHEMA", "SCHEMA_VERSION"]
+__all__ = ["PRAGMAS", "SCHEMA", "SCHEMA_VERSION", "UPGRADES"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 PRAGMAS = (
     "PRAGMA journal_mode = WAL",
@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS projects (
     api_token           TEXT    NOT NULL UNIQUE,
     secret_token_hash   TEXT    NOT NULL,
     group_type_mapping  TEXT    NOT NULL DEFAULT '{}',
+    property_matching_version INTEGER NOT NULL DEFAULT 1 CHECK (property_matching_version IN (1, 2)),
     version             INTEGER NOT NULL DEFAULT 1,
     created_at          TEXT    NOT NULL,
     created_by          TEXT    NOT NULL DEFAULT 'system'
@@ -110,3 +111,10 @@ CREATE TABLE IF NOT EXISTS change_log (
 );
 CREATE INDEX IF NOT EXISTS change_log_project ON change_log (project_id, seq);
 """
+
+# What brings a file of an older version up to date: {version it is at: SQL}. CREATE TABLE IF NOT EXISTS
+# leaves existing tables as they were, so each new column is added here too (002_property_matching_version).
+UPGRADES = {
+    1: "ALTER TABLE projects ADD COLUMN property_matching_version INTEGER NOT NULL DEFAULT 1"
+    " CHECK (property_matching_version IN (1, 2))",
+}

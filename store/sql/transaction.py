@@ -20,6 +20,8 @@ from store.sql.rows import EntityType, ProjectRow
 
 __all__ = ["Connection", "Transaction"]
 
+FIRST_PROJECT_LOCK = 7420130004  # advisory lock key (…01 change_log seq, …02 migrations, …03 syncer)
+
 
 class Connection(Protocol):
     """One backend connection inside an open transaction; rows come back as dicts of Python values."""
@@ -71,6 +73,14 @@ class Transaction:
         )
         return None if row is None else ProjectRow(**row)
 
+    async def any_project(self) -> bool:
+        """Whether any project exists, asked so that two transactions creating "the first project" run one
+        after the other (PostgreSQL: a transaction-scoped advisory lock; SQLite: BEGIN IMMEDIATE already
+        serialises every write)."""
+        if self._db.dialect.name == "postgresql":
+            await self._db.execute("SELECT pg_advisory_xact_lock($1)", FIRST_PROJECT_LOCK)
+        return await self._db.one("SELECT id FROM projects LIMIT 1") is not None
+
     async def insert_project(self, name: str, api_token: str, secret_hash: str, actor: str) -> ProjectRow:
         row = await self._one_unique(
             "a project with this api_token already exists",
@@ -92,16 +102,18 @@ class Transaction:
         group_type_mapping: Mapping[str, str],
         secret_token_hash: str,
         expected_version: int,
+        property_matching_version: int = 1,
     ) -> ProjectRow | None:
         row = await self._db.one(
             "UPDATE projects SET name = $2, group_type_mapping = $3, secret_token_hash = $4,"
-            " version = version + 1"
+            " property_matching_version = $6, version = version + 1"
             f" WHERE id = $1 AND version = $5 RETURNING {PROJECT_COLUMNS}",
             project_id,
             name,
             self._json(dict(group_type_mapping)),
             secret_token_hash,
             expected_version,
+            property_matching_version,
         )
         return None if row is None else ProjectRow(**row)
 
@@ -112,6 +124,13 @@ class Transaction:
             project_id,
         )
         return [FlagRecord(**r) for r in rows]
+
+    async def live_cohorts(self, project_id: int) -> list[CohortRecord]:
+        rows = await self._db.all(
+            f"SELECT {COHORT_COLUMNS} FROM cohorts WHERE project_id = $1 AND NOT deleted ORDER BY id",
+            project_id,
+        )
+        return [CohortRecord(**r) for r in rows]
 
     async def live_cohort_ids(self, project_id: int) -> list[str]:
         rows = await self._db.all(

@@ -318,3 +318,92 @@ def test_following_next_links_visits_every_flag_once(
                 assert seen == keys[start:]
 
     asyncio.run(run())
+
+
+async def test_bucketing_identifier_is_accepted_kept_and_evaluated(admin: Admin) -> None:
+    """A top-level ``bucketing_identifier: "device_id"`` is stored, shown, survives a filters-only PATCH, and
+    makes /flags hash the device id (body ``$device_id``, or the ``$device_id`` person property)."""
+    filters = {"groups": [{"properties": [], "rollout_percentage": 50}]}
+    flag = await admin.create_flag(
+        "by-device", bucketing="posthog", bucketing_identifier="device_id", filters=filters
+    )
+    assert flag["bucketing_identifier"] == "device_id"
+    url = f"{admin.flags_url}{flag['id']}/"
+    patched = await admin.client.patch(url, json={"filters": filters, "version": 1})
+    assert patched.json()["bucketing_identifier"] == "device_id"
+    listed = (await admin.client.get(admin.flags_url)).json()["results"]
+    assert [f["bucketing_identifier"] for f in listed] == ["device_id"]
+    for n in range(20):
+        device = f"device-{n}"
+        answers = {
+            (await admin.evaluate(f"user-{n}-{m}", **{"$device_id": device}))["by-device"]["enabled"]
+            for m in range(3)
+        }
+        by_property = await admin.evaluate(f"x-{n}", person_properties={"$device_id": device})
+        assert answers == {by_property["by-device"]["enabled"]}  # one answer per device, any user
+    nothing = await admin.evaluate("someone")
+    assert nothing["by-device"]["reason"]["code"] == "out_of_rollout_bound"
+
+
+async def test_an_unknown_bucketing_identifier_is_400_naming_the_field(admin: Admin) -> None:
+    """Only distinct_id, device_id or null are accepted; anything else names the field and writes nothing."""
+    response = await admin.client.post(
+        admin.flags_url, json={"key": "bad", "bucketing_identifier": "session_id"}
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["attr"] == "bucketing_identifier"
+    assert await _count(admin) == 0
+
+
+async def test_explain_hashes_the_device_id_of_device_bucketed_flags(admin: Admin) -> None:
+    """Explaining a device-bucketed flag with a ``device_id`` traces the device id as the bucketing id and
+    reaches the same decision /flags gives for that device."""
+    flag = await admin.create_flag("by-device", bucketing="posthog", bucketing_identifier="device_id")
+    url = f"{admin.flags_url}{flag['id']}/explain/"
+    traced = (await admin.client.post(url, json={"distinct_id": "u1", "device_id": "d-7"})).json()
+    assert traced["explanation"]["bucketing_id"] == "d-7"
+    wire = await admin.evaluate("u1", **{"$device_id": "d-7"})
+    assert traced["explanation"]["decision"]["enabled"] == wire["by-device"]["enabled"]
+
+
+@pytest.mark.parametrize(
+    ("filters", "path"),
+    [
+        ({"groups": [{"properties": [], "rollout_percentag": 5}]}, "filters.groups[0].rollout_percentag"),
+        (
+            {"groups": [{"properties": [{"key": "plan", "operater": "exact", "valu": "pro"}]}]},
+            "filters.groups[0].properties[0].operater",
+        ),
+        ({"groups": [], "multivariate": {"variants": []}}, "filters.multivariate.variants"),
+        ({"groups": [], "holdout": {"id": 1, "exclusion_percent": 5}}, "filters.holdout.exclusion_percent"),
+        ({"groups": [], "payload": {"true": "1"}}, "filters.payload"),
+    ],
+)
+async def test_typos_inside_filters_are_400_and_nothing_is_served(
+    admin: Admin, filters: dict[str, Any], path: str
+) -> None:
+    """A misspelt key inside filters (which would silently serve the flag to everyone) is a 400 naming it."""
+    created = await admin.client.post(admin.flags_url, json={"key": "typo", "filters": filters})
+    assert created.status_code == 400, created.text
+    assert path in [e["attr"] for e in created.json()["errors"]]
+    assert await _count(admin) == 0
+    flag = await admin.create_flag("steady")
+    patched = await admin.client.patch(f"{admin.flags_url}{flag['id']}/", json={"filters": filters})
+    assert patched.status_code == 400
+    assert path in [e["attr"] for e in patched.json()["errors"]]
+    assert (await admin.evaluate())["steady"]["enabled"] is True
+
+
+async def test_deleting_a_flag_others_depend_on_is_409_naming_them(admin: Admin) -> None:
+    """DELETE (or PATCH deleted) of a flag another flag depends on is a 409 listing the dependents."""
+    base = await admin.create_flag("base")
+    needs = {"properties": [{"key": "base", "type": "flag", "value": True}], "rollout_percentage": 100}
+    await admin.create_flag("child", filters={"groups": [needs]})
+    for response in (
+        await admin.client.delete(f"{admin.flags_url}{base['id']}/"),
+        await admin.client.patch(f"{admin.flags_url}{base['id']}/", json={"deleted": True}),
+    ):
+        assert response.status_code == 409, response.text
+        assert response.json()["code"] == "has_dependents"
+        assert response.json()["dependents"] == ["flag:child"]
+    assert (await admin.evaluate())["child"]["enabled"] is True

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from store.errors import StoreUnavailable
 from store.sql.migrate import migrate, migration_files
+from store.sql.sqlite import SqliteRepository
 
 pytestmark = pytest.mark.integration
 
@@ -57,3 +60,28 @@ async def test_unreachable_database_is_store_unavailable() -> None:
 
     with pytest.raises(StoreUnavailable):
         await migrate(f"postgresql://postgres@127.0.0.1:{free_port()}/x", connect_timeout=2)
+
+
+async def test_an_embedded_file_of_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A SQLite file written before property_matching_version existed opens, keeps its project, reads the
+    new setting as 1 and can change it."""
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE projects (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL,"
+        " api_token TEXT NOT NULL UNIQUE, secret_token_hash TEXT NOT NULL,"
+        " group_type_mapping TEXT NOT NULL DEFAULT '{}', version INTEGER NOT NULL DEFAULT 1,"
+        " created_at TEXT NOT NULL, created_by TEXT NOT NULL DEFAULT 'system');"
+        "INSERT INTO projects (name, api_token, secret_token_hash, created_at)"
+        " VALUES ('old', 'phc_old', 'h', '2024-01-01T00:00:00+00:00');"
+        "PRAGMA user_version = 1;"
+    )
+    conn.close()
+    repo = await SqliteRepository.open(path)
+    try:
+        project = await repo.get_project(1)
+        assert (project.name, project.property_matching_version) == ("old", 1)
+        changed = await repo.update_project(1, actor="test", property_matching_version=2)
+        assert changed.property_matching_version == 2
+    finally:
+        await repo.close()
