@@ -82,3 +82,12 @@ def own_postgres() -> Iterator[PostgresServer]:
         if not server.controllable:
             pytest.skip("fault injection needs a throwaway PostgreSQL (FLAGD_TEST_DATABASE_URL is set)")
         yield server
+
+
+def pytest_report_header() -> str:
+    """Say which evaluator the run tests: the compiled build or the pure sources (and why)."""
+    import evaluator
+
+    if evaluator.COMPILED:
+        return "evaluator: compiled (mypyc)"
+    return f"evaluator: pure Python ({evaluator.PURE_REASON or 'not compiled'})"

@@ -143,3 +143,28 @@ def test_a_non_iso_date_filter_works_remotely_but_is_not_offered_to_sdks() -> No
     )
     assert snapshot.evaluate(Context("u", {"signup": "2023-07-01"}))["prose"].enabled
     assert snapshot.sdk_reproducible == {"iso", "rel"}
+
+
+BIG = 2**70  # beyond a double's 53 bits: 2**70 and 2**70 + 1 are the same float
+
+
+@pytest.mark.parametrize(
+    ("operator", "value", "sent", "match"),
+    [
+        ("gt", BIG, BIG + 1, True),
+        ("gte", BIG + 1, BIG, False),
+        ("lt", BIG + 1, BIG, True),
+        ("lte", BIG, BIG + 1, False),
+    ],
+)
+@pytest.mark.parametrize("negation", [False, True])
+def test_large_integers_compare_exactly(
+    operator: str, value: int, sent: int, match: bool, negation: bool
+) -> None:
+    """Integers too large for a double compare exactly, on the fused path and on the negated generic one (the
+    compiled evaluator must not round them through ``float``)."""
+    prop = {"key": "n", "type": "person", "operator": operator, "value": value, "negation": negation}
+    snapshot = compile_flags([{"id": 1, "key": "f", "filters": {"groups": [{"properties": [prop]}]}}])
+    decision = snapshot.evaluate(Context("u", {"n": sent}))["f"]
+    assert decision.error is None
+    assert decision.enabled is (match is not negation)
