@@ -152,6 +152,28 @@ def test_a_retried_uuid_counts_once(backend: Backend) -> None:
     assert backend.run(body) == 2
 
 
+def test_a_retry_counts_once_after_a_merge_and_again_after_the_dedupe_period(backend: Backend) -> None:
+    """An anonymous event retried after $identify merged its person counts once; past the dedupe period
+    (the uuid forgotten when the person is next written) the same uuid counts again."""
+    project = new_project()
+    q = pageviews(86400)
+    dedupe = StoreSettings(dedupe_seconds=3600)
+
+    async def body(store: PersonStore) -> tuple[int, int]:
+        anon = event("$pageview", "anon", uuid="0190-anon")
+        await feed(store, project, [anon], now=NOW)
+        merge = event("$identify", "user", properties={"$anon_distinct_id": "anon"})
+        await feed(store, project, [merge], now=NOW)
+        await feed(store, project, [anon], now=NOW + 1)
+        first = (await _read(store, project, "user", q, now=NOW + 1)).behaviour[q.key]
+        later = NOW + 3600 + 700  # past the dedupe period and the next roll-up of the person
+        await feed(store, project, [event("other", "user", at=later)], now=later)
+        await feed(store, project, [anon], now=later + 1)
+        return first, (await _read(store, project, "user", q, now=later + 1)).behaviour[q.key]
+
+    assert backend.run(body, dedupe) == (1, 2)
+
+
 def test_filtered_counters_count_only_matching_events(backend: Backend) -> None:
     """A counter with event filters counts the events its matcher accepts; the plain counter counts all."""
     from evaluator.behaviour import EventCounter
