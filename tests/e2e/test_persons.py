@@ -237,6 +237,24 @@ def test_posthog_node_capture_on_one_node_and_flags_on_another(
     assert out["only_local"] is None
 
 
+def test_explain_reads_the_person_store(clients: tuple[Posthog, Posthog, list[FlagdServer]]) -> None:
+    """Admin explain on node B shows a behavioural flag matching from the clicks captured through node A
+    (the stored count, not store_unavailable)."""
+    writer, _, servers = clients
+    b = servers[1]
+    user = f"user-{uuid.uuid4().hex[:8]}"
+    writer.capture("clicked_buy", distinct_id=user)
+    writer.capture("clicked_buy", distinct_id=user)
+    flag = next(f for f in b.admin("GET", f"/api/projects/{b.project_id}/feature_flags/")["results"]
+                if f["key"] == "buyers")  # fmt: skip
+    url = f"/api/projects/{b.project_id}/feature_flags/{flag['id']}/explain/"
+    answer = b.admin("POST", url, json={"distinct_id": user})
+    explanation = answer["explanation"]
+    assert explanation["decision"]["enabled"] is True
+    (behaviour,) = explanation["conditions"][0]["filters"][0]["behaviour"]
+    assert (behaviour["count"], behaviour["threshold"], behaviour["result"]) == (2, 2, True)
+
+
 def test_bad_person_fields_are_rejected_naming_the_field(
     clients: tuple[Posthog, Posthog, list[FlagdServer]],
 ) -> None:
