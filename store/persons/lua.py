@@ -8,7 +8,8 @@
            whole call (``{"limit", i}``). Second pass applies, deduplicating by uuid, and answers
            ``{"ok", [applied or target...]}``.
 ``MERGE``  KEYS: [source hash, source dedupe, target hash, target dedupe, seen]; ARGV: [target id, now, ttl,
-           dedupe, source id]. ``{"a"|"b", id}`` when the source/target was itself merged (resolve, retry).
+           dedupe, source id, max_props] (properties only the source has join up to max_props).
+           ``{"a"|"b", id}`` when the source/target was itself merged (resolve, retry).
 ``TRACK``  KEYS: [project counters hash]; ARGV: [now, counter ids...]: when each was first tracked.
 ``READ``   KEYS: [person hashes..., group hashes...]; ARGV: [JSON ``[[token, first bucket per level...]
            ...]`` (the distinct count plans of the call), number of persons]. Per person ``{"",
@@ -182,6 +183,7 @@ local tb = redis.call('HGET', dst, '@')
 if tb then return {'b', tb} end
 local h = redis.call('HGETALL', src)
 local dn = 0
+local room = tonumber(ARGV[6]) - tonumber(redis.call('HGET', dst, '_n') or '0')
 for j = 1, #h, 2 do
   local f, v = h[j], h[j + 1]
   local c = string.byte(f, 1)
@@ -191,8 +193,9 @@ for j = 1, #h, 2 do
     local cur = redis.call('HGET', dst, f)
     local wins
     if not cur then
-      wins = true
-      dn = dn + 1
+      -- A property only the source has joins while the target is under the limit.
+      wins = dn < room
+      if wins then dn = dn + 1 end
     elseif string.byte(v, 1) == 115 then
       wins = string.byte(cur, 1) == 111 or ms_of(cur) <= ms_of(v)
     else

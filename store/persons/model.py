@@ -171,10 +171,15 @@ class PersonRecord(msgspec.Struct):
         names = {op.name for w in writes for op in w.ops if op.kind != UNSET and op.name not in self.props}
         return len(names)
 
-    def absorb(self, other: PersonRecord) -> None:
-        """Take ``other``'s properties (time-ordered, see ``merged_value``) and add its counts."""
+    def absorb(self, other: PersonRecord, max_props: int | None = None) -> None:
+        """Take ``other``'s properties (time-ordered, see ``merged_value``) and add its counts; with
+        ``max_props``, properties only ``other`` has join while this record is under the limit."""
+        props = self.props
+        limit = max_props if max_props is not None else len(props) + len(other.props)
         for name, value in other.props.items():
-            self.props[name] = merged_value(self.props.get(name), value)
+            mine = props.get(name)
+            if mine is not None or len(props) < limit:
+                props[name] = merged_value(mine, value)
         for field, count in other.buckets.items():
             self.buckets[field] = self.buckets.get(field, 0) + count
         self.trim_at = 0

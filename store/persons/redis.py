@@ -196,7 +196,9 @@ class RedisPersonStore:
                 self.dedupe_key(project_id, target),
                 self.seen_key(project_id),
             ]
-            args: list[str | int] = [target, now, s.person_ttl_seconds, s.dedupe_seconds, source]
+            args: list[str | int] = [
+                *(target, now, s.person_ttl_seconds, s.dedupe_seconds, source, s.max_person_properties)
+            ]
             with _translated("person merge"):
                 result = await self._merge(keys=keys, args=args)
             status = _text(result[0])

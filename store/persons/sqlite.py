@@ -299,7 +299,7 @@ class SqlitePersonStore:
         target_id, target, target_uuids = self._load_for_write(conn, project_id, merge.target)
         if source_id == target_id:
             return
-        target.absorb(source)
+        target.absorb(source, self._settings.max_person_properties)
         for uuid, at in source_uuids.items():  # the source's events stay deduplicated under the target
             target_uuids.setdefault(uuid, at)
         uuids = _encode(target_uuids) if target_uuids else None

@@ -174,6 +174,26 @@ def test_a_retry_counts_once_after_a_merge_and_again_after_the_dedupe_period(bac
     assert backend.run(body, dedupe) == (1, 2)
 
 
+def test_a_merge_keeps_the_person_within_the_property_limit(backend: Backend) -> None:
+    """Merging a person with 3 properties into one with 3 others under a limit of 4 keeps the target's 3,
+    one of the source's, and the value of a property both had by the usual time order."""
+    project = new_project()
+
+    async def body(store: PersonStore) -> dict[str, Any]:
+        anon = {"a": 1, "b": 2, "shared": "anon"}
+        user = {"x": 1, "y": 2, "shared": "user"}
+        await feed(store, project, [event("e", "anon", {"$set": anon}, at=NOW - 10)], now=NOW)
+        await feed(store, project, [event("e", "user", {"$set": user}, at=NOW - 5)], now=NOW)
+        merge = event("$identify", "user", properties={"$anon_distinct_id": "anon"})
+        await feed(store, project, [merge], now=NOW)
+        return (await _read(store, project, "anon")).properties
+
+    props = backend.run(body, StoreSettings(max_person_properties=4))
+    assert len(props) == 4
+    assert {k: props[k] for k in ("x", "y", "shared")} == {"x": 1, "y": 2, "shared": "user"}
+    assert set(props) - {"x", "y", "shared"} <= {"a", "b"}
+
+
 def test_filtered_counters_count_only_matching_events(backend: Backend) -> None:
     """A counter with event filters counts the events its matcher accepts; the plain counter counts all."""
     from evaluator.behaviour import EventCounter
