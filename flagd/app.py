@@ -268,6 +268,7 @@ def create_app(settings: Settings, *, run_bootstrap: bool = True, metrics: Metri
                 persons=persons,
             )
             runtime.backend = backend
+            ticker = asyncio.create_task(sdk.status.run(), name="flagd-status-ticker")
             # Move everything loaded so far (modules, the first catalog) out of the collector's reach:
             # full collections triggered by recompiles then scan only new objects. Measured in
             # bench/RESULTS.md (change stream): propagation p99 ~53 ms without, ~18 ms with.
@@ -276,7 +277,12 @@ def create_app(settings: Settings, *, run_bootstrap: bool = True, metrics: Metri
             _log.info(
                 "flagd.started", **{k: v for k, v in backend.health().items() if k in ("mode", "version")}
             )
-            yield
+            try:
+                yield
+            finally:
+                ticker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ticker
         finally:
             runtime.backend = None
             runtime.persons.store = None
@@ -288,7 +294,7 @@ def create_app(settings: Settings, *, run_bootstrap: bool = True, metrics: Metri
             _log.info("flagd.stopped")
 
     admin = create_admin_app(lifespan)
-    return SdkApp(
+    sdk = SdkApp(
         catalog=runtime.catalog,
         fallback=admin,
         authenticate=runtime.authenticate,
@@ -299,6 +305,7 @@ def create_app(settings: Settings, *, run_bootstrap: bool = True, metrics: Metri
         metrics=metrics
         or Metrics(multiprocess_dir=str(settings.metrics_dir) if settings.metrics_dir is not None else None),
     )
+    return sdk
 
 
 def app_factory() -> RsgiApp:

@@ -107,7 +107,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     temporary: Path | None = None
     if settings.workers > 1:
         if settings.metrics_dir is None:
-            temporary = Path(tempfile.mkdtemp(prefix="flagd-metrics-"))
+            # In memory when the machine has a tmpfs: workers write their metrics and status slices there
+            # every second, and creating a file on a disk costs ~1 ms where tmpfs takes ~30 µs.
+            shm = "/dev/shm"  # noqa: S108 - a private mkdtemp directory inside it
+            memory = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+            temporary = Path(tempfile.mkdtemp(prefix="flagd-metrics-", dir=memory))
         directory = settings.metrics_dir or temporary
         assert directory is not None
         prepare_multiprocess(directory)

@@ -8,7 +8,16 @@ Series (namespace ``flagd``):
 - ``flagd_flag_evaluations_total{reason}`` — flag decisions by PostHog reason code.
 - ``flagd_shed_total{route}`` — requests answered 503 by the load shedder.
 - ``flagd_store_errors_total{operation}`` — a hook for the store side (``Metrics.store_error``).
-- ``flagd_snapshot_version`` and ``flagd_snapshot_lag_seconds`` — read from ``health()`` when scraped.
+- ``flagd_store_reads_total{store}``, ``flagd_store_hedges_total{store}`` (a second, hedged read was
+  sent because the first was slow), ``flagd_store_deadline_misses_total{store}`` (a read gave up at its
+  deadline) and ``flagd_store_breaker_state`` (0 closed, 1 half-open, 2 open) — hooks for the store's read
+  path (``Metrics.store_read`` and friends); zero until the store calls them.
+- ``flagd_snapshot_version``, ``flagd_snapshot_lag_seconds``, ``flagd_snapshot_stale`` (1: serving a
+  snapshot nothing keeps current), ``flagd_store_up`` (0: the node's last store operation failed) and
+  ``flagd_syncer_active`` (1: this node runs the syncer) — read from ``health()`` when scraped.
+
+The status page (``flagd.status``) is fed from the same local tallies: every flush also moves the latencies
+since the last one into the worker's open 1-second slice (``Recorder``), so the hot path pays one list append.
 
 Multi-worker: Granian runs several processes. ``prepare_multiprocess(dir)`` (called by the CLI before the
 workers start) points prometheus_client at a shared directory; each worker then writes its values to mmap
@@ -33,6 +42,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from flagd.status.slices import Recorder
 
 LATENCY_BUCKETS = (
     0.00005,
@@ -63,6 +74,8 @@ LATENCY_BUCKETS = (
 )
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _ENV = "PROMETHEUS_MULTIPROC_DIR"
+BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
+STORES = ("redis", "postgres")
 
 
 def prepare_multiprocess(directory: str | os.PathLike[str]) -> Path:
@@ -84,10 +97,24 @@ def prepare_multiprocess(directory: str | os.PathLike[str]) -> Path:
 class _RouteMetrics:
     """One route's latency histogram child and status counters, with local tallies between flushes."""
 
-    __slots__ = ("bounds", "buckets", "counters", "latency", "route", "statuses", "total")
+    __slots__ = (
+        "bounds",
+        "buckets",
+        "counters",
+        "failed",
+        "latency",
+        "route",
+        "samples",
+        "shed",
+        "statuses",
+        "total",
+    )
 
     def __init__(self, route: str, latency: Any) -> None:
         self.route = route
+        self.samples: list[float] = []  # latencies since the last flush, for the status page's sketch
+        self.failed = 0  # answers >= 500 since the last flush
+        self.shed = 0
         self.latency = latency
         self.bounds: tuple[float, ...] = tuple(latency._upper_bounds)  # the buckets' upper bounds, +Inf last
         self.buckets = [0] * len(self.bounds)
@@ -100,6 +127,7 @@ class Metrics:
     """The server's metrics, built once per worker (see the module docstring)."""
 
     __slots__ = (
+        "_breaker",
         "_evaluations",
         "_flush_every",
         "_flush_seconds",
@@ -114,9 +142,17 @@ class Metrics:
         "_shed",
         "_shed_children",
         "_sources",
+        "_stale",
+        "_store_deadline_misses",
         "_store_errors",
+        "_store_hedges",
+        "_store_reads",
+        "_store_up",
+        "_syncer_active",
         "_timer_armed",
         "_version",
+        "breaker_state",
+        "recorder",
         "registry",
     )
 
@@ -167,6 +203,54 @@ class Metrics:
             registry=reg,
             multiprocess_mode="livemostrecent",
         )
+        self._store_reads = Counter(
+            "flagd_store_reads_total",
+            "Reads sent to the flag store, by operation.",
+            ["operation"],
+            registry=reg,
+        )
+        self._store_hedges = Counter(
+            "flagd_store_hedges_total",
+            "Hedged (second) store reads sent because the first was slow, by store.",
+            ["store"],
+            registry=reg,
+        )
+        self._store_deadline_misses = Counter(
+            "flagd_store_deadline_misses_total",
+            "Store reads abandoned at their deadline, by store.",
+            ["store"],
+            registry=reg,
+        )
+        self._breaker = Gauge(
+            "flagd_store_breaker_state",
+            "The store circuit breaker: 0 closed, 1 half-open, 2 open.",
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
+        self._stale = Gauge(
+            "flagd_snapshot_stale",
+            "1 when the node serves a snapshot nothing keeps current (store unreachable or unsynced).",
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
+        self._store_up = Gauge(
+            "flagd_store_up",
+            "0 when the node's last store operation failed, else 1.",
+            registry=reg,
+            multiprocess_mode="livemin",  # every worker sets it each second (the status ticker)
+        )
+        self._syncer_active = Gauge(
+            "flagd_syncer_active",
+            "1 when this node holds the syncer role (it feeds the flag store from PostgreSQL).",
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
+        for store in STORES:  # zero from the start, so dashboards and rate() see the series before any read
+            for counter in (self._store_reads, self._store_hedges, self._store_deadline_misses):
+                counter.labels(store)
+        self._store_up.set(1)  # until health() says otherwise
+        self.breaker_state = "closed"
+        self.recorder = Recorder(Path(self._multiprocess_dir) / "status" if self._multiprocess_dir else None)
         self._routes: dict[str, _RouteMetrics] = {}
         self._pending: collections.Counter[str] = collections.Counter()
         self._pending_requests = 0
@@ -194,6 +278,9 @@ class Metrics:
         whenever metrics are rendered."""
         route.buckets[bisect_left(route.bounds, seconds)] += 1
         route.total += seconds
+        route.samples.append(seconds)
+        if status >= 500:
+            route.failed += 1
         statuses = route.statuses
         statuses[status] = statuses.get(status, 0) + 1
         self._pending_requests += 1
@@ -226,8 +313,13 @@ class Metrics:
     def flush(self) -> None:
         """Move every local tally (latency, statuses, evaluations by reason) into the Prometheus series."""
         self._pending_requests = 0
+        recorder = self.recorder
         for route in self._routes.values():
             if route.statuses:
+                samples = route.samples
+                recorder.add(route.route, samples, len(samples), route.failed, route.shed)
+                samples.clear()
+                route.failed = route.shed = 0
                 buckets = route.latency._buckets
                 for index, count in enumerate(route.buckets):
                     if count:
@@ -258,6 +350,9 @@ class Metrics:
             child.inc(count)
 
     def count_shed(self, route: str) -> None:
+        tallies = self._routes.get(route)
+        if tallies is not None:
+            tallies.shed += 1
         child = self._shed_children.get(route)
         if child is None:
             child = self._shed_children[route] = self._shed.labels(route)
@@ -267,6 +362,42 @@ class Metrics:
     def store_error(self, operation: str) -> None:
         """Count one failed PostgreSQL/Redis operation (``operation``: a short fixed name, "redis_read")."""
         self._store_errors.labels(operation).inc()
+        self.recorder.event("errors")
+
+    def store_read(self, store: str) -> None:
+        """Count one read sent to ``store`` (one of ``STORES``)."""
+        self._store_reads.labels(store).inc()
+        self.recorder.event("reads")
+
+    def store_hedge(self, store: str) -> None:
+        """Count one hedged read (a second request sent because the first was slow)."""
+        self._store_hedges.labels(store).inc()
+        self.recorder.event("hedges")
+
+    def store_deadline_miss(self, store: str) -> None:
+        """Count one read abandoned at its deadline."""
+        self._store_deadline_misses.labels(store).inc()
+        self.recorder.event("deadline_misses")
+
+    def store_breaker(self, state: str) -> None:
+        """The store circuit breaker moved to ``state`` (a key of ``BREAKER_STATES``)."""
+        self._breaker.set(BREAKER_STATES[state])
+        self.breaker_state = state
+
+    def set_health(self, health: Mapping[str, Any]) -> None:
+        """Refresh the gauges read from ``health()`` (each render, and each second from the status ticker)."""
+        version = health.get("version")
+        if isinstance(version, int | float):
+            self._version.set(version)
+        lag = health.get("lag", health.get("lag_seconds"))
+        if isinstance(lag, int | float):
+            self._lag.set(lag)
+        if "stale" in health:
+            self._stale.set(1 if health["stale"] else 0)
+        if "last_error" in health:
+            self._store_up.set(0 if health["last_error"] else 1)
+        syncer = health.get("syncer")
+        self._syncer_active.set(1 if isinstance(syncer, Mapping) and syncer.get("role") == "active" else 0)
 
     def render(self, health: Mapping[str, Any] | None = None) -> bytes:
         """The Prometheus text exposition of every worker's metrics (refreshing the snapshot gauges first).
@@ -275,12 +406,7 @@ class Metrics:
         ``flush_every`` requests); this worker's are flushed now."""
         self.flush()
         if health:
-            version = health.get("version")
-            if isinstance(version, int | float):
-                self._version.set(version)
-            lag = health.get("lag", health.get("lag_seconds"))
-            if isinstance(lag, int | float):
-                self._lag.set(lag)
+            self.set_health(health)
         if self._multiprocess_dir:
             from prometheus_client import multiprocess
 
@@ -291,6 +417,7 @@ class Metrics:
 
     def close(self) -> None:
         """Mark this worker dead in multiprocess mode (its live gauges stop being reported)."""
+        self.recorder.close()
         if self._multiprocess_dir:
             from prometheus_client import multiprocess
 

@@ -14,7 +14,8 @@ per request unless it is slow, sampled, an error or shed.
 
 Routes: ``POST /flags[/]``, ``/decide[/]`` · ``GET /flags/definitions[/]``,
 ``/api/feature_flag/local_evaluation[/]`` · ``POST /batch[/]``, ``/capture[/]``, ``/e[/]``, ``/i/v0/e[/]`` ·
-``POST /ofrep/v1/evaluate/flags[/{key}]`` · ``GET /healthz``, ``/readyz``, ``/metrics``.
+``POST /ofrep/v1/evaluate/flags[/{key}]`` · ``GET /healthz``, ``/readyz``, ``/metrics``, ``/status``,
+``/status.json`` (``flagd.status``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from flagd.sdk.persons import Persons
 from flagd.sdk.probes import Health, Probes
 from flagd.sdk.responses import RecordCaches
 from flagd.shedding import LoadShedder
+from flagd.status.board import StatusBoard
 from store.catalog import Catalog
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -125,6 +127,7 @@ class SdkApp:
         "catalog",
         "fallback",
         "persons",
+        "status",
     )
 
     def __init__(
@@ -192,6 +195,12 @@ class SdkApp:
         add(("/healthz",), _Route("healthz", "GET", probes.healthz, posthog_error, metrics, shedding=False))
         add(("/readyz",), _Route("readyz", "GET", probes.readyz, posthog_error, metrics, shedding=False))
         add(("/metrics",), _Route("metrics", "GET", probes.metrics, posthog_error, metrics, shedding=False))
+        self.status = status = StatusBoard(metrics, health, catalog)
+        add(("/status",), _Route("status", "GET", status.page, posthog_error, metrics, shedding=False))
+        add(
+            ("/status.json",),
+            _Route("status_json", "GET", status.json, posthog_error, metrics, shedding=False),
+        )
         self._routes = routes
         self._ofrep_one = _Route(
             "ofrep_flag",
