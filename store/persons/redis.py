@@ -37,7 +37,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 from cachetools import LRUCache
 from redis import exceptions as redis_errors
 
@@ -308,7 +307,7 @@ class RedisPersonStore:
                 slots.append((group_type, len(keys) - 1))
             group_slots.append(slots)
         self.flushes += 1
-        args = [_encode(plans), len(batch)]
+        args: list[bytes | int] = [_encode(plans), len(batch)]
         clients = self._read_clients
         script = self._read
 

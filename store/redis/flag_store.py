@@ -37,10 +37,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
 from store.catalog import ProjectData
+from store.connections import AnyRedis, redis_client
 from store.errors import StoreTimeout, StoreUnavailable
 from store.redis import scripts as scripts
 from store.redis.feed import Change, FeedEntry, FeedOp
@@ -88,14 +88,12 @@ class RedisFlagStore:
         self._prefix = prefix
         self._socket_timeout = socket_timeout
         self.feed_maxlen = feed_maxlen
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(
-            url,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_timeout,
-            max_connections=max_connections,
-            health_check_interval=30,
+        # A single server or a Redis Cluster (``redis+cluster://``, ``store.connections``): every key below
+        # is hash-tagged, so each script and multi-key command stays in one slot either way.
+        self._redis: AnyRedis = redis_client(
+            url, timeout=socket_timeout, max_connections=max_connections, health_check_interval=30
         )
-        self._blocking: aioredis.Redis | None = None  # separate client for XREAD BLOCK
+        self._blocking: AnyRedis | None = None  # separate client for XREAD BLOCK
         self._apply = self._redis.register_script(scripts.APPLY)
         self._replace = self._redis.register_script(scripts.REPLACE)
         self._publish_one = self._redis.register_script(scripts.PUBLISH_ONE)
@@ -233,9 +231,9 @@ class RedisFlagStore:
         if block_ms is not None:
             if self._blocking is None:
                 timeout = self._socket_timeout + block_ms / 1000
-                self._blocking = aioredis.Redis.from_url(
+                self._blocking = redis_client(
                     self._url,
-                    socket_timeout=timeout,
+                    timeout=timeout,
                     socket_connect_timeout=self._socket_timeout,
                     max_connections=4,
                 )
@@ -274,7 +272,11 @@ class RedisFlagStore:
             args += [cohort_id, _encode(sorted(members)).decode()]
         with _translated("replacing a project"):
             async with self._redis.pipeline(transaction=False) as pipe:
-                await self._replace(keys=list(self.project_keys(data.project_id)), args=args, client=pipe)
+                await self._replace(
+                    keys=list(self.project_keys(data.project_id)),
+                    args=args,
+                    client=pipe,  # type: ignore[arg-type]  # redis-py's stub omits cluster pipelines
+                )
                 pipe.sadd(self.projects_key, data.project_id)
                 pipe.hset(self.tokens_key, data.api_token, data.project_id)
                 done, _, _ = await pipe.execute()
