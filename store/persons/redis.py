@@ -12,6 +12,11 @@ Key layout (``flagd`` is the configurable prefix; fields: ``store.persons.model`
 Every person's keys share one hash tag, so a person's write or read is one script on one slot. A person or
 group hash expires ``FLAGD_PERSON_TTL_DAYS`` after its last write.
 
+**On a Redis Cluster** (``redis+cluster://``) the tag is the project alone (``flagd:P{p<project>}:<distinct
+id>``, ``flagd:U{p<project>}:<id>``, ``flagd:G{p<project>}:<len>:<type>:<key>``): a write step, a merge
+(two persons and the seen set) and a coalesced read (split per project) are each one script on one slot,
+so they stay atomic. The cost: one project's persons live on one shard (projects spread over shards).
+
 **Writes**: one ``WRITE`` script call per batch step (all persons of the step: their keys are declared, so a
 cluster client would split the call by slot; flagd runs it on one Redis today). A write to an id that was
 merged elsewhere comes back as a redirect and is resent to the target (ids resolved once are cached).
@@ -39,9 +44,10 @@ from typing import Any
 import msgspec
 from cachetools import LRUCache
 from redis import exceptions as redis_errors
+from redis.asyncio.cluster import RedisCluster
 
 from evaluator.behaviour import BehaviourQuery
-from store.connections import AnyRedis, is_cluster_url, redis_client, server_name
+from store.connections import AnyRedis, redis_client, server_name
 from store.errors import StoreTimeout, StoreUnavailable
 from store.hedging import HedgedReader
 from store.persons import lua
@@ -115,7 +121,7 @@ class RedisPersonStore:
             assert url is not None
             client = redis_client(url, timeout=5.0)
         self._client = client
-        self._cluster = url is not None and is_cluster_url(url)
+        self._cluster = isinstance(client, RedisCluster)
         # Reads: the primary (or the cluster) first, then the replicas; clients without retries of their own.
         self._read_clients: list[AnyRedis] = [
             redis_client(url, timeout=5.0, fail_fast=True) if url is not None else client,
@@ -146,12 +152,18 @@ class RedisPersonStore:
 
     # -- keys --------------------------------------------------------------------------------------------
     def person_key(self, project_id: int, distinct_id: str) -> str:
+        if self._cluster:
+            return f"{self._prefix}:P{{p{project_id}}}:{distinct_id}"
         return f"{self._prefix}:P{{p{project_id}:{distinct_id}}}"
 
     def dedupe_key(self, project_id: int, distinct_id: str) -> str:
+        if self._cluster:
+            return f"{self._prefix}:U{{p{project_id}}}:{distinct_id}"
         return f"{self._prefix}:U{{p{project_id}:{distinct_id}}}"
 
     def group_key(self, project_id: int, group_type: str, key: str) -> str:
+        if self._cluster:
+            return f"{self._prefix}:G{{p{project_id}}}:{len(group_type)}:{group_type}:{key}"
         return f"{self._prefix}:G{{p{project_id}:{len(group_type)}:{group_type}:{key}}}"
 
     def counters_key(self, project_id: int) -> str:
@@ -278,9 +290,17 @@ class RedisPersonStore:
     def _start_flush(self) -> None:
         self._scheduled = False
         batch, self._pending = self._pending, []
-        task = asyncio.get_running_loop().create_task(self._flush(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        batches = [batch]
+        if self._cluster:  # one script call per slot: per project (see the module docstring)
+            by_project: dict[int, list[_Pending]] = {}
+            for item in batch:
+                by_project.setdefault(item.request.project_id, []).append(item)
+            batches = list(by_project.values())
+        loop = asyncio.get_running_loop()
+        for one in batches:
+            task = loop.create_task(self._flush(one))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _flush(self, batch: list[_Pending]) -> None:
         keys: list[str] = []
