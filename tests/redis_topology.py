@@ -135,7 +135,7 @@ class Cluster:
 
 @contextlib.contextmanager
 def redis_cluster(shards: int = 3, replicas: int = 1) -> Iterator[Cluster]:
-    """A throwaway cluster of ``shards`` primaries with ``replicas`` replicas each (fast failover timeouts)."""
+    """A throwaway cluster: ``shards`` primaries, ``replicas`` replicas each, fast failover timeouts."""
     cli = shutil.which("redis-cli")
     if cli is None:
         raise ServerStartError("redis-cli not found: apt-get install -y redis-tools")

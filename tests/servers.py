@@ -168,7 +168,7 @@ class PostgresServer:
 
 @dataclass
 class RedisServer:
-    """A redis-server without persistence in a temp dir (``extra`` arguments: ``--replicaof``, cluster mode)."""
+    """A redis-server without persistence in a temp dir (``extra``: e.g. ``--replicaof``, cluster mode)."""
 
     port: int = field(default_factory=free_port)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="flagd-redis-")))
