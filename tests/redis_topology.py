@@ -79,7 +79,7 @@ def _wait_linked(replica: RedisServer) -> None:
 @contextlib.contextmanager
 def replica_set(replicas: int = 1) -> Iterator[ReplicaSet]:
     """A throwaway primary with ``replicas`` replicas of it."""
-    primary = RedisServer()
+    primary = RedisServer(extra=["--repl-diskless-sync-delay", "0"])
     started: list[RedisServer] = []
     try:
         primary.start()
