@@ -122,9 +122,11 @@ class RedisPersonStore:
             client = redis_client(url, timeout=5.0)
         self._client = client
         self._cluster = isinstance(client, RedisCluster)
-        # Reads: the primary (or the cluster) first, then the replicas; clients without retries of their own.
+        # Reads: the primary first, then the replicas, on clients without retries of their own (the reader
+        # decides). A cluster keeps its client's retries: they follow MOVED and failovers to the new primary.
+        fail_fast = url is not None and not self._cluster
         self._read_clients: list[AnyRedis] = [
-            redis_client(url, timeout=5.0, fail_fast=True) if url is not None else client,
+            redis_client(url, timeout=5.0, fail_fast=True) if fail_fast and url is not None else client,
             *(redis_client(r, timeout=5.0, fail_fast=True) for r in replicas),
         ]
         names = [server_name(url) if url is not None else "redis", *(server_name(r) for r in replicas)]

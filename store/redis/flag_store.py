@@ -33,11 +33,12 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import msgspec
 from redis import exceptions as redis_errors
+from redis.asyncio.cluster import RedisCluster
 
 from store.catalog import ProjectData
 from store.connections import AnyRedis, redis_client
@@ -66,6 +67,31 @@ def _translated(what: str) -> Iterator[None]:
         raise StoreTimeout(f"Redis timed out during {what}") from exc
     except (redis_errors.RedisError, OSError) as exc:
         raise StoreUnavailable(f"Redis failed during {what}: {exc}") from exc
+
+
+class _Sequential:
+    """Stands in for a pipeline on a Redis Cluster: queues calls (scripts included) and runs them in order."""
+
+    def __init__(self, client: RedisCluster) -> None:
+        self._client = client
+        self._calls: list[Callable[[], Awaitable[Any]]] = []
+
+    def queue(self, call: Callable[[], Awaitable[Any]]) -> None:
+        self._calls.append(call)
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        method = getattr(self._client, name)
+        return lambda *args, **kwargs: self._calls.append(lambda: method(*args, **kwargs))
+
+    async def execute(self) -> list[Any]:
+        calls, self._calls = self._calls, []
+        return [await call() for call in calls]
+
+    async def __aenter__(self) -> _Sequential:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._calls.clear()
 
 
 def _text(value: bytes | str) -> str:
@@ -104,6 +130,20 @@ class RedisFlagStore:
         self.cursor_key, self.feed_key = f"{g}:cursor", f"{g}:feed"
         self.resync_key = f"{g}:resync"
 
+    def _pipeline(self) -> Any:
+        """A non-transactional pipeline; on a Redis Cluster (whose pipelines refuse scripts) a stand-in
+        that runs the queued calls one after another."""
+        if isinstance(self._redis, RedisCluster):
+            return _Sequential(self._redis)
+        return self._redis.pipeline(transaction=False)
+
+    @staticmethod
+    async def _queue_script(pipe: Any, script: Any, keys: list[str], args: Sequence[Any]) -> None:
+        if isinstance(pipe, _Sequential):
+            pipe.queue(lambda: script(keys=keys, args=args))
+        else:
+            await script(keys=keys, args=args, client=pipe)
+
     # Keys ----------------------------------------------------------------------------------------------
     def project_keys(self, project_id: int) -> tuple[str, str, str, str, str]:
         """(meta, versions, flags, cohorts, static) for one project."""
@@ -131,7 +171,7 @@ class RedisFlagStore:
         if not changes:
             return []
         with _translated("applying changes"):
-            async with self._redis.pipeline(transaction=False) as pipe:
+            async with self._pipeline() as pipe:
                 for change in changes:
                     await self._queue_apply(pipe, change)
                 results = await pipe.execute()
@@ -156,9 +196,11 @@ class RedisFlagStore:
             target = flags
             body = _encode(payload).decode()
         deleted = "1" if change.op == "delete" or payload.get("deleted") else "0"
-        await self._apply(
-            keys=[meta, versions, target, static],
-            args=[
+        await self._queue_script(
+            pipe,
+            self._apply,
+            [meta, versions, target, static],
+            [
                 change.seq,
                 change.entity_type,
                 change.entity_id,
@@ -170,7 +212,6 @@ class RedisFlagStore:
                 secret,
                 gtm,
             ],
-            client=pipe,
         )
         pipe.sadd(self.projects_key, change.project_id)
         if token:
@@ -271,12 +312,8 @@ class RedisFlagStore:
         for cohort_id, members in data.static_members.items():
             args += [cohort_id, _encode(sorted(members)).decode()]
         with _translated("replacing a project"):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                await self._replace(
-                    keys=list(self.project_keys(data.project_id)),
-                    args=args,
-                    client=pipe,  # type: ignore[arg-type]  # redis-py's stub omits cluster pipelines
-                )
+            async with self._pipeline() as pipe:
+                await self._queue_script(pipe, self._replace, list(self.project_keys(data.project_id)), args)
                 pipe.sadd(self.projects_key, data.project_id)
                 pipe.hset(self.tokens_key, data.api_token, data.project_id)
                 done, _, _ = await pipe.execute()

@@ -113,7 +113,8 @@ def assert_degraded(answers: list[dict[str, Any]], codes: tuple[str, ...]) -> No
     for answer in answers:
         flags = answer["flags"]
         assert answer["errorsWhileComputingFlags"] is True
-        assert flags["plain"]["enabled"] is True and "failed" not in flags["plain"]
+        assert flags["plain"]["enabled"] is True
+        assert "failed" not in flags["plain"]
         for key in ("clickers", "pro"):
             assert flags[key]["failed"] is True
             assert flags[key]["enabled"] is False
@@ -125,7 +126,7 @@ def test_a_stalled_primary_is_hedged_to_the_replica(pair: ReplicaSet) -> None:
     and the hedges show in /metrics under the replica's name."""
 
     async def main() -> None:
-        async with stack(pair.primary.url, pair.replica_urls) as (s, http):
+        async with stack(pair.primary.url, pair.replica_urls) as (_, http):
             await seed(http)
             assert_right(await check_all(http))
             client_pause(pair.primary, 3000)
@@ -213,7 +214,7 @@ def test_past_the_deadline_only_flags_needing_stored_data_fail(own_redis: RedisS
     flags only; the misses are counted per server."""
 
     async def main() -> None:
-        async with stack(own_redis.url, [], deadline=0.025) as (s, http):
+        async with stack(own_redis.url, [], deadline=0.025) as (_, http):
             await seed(http)
             client_pause(own_redis, 2000)
             assert_degraded(await check_all(http), ("store_timeout",))
@@ -224,8 +225,10 @@ def test_past_the_deadline_only_flags_needing_stored_data_fail(own_redis: RedisS
             )
             assert bulk.status_code == 200
             items = {item["key"]: item for item in bulk.json()["flags"]}
-            assert items["plain"]["value"] is True and items["plain"]["reason"] != "ERROR"
-            assert "errorCode" in items["clickers"] and "errorCode" in items["pro"]
+            assert items["plain"]["value"] is True
+            assert items["plain"]["reason"] != "ERROR"
+            assert "errorCode" in items["clickers"]
+            assert "errorCode" in items["pro"]
             await asyncio.sleep(0.1)  # the coalesced read gives up at its own deadline right after
             text = (await http.get("/metrics")).text
             name = server_name(own_redis.url)
@@ -234,6 +237,7 @@ def test_past_the_deadline_only_flags_needing_stored_data_fail(own_redis: RedisS
                 for line in text.splitlines()
                 if line.startswith("flagd_store_deadline_misses_total") and f'store="{name}"' in line
             ]
-            assert misses and float(misses[0].rsplit(" ", 1)[1]) > 0
+            assert misses
+            assert float(misses[0].rsplit(" ", 1)[1]) > 0
 
     asyncio.run(main())

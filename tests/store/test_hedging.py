@@ -182,7 +182,7 @@ def test_a_failing_server_opens_its_breaker_and_reads_move_to_the_other() -> Non
     async def main() -> None:
         loop = asyncio.get_running_loop()
         recorder = Recorder()
-        reader = HedgedReader(["bad", "good"], breaker_threshold=2, breaker_base=0.05, observer=recorder)
+        reader = HedgedReader(["bad", "good"], breaker_threshold=2, breaker_base=0.3, observer=recorder)
         broken = True
         touched: Counter[int] = Counter()
 
@@ -205,7 +205,7 @@ def test_a_failing_server_opens_its_breaker_and_reads_move_to_the_other() -> Non
         assert touched[0] == before  # no attempt while open
         assert await reader(read, loop.time() + 1.0) == 1
         broken = False
-        await asyncio.sleep(0.06)
+        await asyncio.sleep(0.65)  # past the open interval, even if it doubled after an early probe
         assert await reader(read, loop.time() + 1.0, only=only_bad) == 0
         assert reader.breaker_states()["bad"] == "closed"
 
