@@ -30,7 +30,9 @@ bounded by the latest deadline of the reads it carries, skipping servers whose c
 primary, i.e. once every replica has the write (so a /batch answered 200 is visible to the next /flags on
 any node, whichever server that reads). If some replica did not acknowledge in time (down, or lagging), the
 write still succeeds (it is on the primary), and this node reads only the primary for ``primary_grace``
-seconds; other nodes reading that replica may see the write late until it catches up (the README says so).
+seconds, during which its writes wait only for as many replicas as did acknowledge (a dead replica costs one
+slow write per ``primary_grace``, not every write); other nodes reading the late replica may see the write
+late until it catches up (the README says so).
 On a Redis Cluster (``redis+cluster://``) reads go to the shard primaries and no WAIT is needed.
 """
 
@@ -138,6 +140,7 @@ class RedisPersonStore:
         self._replica_wait_ms = replica_wait_ms
         self._primary_grace = primary_grace
         self._primary_only_until = 0.0
+        self._acknowledging = len(replicas)  # replicas that acknowledged the last short WAIT
         self._settings = settings or StoreSettings()
         self._prefix = prefix
         self._write = client.register_script(lua.WRITE)
@@ -194,10 +197,17 @@ class RedisPersonStore:
             await self._wait_for_replicas()
 
     async def _wait_for_replicas(self) -> None:
+        now = asyncio.get_running_loop().time()
+        # After a shortfall, wait only for as many replicas as acknowledged then (a dead replica must not
+        # add replica_wait_ms to every write), and for all of them again once primary_grace has passed.
+        expected = self._replicas if now >= self._primary_only_until else self._acknowledging
+        if expected == 0:
+            return
         with _translated("waiting for replicas"):
-            acknowledged = int(await self._client.wait(self._replicas, self._replica_wait_ms))
-        if acknowledged < self._replicas:
+            acknowledged = int(await self._client.wait(expected, self._replica_wait_ms))
+        if acknowledged < expected:
             self.replica_shortfalls += 1
+            self._acknowledging = acknowledged
             self._primary_only_until = asyncio.get_running_loop().time() + self._primary_grace
 
     async def _apply_writes(self, project_id: int, writes: Writes, now: int, retention: int) -> None:

@@ -84,6 +84,10 @@ def test_a_replica_that_misses_the_wait_sends_this_nodes_reads_to_the_primary(pa
                 assert await _plan(store, "v") == "new"
             after = recorder.counts[("read", names[1])] + recorder.counts[("hedge", names[1])]
             assert after == before
+            # Meanwhile writes do not wait for the stopped replica again (it would cost every write 50 ms).
+            await feed(store, 1, [{"event": "x", "distinct_id": "v", "$set": {"plan": "newer"}}], now=2)
+            assert store.replica_shortfalls == 1
+            assert await _plan(store, "v") == "newer"
         finally:
             replica.resume()
             await store.close()
