@@ -22,7 +22,7 @@ Store reads on the flag path (``store.hedging``): ``FLAGD_REDIS_URL`` may name a
 not with a cluster) adds read replicas of the primary for person/behaviour reads; ``FLAGD_STORE_DEADLINE_MS``
 (default 25) is each flag request's store deadline; ``FLAGD_STORE_HEDGING`` (default on),
 ``FLAGD_STORE_HEDGE_FLOOR_MS`` (default 2) and ``FLAGD_STORE_HEDGE_BUDGET`` (default 0.1: hedges at most
-10 % of reads) tune hedging; ``FLAGD_REDIS_REPLICA_WAIT_MS`` (default 50) bounds how long a write waits for
+10 % of reads) tune hedging; ``FLAGD_REDIS_REPLICA_WAIT_MS`` (default 20) bounds how long a write waits for
 the replicas to have it (read-your-writes).
 
 Request limits and load-shedding knobs are passed through by name: ``FLAGD_LIMIT_<FIELD>`` sets the field
@@ -88,7 +88,7 @@ class Settings:
     person_ttl_days: int = 90
     event_history_days: int = 30
     redis_replica_urls: tuple[str, ...] = ()
-    redis_replica_wait_ms: int = 50
+    redis_replica_wait_ms: int = 20
     store_deadline_ms: float = 25.0
     store_hedging: bool = True
     store_hedge_floor_ms: float = 2.0
@@ -200,7 +200,7 @@ class Settings:
             person_ttl_days=reader.get("FLAGD_PERSON_TTL_DAYS", _int_between(1, 3650), 90),
             event_history_days=reader.get("FLAGD_EVENT_HISTORY_DAYS", _int_between(0, 3650), 30),
             redis_replica_urls=replicas,
-            redis_replica_wait_ms=reader.get("FLAGD_REDIS_REPLICA_WAIT_MS", _int_between(1, 60_000), 50),
+            redis_replica_wait_ms=reader.get("FLAGD_REDIS_REPLICA_WAIT_MS", _int_between(1, 60_000), 20),
             store_deadline_ms=reader.get("FLAGD_STORE_DEADLINE_MS", _float_between(1, 60_000), 25.0),
             store_hedging=reader.get("FLAGD_STORE_HEDGING", _bool, True),
             store_hedge_floor_ms=reader.get("FLAGD_STORE_HEDGE_FLOOR_MS", _float_between(0.1, 60_000), 2.0),

@@ -116,7 +116,7 @@ class RedisPersonStore:
         alias_cache_size: int = 100_000,
         reader: HedgedReader | None = None,
         read_timeout: float = 1.0,
-        replica_wait_ms: int = 50,
+        replica_wait_ms: int = 20,
         primary_grace: float = 1.0,
     ) -> None:
         if client is None:
