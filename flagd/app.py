@@ -289,6 +289,7 @@ def create_app(settings: Settings, *, run_bootstrap: bool = True, metrics: Metri
                 ),
                 max_body_bytes=settings.admin_max_body_bytes,
                 persons=persons,
+                max_behavioural_conditions=settings.max_behavioural_conditions,
             )
             runtime.backend = backend
             ticker = asyncio.create_task(sdk.status.run(), name="flagd-status-ticker")

@@ -86,6 +86,7 @@ class Settings:
     metrics_dir: Path | None = None
     person_store: bool = True
     person_ttl_days: int = 90
+    max_behavioural_conditions: int = 200
     event_history_days: int = 30
     redis_replica_urls: tuple[str, ...] = ()
     redis_replica_wait_ms: int = 20
@@ -127,6 +128,7 @@ class Settings:
             "FLAGD_ADMIN_MAX_BODY_BYTES": str(self.admin_max_body_bytes),
             "FLAGD_PERSON_STORE": "1" if self.person_store else "0",
             "FLAGD_PERSON_TTL_DAYS": str(self.person_ttl_days),
+            "FLAGD_MAX_BEHAVIOURAL_CONDITIONS": str(self.max_behavioural_conditions),
             "FLAGD_EVENT_HISTORY_DAYS": str(self.event_history_days),
             "FLAGD_REDIS_REPLICA_URLS": ",".join(self.redis_replica_urls),
             "FLAGD_REDIS_REPLICA_WAIT_MS": str(self.redis_replica_wait_ms),
@@ -198,6 +200,9 @@ class Settings:
             metrics_dir=reader.get("FLAGD_METRICS_DIR", _path, None),
             person_store=reader.get("FLAGD_PERSON_STORE", _bool, True),
             person_ttl_days=reader.get("FLAGD_PERSON_TTL_DAYS", _int_between(1, 3650), 90),
+            max_behavioural_conditions=reader.get(
+                "FLAGD_MAX_BEHAVIOURAL_CONDITIONS", _int_between(1, 100_000), 200
+            ),
             event_history_days=reader.get("FLAGD_EVENT_HISTORY_DAYS", _int_between(0, 3650), 30),
             redis_replica_urls=replicas,
             redis_replica_wait_ms=reader.get("FLAGD_REDIS_REPLICA_WAIT_MS", _int_between(1, 60_000), 20),

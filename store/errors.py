@@ -4,6 +4,8 @@
     ├── NotFound            the project, flag, cohort or key does not exist (or is not visible to the caller)
     ├── Conflict            a stale expected version, or a live key already taken; carries the current version
     ├── ValidationFailed    the input is invalid; carries every issue with its field path; nothing was written
+    ├── PersonLimitExceeded an event batch would give a person more than max_person_properties; nothing of it
+    │                       was written
     └── StoreUnavailable    PostgreSQL or Redis did not answer in time or refused the connection
         └── StoreTimeout    ... specifically: a deadline passed
 
@@ -22,6 +24,7 @@ __all__ = [
     "Conflict",
     "Issue",
     "NotFound",
+    "PersonLimitExceeded",
     "StoreError",
     "StoreTimeout",
     "StoreUnavailable",
@@ -59,3 +62,14 @@ class StoreUnavailable(StoreError):  # noqa: N818 - public contract names, used 
 
 class StoreTimeout(StoreUnavailable):
     """A backing server did not answer before the deadline."""
+
+
+class PersonLimitExceeded(StoreError):  # noqa: N818 - reads as the 4xx it becomes
+    """A write would give a person (or group) more than ``max_person_properties`` properties."""
+
+    def __init__(self, distinct_id: str, limit: int) -> None:
+        super().__init__(
+            f"person {distinct_id!r} would have more than max_person_properties={limit} properties"
+        )
+        self.distinct_id = distinct_id
+        self.limit = limit

@@ -6,11 +6,16 @@ Bodies: ``name``, ``description``, ``filters`` (``{"properties": {"type": "AND"|
 Every cohort record also carries ``tracking_since``: for a cohort with behavioural conditions that have
 ``event_filters``, the moment flagd started counting them (``store.persons.tracking``; counts before it are
 not known), else null. A person-store failure leaves it null rather than failing the request.
+
+A project may use at most ``max_behavioural_conditions`` distinct behavioural conditions
+(``FLAGD_MAX_BEHAVIOURAL_CONDITIONS``, default 200): each is a counter every matching event updates. A cohort
+write that would exceed it is a 400 on ``filters``; nothing is written.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -22,7 +27,7 @@ from flagd.admin.inputs import expected_version, page_params, path_id, read_json
 from flagd.admin.outputs import JSON, envelope, plain
 from flagd.admin.services import AdminServices
 from store.errors import StoreError
-from store.persons.tracking import tracking_since
+from store.persons.tracking import counters_of, tracking_since
 from store.records import CohortRecord
 
 
@@ -40,6 +45,33 @@ async def cohort_response(services: AdminServices, cohort: CohortRecord, status:
     return JSON(body, status_code=status, headers={"ETag": f'"{cohort.version}"'})
 
 
+def _check_conditions(
+    services: AdminServices, project_id: int, new: Any, old: Mapping[str, Any] | None = None
+) -> None:
+    """400 when the write would give the project more distinct behavioural conditions than allowed.
+
+    Counted from the project's compiled snapshot (what nodes count now) minus the cohort's old conditions plus
+    its new ones; every condition is one more counter each matching event updates.
+    """
+    if not isinstance(new, Mapping):
+        return  # the repository's validation names what is wrong
+    added = counters_of(new)
+    if not added:
+        return
+    state = services.catalog.by_id(project_id)
+    current = {c.id for c in state.snapshot.counters} if state is not None else set()
+    if old is not None:
+        current -= set(counters_of(old))
+    total = len(current | set(added))
+    limit = services.max_behavioural_conditions
+    if total > limit:
+        raise invalid(
+            "filters",
+            f"the project would have {total} distinct behavioural conditions; the limit is "
+            f"max_behavioural_conditions={limit} (FLAGD_MAX_BEHAVIOURAL_CONDITIONS)",
+        )
+
+
 async def list_cohorts(request: Request) -> Response:
     who, project_id = await project_caller(request)
     page = page_params(request)
@@ -51,6 +83,8 @@ async def list_cohorts(request: Request) -> Response:
 async def create_cohort(request: Request) -> Response:
     who, project_id = await project_caller(request)
     body = await read_json(request, who.services.max_body_bytes)
+    if isinstance(body, Mapping):
+        _check_conditions(who.services, project_id, body.get("filters"))
     cohort = await who.services.repository.create_cohort(project_id, body, actor=who.actor)
     return await cohort_response(who.services, cohort, status=201)
 
@@ -75,6 +109,9 @@ async def update_cohort(request: Request) -> Response:
         return await cohort_response(who.services, cohort)
     if not body:
         raise invalid("", "nothing to change: send at least one field")
+    if "filters" in body:
+        before = await repository.get_cohort(project_id, cohort_id)
+        _check_conditions(who.services, project_id, body["filters"], before.filters)
     cohort = await repository.update_cohort(
         project_id, cohort_id, body, actor=who.actor, expected_version=version
     )

@@ -21,6 +21,7 @@ class AdminServices:
     authenticator: Authenticator
     max_body_bytes: int = 1_048_576
     persons: PersonStore | None = None  # for cohorts' tracking_since
+    max_behavioural_conditions: int = 200  # distinct behavioural counters per project
 
 
 def services(request: Request) -> AdminServices:

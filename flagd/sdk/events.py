@@ -24,8 +24,7 @@ from flagd.sdk.http import JSON, Answer, Headers, Request, parse_query
 from flagd.sdk.persons import Persons
 from flagd.sdk.projects import project_for
 from store.catalog import Catalog, ProjectState
-from store.errors import StoreError, ValidationFailed
-from store.persons import PersonLimitExceeded
+from store.errors import PersonLimitExceeded, StoreError, ValidationFailed
 
 _decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
 _OK = b'{"status":1}'

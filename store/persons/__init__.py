@@ -2,8 +2,9 @@
 flag-time read (``PersonStore``; Redis in ``store.persons.redis``, embedded SQLite in
 ``store.persons.sqlite``)."""
 
+from store.errors import PersonLimitExceeded
 from store.persons.model import Merge, PersonView, ReadRequest, Step, Writes
-from store.persons.protocol import PersonLimitExceeded, PersonStore, SeenPerson, StoreSettings
+from store.persons.protocol import PersonStore, SeenPerson, StoreSettings
 
 __all__ = [
     "Merge",

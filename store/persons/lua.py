@@ -122,10 +122,12 @@ for i, w in ipairs(ws) do
       end
       redis.call('HSET', pk, '_t', now + 600)
       if uk then redis.call('ZREMRANGEBYSCORE', uk, '-inf', now - dd) end
+      -- Refreshed with the roll-up (at most every 10 minutes per person): the TTL is days long, and
+      -- seen_persons needs no finer time.
+      redis.call('EXPIRE', pk, ttl)
+      if w[3] ~= '' then redis.call('ZADD', KEYS[1], now, w[3]) end
     end
-    redis.call('EXPIRE', pk, ttl)
     if uuids then redis.call('EXPIRE', uk, dd) end
-    if w[3] ~= '' then redis.call('ZADD', KEYS[1], now, w[3]) end
     out[i] = applied
   end
 end

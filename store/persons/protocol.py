@@ -9,7 +9,7 @@ import msgspec
 
 from store.persons.model import PersonView, ReadRequest, Step
 
-__all__ = ["PersonLimitExceeded", "PersonStore", "SeenPerson", "StoreSettings"]
+__all__ = ["PersonStore", "SeenPerson", "StoreSettings"]
 
 
 class StoreSettings(msgspec.Struct, frozen=True):
@@ -24,17 +24,6 @@ class SeenPerson(msgspec.Struct, frozen=True):
     distinct_id: str
     last_seen: int  # epoch seconds
     properties: dict[str, Any]
-
-
-class PersonLimitExceeded(Exception):  # noqa: N818 - reads as the 4xx it becomes
-    """A write would give a person more than ``max_person_properties`` properties; nothing was written."""
-
-    def __init__(self, distinct_id: str, limit: int) -> None:
-        super().__init__(
-            f"person {distinct_id!r} would have more than max_person_properties={limit} properties"
-        )
-        self.distinct_id = distinct_id
-        self.limit = limit
 
 
 class PersonStore(Protocol):

@@ -10,7 +10,8 @@ Key layout (``flagd`` is the configurable prefix; fields: ``store.persons.model`
     flagd:C{p<project>}                 hash   filtered counter id -> epoch second it was first tracked
 
 Every person's keys share one hash tag, so a person's write or read is one script on one slot. A person or
-group hash expires ``FLAGD_PERSON_TTL_DAYS`` after its last write.
+group hash expires ``FLAGD_PERSON_TTL_DAYS`` after its last write (the TTL and the ``seen`` time are refreshed
+when its buckets are rolled up, at most every 10 minutes per person).
 
 **On a Redis Cluster** (``redis+cluster://``) the tag is the project alone (``flagd:P{p<project>}:<distinct
 id>``, ``flagd:U{p<project>}:<id>``, ``flagd:G{p<project>}:<len>:<type>:<key>``): a write step, a merge
@@ -50,11 +51,11 @@ from redis.asyncio.cluster import RedisCluster
 
 from evaluator.behaviour import BehaviourQuery
 from store.connections import AnyRedis, redis_client, server_name
-from store.errors import StoreTimeout, StoreUnavailable
+from store.errors import PersonLimitExceeded, StoreTimeout, StoreUnavailable
 from store.hedging import HedgedReader
 from store.persons import lua
 from store.persons.model import Merge, PersonView, ReadRequest, Step, Writes, properties_of
-from store.persons.protocol import PersonLimitExceeded, SeenPerson, StoreSettings
+from store.persons.protocol import SeenPerson, StoreSettings
 from store.persons.windows import counter_token, firsts
 
 __all__ = ["RedisPersonStore"]

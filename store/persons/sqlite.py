@@ -3,8 +3,8 @@
 The file sits beside the admin database (``flagd.db`` -> ``flagd.persons.db``), in WAL mode, so a write
 committed by one worker is read by the next flag check on any other (read-your-writes across ``--workers``).
 A person is one row holding its ``PersonRecord`` (``store.persons.model``: the same rules as the Redis Lua);
-an id merged into another keeps only ``merged_into``. Event uuids are remembered per project for the dedupe
-period; rows not written for the person TTL are deleted.
+an id merged into another keeps only ``merged_into``. Event uuids are remembered per person (as in Redis; a
+merge moves them) for the dedupe period; rows not written for the person TTL are deleted.
 
 Writes run on one database thread per process inside ``BEGIN IMMEDIATE``, group-committed: batches that
 arrive while a transaction runs share the next one, each in its own savepoint (all or nothing per batch; a
@@ -25,9 +25,9 @@ from typing import Any
 
 import msgspec
 
-from store.errors import StoreError, StoreTimeout, StoreUnavailable
+from store.errors import PersonLimitExceeded, StoreError, StoreTimeout, StoreUnavailable
 from store.persons.model import Merge, PersonRecord, PersonView, ReadRequest, Step, Writes, properties_of
-from store.persons.protocol import PersonLimitExceeded, SeenPerson, StoreSettings
+from store.persons.protocol import SeenPerson, StoreSettings
 
 __all__ = ["SqlitePersonStore", "persons_path"]
 
@@ -39,10 +39,11 @@ CREATE INDEX IF NOT EXISTS persons_seen ON persons (project, seen);
 CREATE TABLE IF NOT EXISTS person_groups (
     project INTEGER NOT NULL, group_type TEXT NOT NULL, group_key TEXT NOT NULL, data BLOB NOT NULL,
     seen INTEGER NOT NULL, PRIMARY KEY (project, group_type, group_key)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS person_events (
-    project INTEGER NOT NULL, uuid TEXT NOT NULL, at INTEGER NOT NULL,
-    PRIMARY KEY (project, uuid)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS person_events_at ON person_events (at);
+CREATE TABLE IF NOT EXISTS person_uuids (
+    project INTEGER NOT NULL, person TEXT NOT NULL, uuid TEXT NOT NULL, at INTEGER NOT NULL,
+    PRIMARY KEY (project, uuid, person)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS person_uuids_person ON person_uuids (project, person);
+CREATE INDEX IF NOT EXISTS person_uuids_at ON person_uuids (at);
 CREATE TABLE IF NOT EXISTS person_counters (
     project INTEGER NOT NULL, counter TEXT NOT NULL, since INTEGER NOT NULL,
     PRIMARY KEY (project, counter)) WITHOUT ROWID;
@@ -50,6 +51,7 @@ CREATE TABLE IF NOT EXISTS person_counters (
 _UPSERT = "INSERT OR REPLACE INTO persons (project, id, data, merged_into, seen) VALUES (?, ?, ?, ?, ?)"
 _MAX_HOPS = 5
 _LOCK_SECONDS = 10.0
+_READ_WAIT = 0.05  # a WAL reader waits only while the WAL index is rebuilt (rare); then the read fails
 _Queued = tuple[int, Sequence[Step], int, int, "asyncio.Future[None]"]
 _CLEAN_EVERY = 60
 _encode = msgspec.json.Encoder().encode
@@ -98,7 +100,7 @@ class SqlitePersonStore:
             writer = _connect(str(path), 10.0)
             writer.executescript(_SCHEMA)  # IF NOT EXISTS: workers opening together are fine
             writer.execute("PRAGMA busy_timeout=0")  # writes wait in _begin instead
-            return writer, _connect(str(path), 10.0)
+            return writer, _connect(str(path), _READ_WAIT)  # reads run on the event loop: never wait long
 
         try:
             writer, reader = await asyncio.to_thread(connect)
@@ -187,7 +189,7 @@ class SqlitePersonStore:
         ttl = self._settings.person_ttl_seconds
         conn.execute("DELETE FROM persons WHERE seen < ?", (now - ttl,))
         conn.execute("DELETE FROM person_groups WHERE seen < ?", (now - ttl,))
-        conn.execute("DELETE FROM person_events WHERE at < ?", (now - self._settings.dedupe_seconds,))
+        conn.execute("DELETE FROM person_uuids WHERE at < ?", (now - self._settings.dedupe_seconds,))
 
     @staticmethod
     def _load(conn: sqlite3.Connection, project_id: int, distinct_id: str) -> tuple[str, PersonRecord]:
@@ -218,18 +220,18 @@ class SqlitePersonStore:
             )
         }
         uuids = [e.uuid for events in writes.persons.values() for e in events if e.uuid]
-        seen: set[str] = set()
+        seen: set[tuple[str, str]] = set()  # (person, uuid): deduplicated per person, as in Redis
         if uuids:
             marks = ",".join("?" * len(uuids))
             seen = {
-                row[0]
+                (row[0], row[1])
                 for row in conn.execute(
-                    f"SELECT uuid FROM person_events WHERE project = ? AND uuid IN ({marks})",
+                    f"SELECT person, uuid FROM person_uuids WHERE project = ? AND uuid IN ({marks})",
                     (project_id, *uuids),
                 )
             }
         persons: dict[str, PersonRecord] = {}
-        fresh_uuids: list[tuple[int, str, int]] = []
+        fresh_uuids: list[tuple[int, str, str, int]] = []
         for distinct_id, events in writes.persons.items():
             row = rows.get(distinct_id)
             if row is None:
@@ -242,17 +244,19 @@ class SqlitePersonStore:
             fresh = []
             for event in events:
                 if event.uuid:
-                    if event.uuid in seen:
+                    if (person_id, event.uuid) in seen:
                         continue
-                    seen.add(event.uuid)
-                    fresh_uuids.append((project_id, event.uuid, now))
+                    seen.add((person_id, event.uuid))
+                    fresh_uuids.append((project_id, person_id, event.uuid, now))
                 fresh.append(event)
             if len(record.props) + record.new_names(fresh) > limit:
                 raise PersonLimitExceeded(person_id, limit)
             for event in fresh:
                 record.apply(event, now=now, retention=retention)
         if fresh_uuids:
-            conn.executemany("INSERT INTO person_events (project, uuid, at) VALUES (?, ?, ?)", fresh_uuids)
+            conn.executemany(
+                "INSERT INTO person_uuids (project, person, uuid, at) VALUES (?, ?, ?, ?)", fresh_uuids
+            )
         for record in persons.values():
             record.maintain(now, retention)
         conn.executemany(
@@ -279,6 +283,12 @@ class SqlitePersonStore:
         if source_id == target_id:
             return
         target.absorb(source)
+        conn.execute(
+            "INSERT OR IGNORE INTO person_uuids (project, person, uuid, at) "
+            "SELECT project, ?, uuid, at FROM person_uuids WHERE project = ? AND person = ?",
+            (target_id, project_id, source_id),
+        )
+        conn.execute("DELETE FROM person_uuids WHERE project = ? AND person = ?", (project_id, source_id))
         conn.execute(_UPSERT, (project_id, target_id, _encode(target), None, now))
         conn.execute(_UPSERT, (project_id, source_id, None, target_id, now))
 

@@ -17,7 +17,7 @@ from evaluator.behavioural import compile_leaf, is_behavioural
 from evaluator.issues import Problems
 from store.persons.protocol import PersonStore
 
-__all__ = ["filtered_counters", "tracking_since"]
+__all__ = ["counters_of", "tracking_since"]
 
 
 def _leaves(node: Any) -> Iterator[dict[str, Any]]:
@@ -32,19 +32,20 @@ def _leaves(node: Any) -> Iterator[dict[str, Any]]:
             yield from _leaves(item)
 
 
-def filtered_counters(filters: Mapping[str, Any]) -> list[str]:
-    """Ids of the counters behind the cohort's own conditions with event filters (invalid ones skipped)."""
+def counters_of(filters: Mapping[str, Any], *, filtered_only: bool = False) -> list[str]:
+    """Ids of the counters behind the cohort's own behavioural conditions (invalid ones skipped); with
+    ``filtered_only``, only those with event filters."""
     ids: dict[str, None] = {}
     for raw in _leaves(filters.get("properties")):
         leaf = compile_leaf(raw, "", Problems(), time.time)
-        if leaf is not None and leaf.counter.filters:
+        if leaf is not None and (leaf.counter.filters or not filtered_only):
             ids.setdefault(leaf.counter.id)
     return list(ids)
 
 
 async def tracking_since(store: PersonStore, project_id: int, filters: Mapping[str, Any]) -> str | None:
     """The cohort's ``tracking_since`` (ISO 8601, UTC), recording now for counters not tracked yet."""
-    counters = filtered_counters(filters)
+    counters = counters_of(filters, filtered_only=True)
     if not counters:
         return None
     since = await store.track(project_id, counters, int(time.time()))

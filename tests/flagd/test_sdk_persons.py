@@ -139,3 +139,28 @@ def test_a_store_failure_fails_only_the_flags_that_needed_it(own_redis: RedisSer
         await store.close()
 
     asyncio.run(main())
+
+
+def test_ofrep_and_decide_use_stored_properties_and_counts(redis_srv: RedisServer) -> None:
+    """OFREP (single and bulk) and /decide answer from the stored $set and clicks, like /flags."""
+
+    async def main() -> None:
+        store = RedisPersonStore(redis_srv.url)
+        async with client(_app(store)) as http:
+            clicks = [{"event": "clicked", "distinct_id": "u4"}] * 2
+            setter = {"event": "x", "distinct_id": "u4", "properties": {"$set": {"plan": "pro"}}}
+            assert (await _batch(http, [*clicks, setter])).status_code == 200
+            auth = {"Authorization": f"Bearer {TOKEN_A}"}
+            body = {"context": {"targetingKey": "u4"}}
+            one = await http.post("/ofrep/v1/evaluate/flags/pro", json=body, headers=auth)
+            assert one.status_code == 200, one.text
+            assert one.json()["value"] is True
+            bulk = await http.post("/ofrep/v1/evaluate/flags", json=body, headers=auth)
+            values = {f["key"]: f.get("value") for f in bulk.json()["flags"]}
+            assert values["clickers"] is True
+            assert values["pro"] is True
+            decide = await http.post("/decide/?v=3", json={"api_key": TOKEN_A, "distinct_id": "u4"})
+            assert decide.json()["featureFlags"]["clickers"] is True
+        await store.close()
+
+    asyncio.run(main())

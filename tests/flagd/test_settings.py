@@ -62,6 +62,11 @@ def test_distributed_mode_needs_both_urls_and_runs_a_syncer_by_default() -> None
         ("FLAGD_REDIS_REPLICA_WAIT_MS", "0"),
         ("FLAGD_REDIS_REPLICA_URLS", "http://replica:6379"),
         ("FLAGD_REDIS_URL", "cluster://cache:7000"),
+        ("FLAGD_PERSON_TTL_DAYS", "0"),
+        ("FLAGD_PERSON_STORE", "sometimes"),
+        ("FLAGD_EVENT_HISTORY_DAYS", "-3"),
+        ("FLAGD_MAX_BEHAVIOURAL_CONDITIONS", "0"),
+        ("FLAGD_LIMIT_MAX_PERSON_PROPERTIES", "0"),
     ],
 )
 def test_bad_value_names_its_variable(name: str, value: str) -> None:
@@ -153,4 +158,18 @@ def test_to_env_round_trips(
         store_hedge_budget=0.05,
         redis_replica_wait_ms=80,
     )
+    assert Settings.from_env(settings.to_env()) == settings
+
+
+def test_person_store_settings_round_trip_to_workers() -> None:
+    """The person store settings are read from the environment and handed on to Granian workers unchanged."""
+    env = {
+        "FLAGD_PERSON_TTL_DAYS": "7",
+        "FLAGD_PERSON_STORE": "0",
+        "FLAGD_EVENT_HISTORY_DAYS": "3",
+        "FLAGD_MAX_BEHAVIOURAL_CONDITIONS": "50",
+    }
+    settings = Settings.from_env(env)
+    assert (settings.person_ttl_days, settings.person_store, settings.event_history_days) == (7, False, 3)
+    assert settings.max_behavioural_conditions == 50
     assert Settings.from_env(settings.to_env()) == settings

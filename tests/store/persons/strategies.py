@@ -70,3 +70,29 @@ def identity_timelines(draw: st.DrawFn) -> list[dict[str, Any]]:
         else:
             events.append(event("$create_alias", distinct_id, {"alias": draw(IDS)}))
     return events
+
+
+@st.composite
+def mixed_timelines(draw: st.DrawFn) -> list[list[dict[str, Any]]]:
+    """Batches of events on a few ids: $set/$set_once/$unset at scattered times, views, merges, retries."""
+    batches: list[list[dict[str, Any]]] = []
+    uuids = [f"u{i}" for i in range(4)]
+    for _ in range(draw(st.integers(1, 5))):
+        batch = []
+        for _ in range(draw(st.integers(1, 6))):
+            distinct_id = draw(IDS)
+            at = draw(st.integers(NOW - 3000, NOW))
+            kind = draw(st.sampled_from(["$set", "$set_once", "$unset", "view", "identify"]))
+            uuid = draw(st.one_of(st.none(), st.sampled_from(uuids)))
+            if kind == "$unset":
+                props: dict[str, Any] = {"$unset": draw(st.lists(KEYS, min_size=1, max_size=2))}
+            elif kind in ("$set", "$set_once"):
+                props = {kind: draw(st.dictionaries(KEYS, VALUES, min_size=1, max_size=2))}
+            elif kind == "identify":
+                batch.append(event("$identify", distinct_id, {"$anon_distinct_id": draw(IDS)}, at=at))
+                continue
+            else:
+                props = {}
+            batch.append(event("$pageview", distinct_id, props, at=at, uuid=uuid))
+        batches.append(batch)
+    return batches

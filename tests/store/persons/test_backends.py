@@ -13,7 +13,15 @@ from store.persons import PersonLimitExceeded, PersonStore, PersonView, ReadRequ
 from store.persons.model import EventWrite, PersonRecord
 from store.persons.windows import counter_token
 from tests.store.persons.conftest import RETENTION, Backend, feed, new_project
-from tests.store.persons.strategies import NOW, WINDOWS, event, identity_timelines, pageviews, property_events
+from tests.store.persons.strategies import (
+    NOW,
+    WINDOWS,
+    event,
+    identity_timelines,
+    mixed_timelines,
+    pageviews,
+    property_events,
+)
 
 EXAMPLES = settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -230,3 +238,26 @@ def test_tracking_since_is_the_first_time_a_counter_was_tracked(backend: Backend
         return first, again
 
     assert backend.run(body) == ({"f:one": 1000}, {"f:one": 1000, "f:two": 2000})
+
+
+@settings(max_examples=30, deadline=None)
+@given(batches=mixed_timelines())
+def test_redis_and_sqlite_stores_agree(
+    redis_srv: Any, sqlite_path: Any, batches: list[list[dict[str, Any]]]
+) -> None:
+    """Any mix of property operations, merges, retries and pageviews leaves both stores with the same
+    properties and counts for every id."""
+    q_minute, q_hour = pageviews(60), pageviews(3600)
+
+    def run(backend: Backend) -> dict[str, tuple[dict[str, Any], dict[str, int]]]:
+        project = new_project()
+
+        async def body(store: PersonStore) -> dict[str, tuple[dict[str, Any], dict[str, int]]]:
+            for batch in batches:
+                await feed(store, project, batch, now=NOW)
+            views = {i: await _read(store, project, i, q_minute, q_hour) for i in "abcd"}
+            return {i: (v.properties, v.behaviour) for i, v in views.items()}
+
+        return backend.run(body)
+
+    assert run(Backend("redis", redis_srv.url)) == run(Backend("sqlite", str(sqlite_path)))
