@@ -58,7 +58,9 @@ async def stack(
         breaker_base=0.2,
         observer=StoreMetrics(metrics),
     )
-    store = RedisPersonStore(primary, replicas=replicas, reader=reader)
+    # A generous WAIT: on this busy machine a replica may take over 20 ms to acknowledge the seed, and a
+    # missed WAIT rightly sends this node's reads to the primary alone for a second (no hedge target).
+    store = RedisPersonStore(primary, replicas=replicas, reader=reader, replica_wait_ms=2000)
     app = make_app(
         _catalog(),
         metrics=metrics,
