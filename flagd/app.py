@@ -284,9 +284,9 @@ def create_app(settings: Settings, *, run_bootstrap: bool = True, metrics: Metri
             app.state.services = AdminServices(
                 repository=backend.repository,
                 catalog=runtime.catalog,
-                authenticator=Authenticator(
-                    backend.repository.authenticate, ttl=make_limits(settings).auth_cache_seconds
-                ),
+                # No cache on the admin path: it reads the database anyway, and a key revoked on any
+                # worker or node is refused by every other one from the moment the DELETE answers.
+                authenticator=Authenticator(backend.repository.authenticate, ttl=0),
                 max_body_bytes=settings.admin_max_body_bytes,
                 persons=persons,
                 max_behavioural_conditions=settings.max_behavioural_conditions,

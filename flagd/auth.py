@@ -1,8 +1,8 @@
 """Personal API key authentication for the admin API (and the SDK's local-evaluation endpoint).
 
-``Authenticator`` asks the repository once per key per ``ttl`` seconds: a burst of admin calls or SDK polls
-with the same key costs one lookup. Keys are cached by their sha256, never by the raw value. Revoking or
-creating a key through this process clears the cache at once; other processes see a revocation within ``ttl``.
+``Authenticator`` asks the repository once per key per ``ttl`` seconds (keys cached by their sha256, never by
+the raw value); the admin API runs it with ``ttl=0``, so a revocation is seen by every worker and node as
+soon as the DELETE has answered. Revoking or creating a key through this process clears the cache at once.
 """
 
 from __future__ import annotations

@@ -31,6 +31,10 @@ class BootstrapResult:
     admin_key: str | None  # the raw key, known when created now or configured
     created_admin_key: bool
     demo_flags: int
+    # Values the environment provided (FLAGD_BOOTSTRAP_*) are never echoed: the operator has them, and a
+    # log collector keeping every start's output should not.
+    secret_from_env: bool = False
+    admin_key_from_env: bool = False
 
     def banner(self, base_url: str) -> str:
         """What a newcomer needs, ready to paste (only values known to this process are shown)."""
@@ -40,9 +44,11 @@ class BootstrapResult:
             f"  project token (public, for SDKs):      {p.api_token}",
         ]
         if self.project_secret:
-            lines.append(f"  project secret (SDK local evaluation): {self.project_secret}")
-        if self.admin_key:
-            lines.append(f"  admin API key (every project, write): {self.admin_key}")
+            shown = "$FLAGD_BOOTSTRAP_PROJECT_SECRET" if self.secret_from_env else self.project_secret
+            lines.append(f"  project secret (SDK local evaluation): {shown}")
+        admin_key = "$FLAGD_BOOTSTRAP_ADMIN_KEY" if self.admin_key_from_env else self.admin_key
+        if admin_key:
+            lines.append(f"  admin API key (every project, write): {admin_key}")
         if self.demo_flags:
             lines.append(f"  loaded {self.demo_flags} demo flags")
         lines += [
@@ -50,13 +56,17 @@ class BootstrapResult:
             f"  curl -s '{base_url}/flags/?v=2' -H 'Content-Type: application/json' "
             f"""-d '{{"api_key": "{p.api_token}", "distinct_id": "user-1"}}'""",
         ]
-        if self.admin_key:
+        if admin_key:
+            quote = '"' if self.admin_key_from_env else "'"
             lines += [
                 "List flags (admin API):",
                 f"  curl -s '{base_url}/api/projects/{p.id}/feature_flags/' "
-                f"-H 'Authorization: Bearer {self.admin_key}'",
+                f"-H {quote}Authorization: Bearer {admin_key}{quote}",
             ]
-        if self.created_project and (self.project_secret or self.admin_key):
+        generated = (self.project_secret and not self.secret_from_env) or (
+            self.admin_key and not self.admin_key_from_env
+        )
+        if self.created_project and generated:
             lines.append("These secrets are shown once; they are stored hashed.")
         return "\n".join(lines)
 
@@ -75,6 +85,8 @@ async def bootstrap(
         admin_key=admin_key,
         created_admin_key=created_key,
         demo_flags=loaded,
+        secret_from_env=settings.bootstrap_project_secret is not None,
+        admin_key_from_env=settings.bootstrap_admin_key is not None,
     )
 
 
@@ -94,9 +106,10 @@ async def _project(repository: AdminRepository, settings: Settings) -> tuple[Pro
                 actor=ACTOR,
                 api_token=token,
                 secret_token=settings.bootstrap_project_secret,
+                only_if_first=token is None,
             )
         except Conflict:
-            # Another node bootstrapped the same token at the same moment: use theirs.
+            # Another node bootstrapped at the same moment (the same token, or the first project): use theirs.
             await asyncio.sleep(0.05 * (attempt + 1))
             continue
         return created.project, created.secret_token, True

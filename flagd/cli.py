@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from flagd.admin.inputs import parse_id
 from flagd.settings import Settings, SettingsError
 from store.errors import NotFound, StoreError, StoreUnavailable
 from store.protocols import AdminRepository
@@ -29,6 +30,20 @@ ACTOR = "cli"
 
 class UsageError(Exception):
     """A bad option or argument (exit code 2)."""
+
+
+def _id_argument(raw: str) -> int:
+    value = parse_id(raw, "project")
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected a project id (1 to 19 digits), got {raw[:40]!r}")
+    return value
+
+
+def _key_id_argument(raw: str) -> int:
+    value = parse_id(raw, "key_id")
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected a key id (1 to 19 digits), got {raw[:40]!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,10 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     imp = commands.add_parser("import", help="import PostHog flag JSON (a list, or {'flags': [...]})")
     imp.add_argument("file", help="JSON file, or - for standard input")
-    imp.add_argument("--project", type=int, help="project id (default: the first project)")
+    imp.add_argument("--project", type=_id_argument, help="project id (default: the first project)")
+    imp.add_argument(
+        "--partial",
+        action="store_true",
+        help="write the valid flags even when others fail (default: all or nothing)",
+    )
 
     exp = commands.add_parser("export", help="export a project's flags as PostHog flag JSON")
-    exp.add_argument("--project", type=int, help="project id (default: the first project)")
+    exp.add_argument("--project", type=_id_argument, help="project id (default: the first project)")
     exp.add_argument("-o", "--output", help="file to write (default: standard output)")
 
     commands.add_parser("sync", help="run only the syncer (PostgreSQL change log -> Redis); distributed mode")
@@ -59,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     key.add_argument("--label", default="", help="what the key is for")
     key.add_argument("--scope", choices=("read", "write"), default="write")
     key.add_argument("--project", default="all", help="project id, or 'all' (default) for every project")
+
+    keys = commands.add_parser("keys", help="list or revoke personal API keys (every project's and global)")
+    actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help="every key: id, prefix, reach, scope, label, created, revoked")
+    revoke = actions.add_parser("revoke", help="revoke a key by id (takes effect on every node)")
+    revoke.add_argument("key_id", type=_key_id_argument, help="the key's id, from 'flagd keys list'")
     return parser
 
 
@@ -211,7 +237,18 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     async def run() -> int:
         async with open_repository(settings) as repository:
             project_id = await _project_id(repository, args.project, settings)
-            report = await import_flags(repository, project_id, document, actor=ACTOR)
+            report = await import_flags(repository, project_id, document, actor=ACTOR, partial=args.partial)
+        if report.failed and not args.partial:
+            print(
+                f"project {project_id}: nothing imported: {len(report.failed)} invalid "
+                "(fix them, or pass --partial to import the rest):",
+                file=sys.stderr,
+            )
+            for key, issues in report.failed.items():
+                for issue in issues:
+                    where = f".{issue.path}" if issue.path else ""
+                    print(f"  {key}{where}: {issue.message}", file=sys.stderr)
+            return 1
         print(
             f"project {project_id}: {len(report.created)} created, {len(report.updated)} updated, "
             f"{len(report.skipped)} skipped (deleted), {report.cohorts_created} cohorts created, "
@@ -298,9 +335,9 @@ async def _run_syncer(settings: Settings) -> None:
 def cmd_create_key(args: argparse.Namespace, settings: Settings) -> int:
     project: int | None = None
     if args.project != "all":
-        if not str(args.project).isdigit():
+        project = parse_id(str(args.project), "project")
+        if project is None:
             raise UsageError("--project: expected a project id or 'all'")
-        project = int(args.project)
 
     async def run() -> str:
         async with open_repository(settings) as repository:
@@ -318,6 +355,28 @@ def cmd_create_key(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# keys -------------------------------------------------------------------------------------------------------
+def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    async def run() -> int:
+        async with open_repository(settings) as repository:
+            keys = await repository.list_api_keys(None)
+            if args.action == "list":
+                print("id\tprefix\tproject\tscope\tcreated\trevoked\tlabel")
+                for k in keys:
+                    reach = "all" if k.project_id is None else str(k.project_id)
+                    revoked = k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else "-"
+                    created = k.created_at.isoformat(timespec="seconds")
+                    print(f"{k.id}\t{k.key_prefix}\t{reach}\t{k.scope}\t{created}\t{revoked}\t{k.label}")
+                return 0
+            if not any(k.id == args.key_id for k in keys):
+                raise UsageError(f"no API key with id {args.key_id} (see 'flagd keys list')")
+            gone = await repository.revoke_api_key(args.key_id, actor=ACTOR)
+            print(f"revoked key {gone.id} ({gone.key_prefix}..., {gone.label or 'no label'})")
+            return 0
+
+    return asyncio.run(run())
+
+
 _COMMANDS = {
     "serve": cmd_serve,
     "migrate": cmd_migrate,
@@ -325,4 +384,5 @@ _COMMANDS = {
     "export": cmd_export,
     "sync": cmd_sync,
     "create-key": cmd_create_key,
+    "keys": cmd_keys,
 }

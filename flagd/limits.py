@@ -20,8 +20,9 @@ field                          default      over the limit
 ``max_person_properties``      1000         400 ``limit_exceeded`` (stored properties of one person or
                                             group, after the batch; nothing of the batch is applied)
 ``max_request_id_chars``       128          an incoming ``X-Request-Id`` longer than this is replaced
-``auth_cache_seconds``         10.0         how long a personal API key lookup (``/flags/definitions``)
-                                            is cached, hit or miss, so a poll storm does not reach the DB
+``auth_cache_seconds``         1.0          how long a personal API key lookup (``/flags/definitions``)
+                                            is cached, hit or miss, so a poll storm does not reach the DB;
+                                            at most 1: the bound on a revocation reaching every worker
 =============================  ===========  ==========================================================
 
 Logging policy (the hot path formats no log line per request by default):
@@ -55,7 +56,7 @@ class Limits:
     max_batch_events: int = 1000
     max_person_properties: int = 1000
     max_request_id_chars: int = 128
-    auth_cache_seconds: float = 10.0
+    auth_cache_seconds: float = 1.0
     slow_request_seconds: float = 0.25
     log_sample_rate: float = 0.0
 
@@ -76,5 +77,8 @@ class Limits:
                 raise ValueError(f"Limits.{name} must be at least 1, got {getattr(self, name)!r}")
         if self.auth_cache_seconds < 0 or self.slow_request_seconds < 0:
             raise ValueError("Limits.auth_cache_seconds and slow_request_seconds must not be negative")
+        if self.auth_cache_seconds > 1:
+            # README promises a revoked key stops working everywhere within a second.
+            raise ValueError(f"Limits.auth_cache_seconds must be at most 1, got {self.auth_cache_seconds!r}")
         if not 0.0 <= self.log_sample_rate <= 1.0:
             raise ValueError(f"Limits.log_sample_rate must be within 0..1, got {self.log_sample_rate!r}")

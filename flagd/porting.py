@@ -9,6 +9,11 @@ Ids are the source system's: an imported flag depending on another imported flag
 depend on it by key, and cohort references are rewritten to the cohorts created by the import. Flags are
 written in dependency order; a flag whose key exists already is updated instead of duplicated. Group types
 the project does not have yet are added from the document's ``group_type_mapping``.
+
+An import is all-or-nothing by default: ``check_import`` first validates the whole document against the
+project as it would be afterwards (every flag, cohort and group type, each issue with its path) and nothing
+is written unless all of it is valid. ``partial=True`` (``flagd import --partial``) writes what is valid and
+reports the rest.
 """
 
 from __future__ import annotations
@@ -19,8 +24,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from evaluator import compile_flags, validate_cohort
 from store.errors import Conflict, Issue, NotFound, ValidationFailed
 from store.protocols import AdminRepository
+from store.records import CohortRecord, FlagRecord
+from store.sql import writes
 
 FLAG_FIELDS = ("key", "name", "filters", "active", "bucketing", "ensure_experience_continuity")
 
@@ -94,26 +102,33 @@ def flag_input(flag: Mapping[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _filters_of(filters: Any) -> list[tuple[str, dict[str, Any]]]:
+    """Every property filter in a flag's conditions with its path; malformed parts are skipped (validation
+    reports them)."""
+    groups = filters.get("groups") if isinstance(filters, dict) else None
+    found: list[tuple[str, dict[str, Any]]] = []
+    for i, group in enumerate(groups if isinstance(groups, list) else ()):
+        props = group.get("properties") if isinstance(group, dict) else None
+        found.extend(
+            (f"filters.groups[{i}].properties[{j}]", prop)
+            for j, prop in enumerate(props if isinstance(props, list) else ())
+            if isinstance(prop, dict)
+        )
+    return found
+
+
 def _dependencies(filters: Any) -> list[str]:
-    return [
-        str(prop.get("key"))
-        for group in (filters or {}).get("groups") or []
-        for prop in (group or {}).get("properties") or []
-        if isinstance(prop, dict) and prop.get("type") == "flag"
-    ]
+    return [str(prop.get("key")) for _, prop in _filters_of(filters) if prop.get("type") == "flag"]
 
 
 def _rewrite(filters: Any, flag_ids: Mapping[str, str], cohort_ids: Mapping[str, int]) -> Any:
     """Source ids → this project's references: flag dependencies by key, cohorts by their new id."""
     filters = copy.deepcopy(filters)
-    for group in (filters or {}).get("groups") or []:
-        for prop in (group or {}).get("properties") or []:
-            if not isinstance(prop, dict):
-                continue
-            if prop.get("type") == "flag" and str(prop.get("key")) in flag_ids:
-                prop["key"] = flag_ids[str(prop["key"])]
-            elif prop.get("type") == "cohort" and str(prop.get("value")) in cohort_ids:
-                prop["value"] = cohort_ids[str(prop["value"])]
+    for _, prop in _filters_of(filters):
+        if prop.get("type") == "flag" and str(prop.get("key")) in flag_ids:
+            prop["key"] = flag_ids[str(prop["key"])]
+        elif prop.get("type") == "cohort" and str(prop.get("value")) in cohort_ids:
+            prop["value"] = cohort_ids[str(prop["value"])]
     return filters
 
 
@@ -139,13 +154,109 @@ def _ordered(flags: Sequence[dict[str, Any]], flag_ids: Mapping[str, str]) -> li
     return ordered
 
 
+async def _all_flags(repository: AdminRepository, project_id: int) -> list[FlagRecord]:
+    found: list[FlagRecord] = []
+    while True:
+        page = await repository.list_flags(project_id, limit=500, offset=len(found))
+        found.extend(page.items)
+        if not page.items or len(found) >= page.total:
+            return found
+
+
+async def _all_cohorts(repository: AdminRepository, project_id: int) -> list[CohortRecord]:
+    found: list[CohortRecord] = []
+    while True:
+        page = await repository.list_cohorts(project_id, limit=500, offset=len(found))
+        found.extend(page.items)
+        if not page.items or len(found) >= page.total:
+            return found
+
+
+def _cohort_refs(filters: Any) -> list[tuple[str, Any]]:
+    return [
+        (f"{path}.value", prop.get("value"))
+        for path, prop in _filters_of(filters)
+        if prop.get("type") == "cohort"
+    ]
+
+
+async def check_import(
+    repository: AdminRepository, project_id: int, document: FlagDocument
+) -> dict[str, list[Issue]]:
+    """Every issue the import of ``document`` would hit, by flag key (``cohorts.<id>`` for a cohort,
+    ``group_type_mapping`` for the group types), each with its field path; empty when all of it is valid.
+    Writes nothing. Flags are validated together, against the project's flags as they would be after."""
+    failed: dict[str, list[Issue]] = {}
+    project = await repository.get_project(project_id)
+    mapping = {**document.group_type_mapping, **project.group_type_mapping}
+    try:
+        writes.check_project_fields(group_type_mapping=mapping)
+    except ValidationFailed as exc:
+        failed["group_type_mapping"] = exc.issues
+    cohort_ids = {str(c.id) for c in await _all_cohorts(repository, project_id) if not c.deleted}
+    cohort_ids |= set(document.cohorts)  # imported cohorts are referenced by their source ids here
+    for source_id, body in document.cohorts.items():
+        issues = validate_cohort(
+            body if "properties" in body else {"properties": body}, cohort_ids=cohort_ids
+        )
+        if issues:
+            failed[f"cohorts.{source_id}"] = issues
+    existing = {f.key: f for f in await _all_flags(repository, project_id) if not f.deleted}
+    live = [f for f in document.flags if not f.get("deleted")]
+    flag_ids = {str(f["id"]): f["key"] for f in live if "id" in f}
+    definitions: dict[str, dict[str, Any]] = {}
+    for index, flag in enumerate(live):
+        data = flag_input(flag)
+        key = data["key"]
+        if key in definitions:
+            failed.setdefault(key, []).append(Issue("key", f"flags[{index}] repeats the key {key!r}"))
+            continue
+        if "filters" in data:
+            data["filters"] = _rewrite(data["filters"], flag_ids, {})
+        current = existing.get(key)
+        try:
+            values = writes.flag_values(
+                data if current is None else {k: v for k, v in data.items() if k != "key"}, current=current
+            )
+        except ValidationFailed as exc:
+            failed[key] = exc.issues
+            continue
+        flag_id = current.id if current is not None else -1 - index  # not a stored id: never referenced
+        definitions[key] = values.definition(flag_id=flag_id, project_id=project_id, version=1)
+        failed.setdefault(key, []).extend(
+            Issue(path, f"cohort {value!r} does not exist")
+            for path, value in _cohort_refs(values.filters)
+            if str(value) not in cohort_ids
+        )
+    kept = [f.definition() for key, f in existing.items() if key not in definitions]
+    snapshot = compile_flags(
+        [*kept, *definitions.values()],
+        group_type_mapping=mapping,
+        static_cohorts={cid: frozenset() for cid in cohort_ids},
+    )
+    for key in definitions:
+        failed.setdefault(key, []).extend(snapshot.issues(key))
+    return {key: issues for key, issues in failed.items() if issues}
+
+
 async def import_flags(
-    repository: AdminRepository, project_id: int, document: FlagDocument, *, actor: str
+    repository: AdminRepository,
+    project_id: int,
+    document: FlagDocument,
+    *,
+    actor: str,
+    partial: bool = False,
 ) -> ImportReport:
-    """Create or update every live flag of ``document`` in the project; failures are reported per flag."""
+    """Create or update every live flag of ``document`` in the project. Unless ``partial``, nothing is
+    written when any part of it is invalid (``report.failed`` lists every issue); with ``partial``, what is
+    valid is written and failures are reported per flag."""
     report = ImportReport()
     live = [f for f in document.flags if not f.get("deleted")]
     report.skipped = [f["key"] for f in document.flags if f.get("deleted")]
+    if not partial:
+        report.failed = await check_import(repository, project_id, document)
+        if report.failed:
+            return report
     flag_ids = {str(f["id"]): f["key"] for f in live if "id" in f}
     await _merge_group_types(repository, project_id, document.group_type_mapping, actor=actor, report=report)
     cohort_ids: dict[str, int] = {}

@@ -18,6 +18,7 @@ import msgspec
 
 from evaluator import Snapshot, compile_flags
 from evaluator.dependencies import references, resolve
+from store.records import ChangeRow
 
 
 class ProjectData(msgspec.Struct, frozen=True):
@@ -45,6 +46,10 @@ class ProjectState(msgspec.Struct, frozen=True):
     local_eval_body: bytes  # the pre-encoded /flags/definitions response
     local_eval_etag: str
     installed_at: float  # time.time() when this state was built
+    # What it was built from: the next change is applied to this (``apply_changes``) instead of reloading
+    # the project, and static cohorts whose member list is the same object keep their frozenset.
+    data: ProjectData | None = None
+    static: dict[str, frozenset[str]] = {}
 
 
 _encoder = msgspec.json.Encoder()
@@ -65,7 +70,13 @@ def build_project_state(data: ProjectData, previous: ProjectState | None = None)
         for c in data.cohorts
         if not c.get("deleted") and not c.get("is_static")
     }
-    static = {cid: frozenset(ids) for cid, ids in data.static_members.items()}
+    before = previous.data.static_members if previous is not None and previous.data is not None else {}
+    static = {
+        cid: previous.static[cid]
+        if previous is not None and before.get(cid) is ids and cid in previous.static
+        else frozenset(ids)
+        for cid, ids in data.static_members.items()
+    }
     snapshot = compile_flags(
         live,
         cohorts=cohorts,
@@ -90,6 +101,56 @@ def build_project_state(data: ProjectData, previous: ProjectState | None = None)
         local_eval_body=body,
         local_eval_etag=etag,
         installed_at=time.time(),
+        data=data,
+        static=static,
+    )
+
+
+def apply_changes(data: ProjectData, changes: Iterable[ChangeRow]) -> ProjectData:
+    """``data`` with ``changes`` (change_log rows of this project, any order) applied: what the project holds
+    after them, without reading the rest of it again. Rows at or below ``data.version`` are already in it.
+    Unchanged flags, cohorts and static member lists are the same objects as in ``data``."""
+    flags = {f["id"]: f for f in data.flags}
+    cohorts = {c["id"]: c for c in data.cohorts}
+    members = dict(data.static_members)
+    api_token, secret, mapping, version = (
+        data.api_token,
+        data.secret_token_hash,
+        data.group_type_mapping,
+        data.version,
+    )
+    for change in sorted(changes, key=lambda c: c.seq):
+        if change.seq <= data.version or change.project_id != data.project_id:
+            continue
+        version = max(version, change.seq)
+        payload, gone = change.payload, change.op == "delete" or bool(change.payload.get("deleted"))
+        if change.entity_type == "flag":
+            if gone:
+                flags.pop(change.entity_id, None)
+            else:
+                flags[change.entity_id] = payload
+        elif change.entity_type == "cohort":
+            cid = str(change.entity_id)
+            members.pop(cid, None)
+            if gone:
+                cohorts.pop(change.entity_id, None)
+                continue
+            cohorts[change.entity_id] = {k: v for k, v in payload.items() if k != "members"}
+            if payload.get("is_static"):
+                members[cid] = list(payload.get("members") or ())
+        else:
+            api_token = payload.get("api_token", api_token)
+            secret = payload.get("secret_token_hash", secret)
+            mapping = dict(payload.get("group_type_mapping", mapping))
+    return ProjectData(
+        project_id=data.project_id,
+        api_token=api_token,
+        secret_token_hash=secret,
+        group_type_mapping=mapping,
+        version=version,
+        flags=list(flags.values()),
+        cohorts=list(cohorts.values()),
+        static_members=members,
     )
 
 

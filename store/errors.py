@@ -2,7 +2,8 @@
 
     StoreError
     ├── NotFound            the project, flag, cohort or key does not exist (or is not visible to the caller)
-    ├── Conflict            a stale expected version, or a live key already taken; carries the current version
+    ├── Conflict            a stale expected version, a live key already taken, or an entity others depend on;
+    │                       carries the current version, or the dependents (``["flag:beta", "cohort:7"]``)
     ├── ValidationFailed    the input is invalid; carries every issue with its field path; nothing was written
     ├── PersonLimitExceeded an event batch would give a person more than max_person_properties; nothing of it
     │                       was written
@@ -41,11 +42,15 @@ class NotFound(StoreError):  # noqa: N818 - public contract names, used by every
 
 
 class Conflict(StoreError):  # noqa: N818 - public contract names, used by every caller
-    """The write lost a race: ``expected_version`` is stale, or a unique key is taken."""
+    """The write lost a race (``expected_version`` is stale, or a unique key is taken), or would break what
+    depends on the entity (``dependents``: ``"flag:<key>"`` / ``"cohort:<id>"``, nothing written)."""
 
-    def __init__(self, message: str, *, current_version: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, current_version: int | None = None, dependents: Sequence[str] = ()
+    ) -> None:
         super().__init__(message)
         self.current_version = current_version
+        self.dependents = list(dependents)
 
 
 class ValidationFailed(StoreError):  # noqa: N818 - public contract names, used by every caller

@@ -33,9 +33,17 @@ class AdminRepository(Protocol):
 
     # Projects -------------------------------------------------------------------------------------------
     async def create_project(
-        self, name: str, *, actor: str, api_token: str | None = None, secret_token: str | None = None
+        self,
+        name: str,
+        *,
+        actor: str,
+        api_token: str | None = None,
+        secret_token: str | None = None,
+        only_if_first: bool = False,
     ) -> NewProject:
-        """Create a project; tokens are generated unless given (bootstrap makes them deterministic)."""
+        """Create a project; tokens are generated unless given (bootstrap makes them deterministic).
+        ``only_if_first``: ``Conflict`` when any project exists, decided atomically (bootstrap on several
+        nodes at once creates one default project)."""
         ...
 
     async def get_project(self, project_id: int) -> Project:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from flagd.admin.errors import ApiError, forbidden, invalid, not_authenticated
+from flagd.admin.inputs import parse_id, shown
 from flagd.admin.services import AdminServices, services
 from flagd.auth import actor_for, bearer_token
 from store.records import ApiKey
@@ -66,10 +67,11 @@ async def resolve_project(who: Caller, raw: str) -> int:
         if len(projects) == 1:
             return projects[0].id
         raise invalid("project_id", "this key reaches every project: use a numeric project id, not @current")
-    if not raw.isdigit():
-        detail = f"project_id must be a number or @current, got {raw!r}"
+    project_id = parse_id(raw, "project_id")
+    if project_id is None:
+        detail = f"project_id must be a number or @current, got {shown(raw)}"
         raise ApiError(404, "invalid_request", "not_found", detail)
-    return int(raw)
+    return project_id
 
 
 def require_global_write(who: Caller) -> None:

@@ -8,24 +8,23 @@
     └── 413 invalid_request / request_too_large
 
 Store errors are translated here, once: ``ValidationFailed`` → 400 with every issue as ``{"attr", "detail"}``,
-``NotFound`` → 404, ``Conflict`` → 409 carrying ``current_version``, ``StoreUnavailable`` → 503; anything
-else is logged with its traceback and answered with a JSON 500.
+``NotFound`` → 404, ``Conflict`` → 409 carrying ``current_version`` (or ``dependents``),
+``StoreUnavailable`` → 503; anything else reaches ``AdminAccessLog``: logged once with its traceback,
+answered ``SERVER_ERROR_BODY`` (500).
 The body shape follows PostHog's API: ``{"type", "code", "detail", "attr"}``.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
-import structlog
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from store.errors import Conflict, Issue, NotFound, StoreUnavailable, ValidationFailed
-
-_log = structlog.get_logger("flagd.admin")
 
 
 class ApiError(Exception):
@@ -113,17 +112,17 @@ async def store_not_found(request: Request, exc: Exception) -> Response:
 async def conflict(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, Conflict)
     current = exc.current_version
-    code = "stale_version" if current is not None else "conflict"
-    return JSONResponse(
-        {
-            "type": "conflict",
-            "code": code,
-            "detail": str(exc),
-            "attr": "version" if current else None,
-            "current_version": current,
-        },
-        status_code=409,
-    )
+    code = "stale_version" if current is not None else "has_dependents" if exc.dependents else "conflict"
+    body: dict[str, Any] = {
+        "type": "conflict",
+        "code": code,
+        "detail": str(exc),
+        "attr": "version" if current else None,
+        "current_version": current,
+    }
+    if exc.dependents:
+        body["dependents"] = exc.dependents
+    return JSONResponse(body, status_code=409)
 
 
 async def unavailable(request: Request, exc: Exception) -> Response:
@@ -139,17 +138,14 @@ async def unavailable(request: Request, exc: Exception) -> Response:
     )
 
 
-async def server_error(request: Request, exc: Exception) -> Response:
-    _log.error("admin.unhandled_error", method=request.method, path=request.url.path, exc_info=exc)
-    return JSONResponse(
-        {
-            "type": "server_error",
-            "code": "error",
-            "detail": "an unexpected error occurred; see the server log",
-            "attr": None,
-        },
-        status_code=500,
-    )
+SERVER_ERROR_BODY = json.dumps(
+    {
+        "type": "server_error",
+        "code": "error",
+        "detail": "an unexpected error occurred; see the server log",
+        "attr": None,
+    }
+).encode()
 
 
 async def http_exception(request: Request, exc: Exception) -> Response:
@@ -169,5 +165,4 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     Conflict: conflict,
     StoreUnavailable: unavailable,
     HTTPException: http_exception,
-    Exception: server_error,
 }

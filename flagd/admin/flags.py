@@ -18,7 +18,7 @@ from starlette.responses import Response
 from evaluator import Context
 from flagd.admin.access import project_caller
 from flagd.admin.errors import ApiError, invalid, not_found
-from flagd.admin.inputs import expected_version, page_params, path_id, read_json, take_deleted
+from flagd.admin.inputs import expected_version, page_params, path_id, read_json, take_deleted, text_param
 from flagd.admin.outputs import JSON, envelope, plain
 from store.records import FlagRecord
 
@@ -31,7 +31,7 @@ def flag_response(flag: FlagRecord, status: int = 200) -> JSON:
 async def list_flags(request: Request) -> Response:
     who, project_id = await project_caller(request)
     page = page_params(request)
-    search = request.query_params.get("search") or None
+    search = text_param(request, "search")
     found = await who.services.repository.list_flags(
         project_id, search=search, limit=page.limit, offset=page.offset
     )

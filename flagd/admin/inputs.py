@@ -13,7 +13,10 @@ from flagd.admin.errors import ApiError, invalid
 
 _decoder = msgspec.json.Decoder()
 MAX_LIMIT = 1000
-_ETAG_VERSION = re.compile(r'^(?:W/)?"?(\d+)"?$')
+MAX_ID = (1 << 63) - 1  # ids are int64 in both stores
+MAX_DEPTH = 32  # nesting of an admin JSON body: a flag needs ~8, a nested cohort a few more
+_ID = re.compile(r"[0-9]{1,19}")  # ASCII digits only: str.isdigit() accepts "²" and "٣", int() then fails
+_ETAG_VERSION = re.compile(r'^(?:W/)?"?([0-9]{1,19})"?$')
 
 
 async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
@@ -35,9 +38,42 @@ async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
         body = _decoder.decode(raw)
     except msgspec.DecodeError as exc:
         raise ApiError(400, "validation_error", "parse_error", f"malformed JSON body: {exc}") from None
+    except RecursionError:
+        raise _too_deep("") from None
     if not isinstance(body, dict):
         raise invalid("", "the body must be a JSON object")
+    check_json(body)
     return body
+
+
+def check_json(body: Any) -> None:
+    """400 for a body nested deeper than ``MAX_DEPTH`` or holding a NUL character (neither store can keep
+    one: PostgreSQL text and jsonb reject it). Iterative, so the check itself cannot overflow the stack."""
+    stack: list[tuple[Any, str, int]] = [(body, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise invalid(path, "must not contain a NUL character (\\u0000)")
+        elif isinstance(value, dict | list):
+            if depth >= MAX_DEPTH:
+                raise _too_deep(path)
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for name, item in items:
+                if isinstance(name, str) and "\x00" in name:
+                    raise invalid(path, "keys must not contain a NUL character (\\u0000)")
+                where = f"{path}[{name}]" if isinstance(name, int) else (f"{path}.{name}" if path else name)
+                stack.append((item, where, depth + 1))
+
+
+def _too_deep(path: str) -> ApiError:
+    return ApiError(
+        400,
+        "validation_error",
+        "too_deep",
+        f"the body is nested deeper than the admin limit of {MAX_DEPTH} levels",
+        attr=path,
+    )
 
 
 def _too_large(max_bytes: int) -> ApiError:
@@ -76,6 +112,21 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     return value
 
 
+MAX_SEARCH = 200
+
+
+def text_param(request: Request, name: str, *, max_len: int = MAX_SEARCH) -> str | None:
+    """An optional free-text query parameter: at most ``max_len`` characters, no NUL (PostgreSQL refuses)."""
+    raw = request.query_params.get(name)
+    if not raw:
+        return None
+    if "\x00" in raw:
+        raise invalid(name, "must not contain a NUL character")
+    if len(raw) > max_len:
+        raise invalid(name, f"must be at most {max_len} characters")
+    return raw
+
+
 def optional_int_param(request: Request, name: str) -> int | None:
     """An optional positive integer query parameter."""
     raw = request.query_params.get(name)
@@ -84,12 +135,27 @@ def optional_int_param(request: Request, name: str) -> int | None:
     return _int_param(request, name, 0, 1, 1 << 62)
 
 
+def parse_id(raw: str, name: str) -> int | None:
+    """The one reading of a numeric id (path parameters, CLI arguments): 1 to 19 ASCII digits, at most
+    int64; None for anything else (Unicode digits, signs, spaces, 5,000 digits, values past int64)."""
+    if not _ID.fullmatch(raw):
+        return None
+    value = int(raw)
+    return value if value <= MAX_ID else None
+
+
 def path_id(request: Request, name: str) -> int:
     """A numeric id from the path; 404 when it is not one (as if the entity did not exist)."""
     raw = request.path_params[name]
-    if not raw.isdigit():
-        raise ApiError(404, "invalid_request", "not_found", f"{name} must be a number, got {raw!r}")
-    return int(raw)
+    value = parse_id(raw, name)
+    if value is None:
+        raise ApiError(404, "invalid_request", "not_found", f"{name} must be a number, got {shown(raw)}")
+    return value
+
+
+def shown(raw: str) -> str:
+    """A client's value echoed in an error, cut short (a 5,000-digit id is not worth 5,000 bytes back)."""
+    return repr(raw) if len(raw) <= 40 else f"{raw[:40]!r}... ({len(raw)} characters)"
 
 
 def expected_version(request: Request, body: dict[str, Any]) -> int | None:

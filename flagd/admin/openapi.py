@@ -184,6 +184,19 @@ def _paths() -> dict[str, Any]:
         f"{p}/api_keys/{{key_id}}/": {
             "delete": _op("Revoke a key", _json(_ref("ApiKey")), errors=(401, 403, 404))
         },
+        "/api/api_keys/": {
+            "get": _op(
+                "Every API key, those reaching every project included (needs such a key)",
+                _json(_page("ApiKey")),
+            ),
+        },
+        "/api/api_keys/{key_id}/": {
+            "delete": _op(
+                "Revoke any key (needs a write key reaching every project)",
+                _json(_ref("ApiKey")),
+                errors=(401, 403, 404),
+            )
+        },
         f"{p}/audit_log/": {
             "get": _op(
                 "Changes, newest first",
@@ -244,6 +257,20 @@ def _paths() -> dict[str, Any]:
                 "summary": "Prometheus metrics",
                 "security": [],
                 "responses": {"200": {"description": "text exposition"}},
+            }
+        },
+        "/status": {
+            "get": {
+                "summary": "Live on-call page of the node (HTML, polls /status.json)",
+                "security": [],
+                "responses": {"200": {"description": "the page"}},
+            }
+        },
+        "/status.json": {
+            "get": {
+                "summary": "Per route rps, p50/p90/p99, errors, shed (1/5/15 min, every worker); node, store",
+                "security": [],
+                "responses": {"200": {"description": "the status document (see README, On-call)"}},
             }
         },
     }

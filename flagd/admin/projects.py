@@ -16,6 +16,7 @@ from flagd.admin.errors import invalid
 from flagd.admin.inputs import PageParams, read_json
 from flagd.admin.outputs import JSON, envelope, plain
 from store.records import Project
+from store.sql.writes import GROUP_TYPE_INDEXES
 
 _PROJECT_FIELDS = frozenset({"name", "group_type_mapping"})
 
@@ -80,8 +81,8 @@ def _mapping(value: object) -> dict[str, str]:
     if not isinstance(value, dict):
         raise invalid("group_type_mapping", 'must be an object such as {"0": "company"}')
     for index, name in value.items():
-        if not str(index).isdigit():
-            raise invalid(f"group_type_mapping.{index}", "keys are group type indexes: 0, 1, 2, ...")
+        if index not in GROUP_TYPE_INDEXES:
+            raise invalid(f"group_type_mapping.{index}", "keys are group type indexes: '0' to '4'")
         if not isinstance(name, str) or not name:
             raise invalid(f"group_type_mapping.{index}", "must be a group type name such as 'company'")
     if len(set(value.values())) != len(value):

@@ -34,6 +34,8 @@ def admin_routes() -> list[Route]:
         (f"{_P}/api_keys/", keys.create_key, ["POST"]),
         (f"{_P}/api_keys/{{key_id}}/", keys.revoke_key, ["DELETE"]),
         (f"{_P}/audit_log/", audit.audit_log, ["GET"]),
+        ("/api/api_keys/", keys.list_all_keys, ["GET"]),
+        ("/api/api_keys/{key_id}/", keys.revoke_any_key, ["DELETE"]),
     ]
     routes: list[Route] = []
     for path, endpoint, methods in table:

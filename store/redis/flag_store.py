@@ -43,6 +43,7 @@ from redis.asyncio.cluster import RedisCluster
 from store.catalog import ProjectData
 from store.connections import AnyRedis, redis_client
 from store.errors import StoreTimeout, StoreUnavailable
+from store.records import ChangeRow
 from store.redis import scripts as scripts
 from store.redis.feed import Change, FeedEntry, FeedOp
 
@@ -346,6 +347,43 @@ class RedisFlagStore:
             return None
         return await self._load(sorted(int(m) for m in members))
 
+    async def load_changes(self, project_id: int, entries: Sequence[FeedEntry]) -> list[ChangeRow] | None:
+        """The entities ``entries`` (flag, cohort and project entries of one project) name, as Redis holds
+        them now, shaped as change_log rows for ``store.catalog.apply_changes``: a node applies a change by
+        reading that entity alone, not the whole project (a flag write next to a large static cohort does
+        not decode the cohort again). None when Redis has no metadata for the project."""
+        flag_ids = sorted({e.entity_id for e in entries if e.entity_type == "flag"})
+        cohort_ids = sorted({e.entity_id for e in entries if e.entity_type == "cohort"})
+        meta, _, flags, cohorts, static = self.project_keys(project_id)
+        with _translated("loading changes"):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hmget(meta, ["api_token", "secret_token_hash", "group_type_mapping"])
+                pipe.hmget(flags, flag_ids or ["-"])
+                pipe.hmget(cohorts, cohort_ids or ["-"])
+                pipe.hmget(static, cohort_ids or ["-"])
+                (token, secret, mapping), flag_bodies, cohort_bodies, members = await pipe.execute()
+        if token is None:
+            return None
+        seq = {(e.entity_type, e.entity_id): e.seq for e in entries}
+        rows: list[ChangeRow] = []
+        for fid, body in zip(flag_ids, flag_bodies, strict=False):
+            payload = _decode(body) if body is not None else {}
+            rows.append(_row(project_id, "flag", fid, seq[("flag", fid)], payload))
+        for cid, body, ids in zip(cohort_ids, cohort_bodies, members, strict=False):
+            payload = _decode(body) if body is not None else {}
+            if payload.get("is_static"):
+                payload["members"] = _decode(ids) if ids is not None else []
+            rows.append(_row(project_id, "cohort", cid, seq[("cohort", cid)], payload))
+        for e in entries:
+            if e.entity_type == "project":
+                payload = {
+                    "api_token": _text(token),
+                    "secret_token_hash": _text(secret or b""),
+                    "group_type_mapping": _decode(mapping or b"{}"),
+                }
+                rows.append(_row(project_id, "project", project_id, e.seq, payload))
+        return rows
+
     async def _load(self, project_ids: Sequence[int]) -> list[ProjectData]:
         if not project_ids:
             return []
@@ -380,6 +418,19 @@ class RedisFlagStore:
                 )
             )
         return loaded
+
+
+def _row(project_id: int, kind: str, entity_id: int, seq: int, payload: dict[str, Any]) -> ChangeRow:
+    gone = not payload or bool(payload.get("deleted"))
+    return ChangeRow(
+        seq=seq,
+        project_id=project_id,
+        entity_type=kind,  # type: ignore[arg-type]
+        entity_id=entity_id,
+        entity_version=int(payload.get("version") or 0),
+        op="delete" if gone else "upsert",
+        payload=payload,
+    )
 
 
 def _decode_all(values: Iterable[bytes]) -> list[dict[str, Any]]:

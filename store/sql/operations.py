@@ -88,11 +88,19 @@ class WriteOperations:
         )
 
     async def create_project(
-        self, name: str, *, actor: str, api_token: str | None = None, secret_token: str | None = None
+        self,
+        name: str,
+        *,
+        actor: str,
+        api_token: str | None = None,
+        secret_token: str | None = None,
+        only_if_first: bool = False,
     ) -> NewProject:
         writes.check_project_fields(name=name)
         secret = secret_token or tokens.new_project_secret()
         async with self._transaction() as tx:
+            if only_if_first and await tx.any_project():
+                raise Conflict("a project exists already")
             row = await tx.insert_project(
                 name, api_token or tokens.new_project_token(), tokens.hash_secret(secret), actor
             )
@@ -244,14 +252,24 @@ class WriteOperations:
             project = await self._project(tx, project_id)
             current = await self._live_flag(tx, project_id, flag_id, expected_version)
             values = writes.flag_values(changes, current=current)
-            writes.check_flag(
-                values,
-                flag_id=flag_id,
-                project_id=project_id,
-                others=await _peers(tx, project_id, values),
-                cohort_ids=await tx.live_cohort_ids(project_id),
-                group_type_mapping=project.group_type_mapping,
-            )
+            if values.key != current.key:
+                peers = await tx.live_flags(project_id)
+                _refuse_if_used(
+                    f"flag {current.key!r}",
+                    "renamed",
+                    writes.flag_dependents(current, peers, by_key_only=True),
+                )
+            if "filters" in changes or values.active:
+                # An inactive flag with unchanged filters answers "disabled" whatever they say, so switching
+                # off a flag whose dependency or cohort has since gone must not be refused for it.
+                writes.check_flag(
+                    values,
+                    flag_id=flag_id,
+                    project_id=project_id,
+                    others=await _peers(tx, project_id, values),
+                    cohort_ids=await tx.live_cohort_ids(project_id),
+                    group_type_mapping=project.group_type_mapping,
+                )
             flag = await tx.update_flag(
                 flag_id, values, deleted=False, expected_version=current.version, actor=actor
             )
@@ -266,6 +284,8 @@ class WriteOperations:
         async with self._transaction() as tx:
             await self._project(tx, project_id)
             current = await self._live_flag(tx, project_id, flag_id, expected_version)
+            dependents = writes.flag_dependents(current, await tx.live_flags(project_id))
+            _refuse_if_used(f"flag {current.key!r}", "deleted", dependents)
             values = writes.flag_values({}, current=current)
             flag = await tx.update_flag(
                 flag_id, values, deleted=True, expected_version=current.version, actor=actor
@@ -349,6 +369,18 @@ class WriteOperations:
         async with self._transaction() as tx:
             await self._project(tx, project_id)
             current = await self._live_cohort(tx, project_id, cohort_id, expected_version)
+            ref = str(cohort_id)
+            used_by = [
+                f"flag:{f.key}"
+                for f in await tx.live_flags(project_id)
+                if ref in writes.cohort_refs(f.filters)
+            ]
+            used_by += [
+                f"cohort:{c.id}"
+                for c in await tx.live_cohorts(project_id)
+                if c.id != cohort_id and ref in writes.cohort_refs(c.filters)
+            ]
+            _refuse_if_used(f"cohort {cohort_id}", "deleted", used_by)
             values = writes.cohort_values({}, current=current)
             cohort = await tx.update_cohort(
                 cohort_id, values, deleted=True, expected_version=current.version, actor=actor
@@ -357,6 +389,17 @@ class WriteOperations:
                 raise Conflict(f"cohort {cohort_id} changed concurrently")
             await self._cohort_changed(tx, "cohort.deleted", actor, current, cohort)
         return cohort
+
+
+def _refuse_if_used(what: str, verb: str, dependents: list[str]) -> None:
+    """``Conflict`` naming every dependent: deleting or renaming what live flags or cohorts use would silently
+    turn them off (a missing dependency, or a cohort that never matches). Nothing is written."""
+    if dependents:
+        named = [d if ":" in d else f"flag:{d}" for d in dependents]
+        raise Conflict(
+            f"{what} cannot be {verb}: {', '.join(named)} depend on it; change them first",
+            dependents=named,
+        )
 
 
 _Live = TypeVar("_Live", FlagRecord, CohortRecord)

@@ -84,6 +84,8 @@ def assemble_projects(
     for cohort in cohorts:
         cohort_defs[cohort.project_id].append(cohort.definition())
         owner[cohort.id] = cohort.project_id
+        if cohort.is_static:  # an empty static cohort matches nobody (as Redis and a change hold it)
+            static[cohort.project_id].setdefault(str(cohort.id), [])
     for cohort_id, distinct_id in members:
         static[owner[cohort_id]].setdefault(str(cohort_id), []).append(distinct_id)
     return [

@@ -20,6 +20,8 @@ from store.sql.rows import EntityType, ProjectRow
 
 __all__ = ["Connection", "Transaction"]
 
+FIRST_PROJECT_LOCK = 7420130004  # advisory lock key (…01 change_log seq, …02 migrations, …03 syncer)
+
 
 class Connection(Protocol):
     """One backend connection inside an open transaction; rows come back as dicts of Python values."""
@@ -71,6 +73,14 @@ class Transaction:
         )
         return None if row is None else ProjectRow(**row)
 
+    async def any_project(self) -> bool:
+        """Whether any project exists, asked so that two transactions creating "the first project" run one
+        after the other (PostgreSQL: a transaction-scoped advisory lock; SQLite: BEGIN IMMEDIATE already
+        serialises every write)."""
+        if self._db.dialect.name == "postgresql":
+            await self._db.execute("SELECT pg_advisory_xact_lock($1)", FIRST_PROJECT_LOCK)
+        return await self._db.one("SELECT id FROM projects LIMIT 1") is not None
+
     async def insert_project(self, name: str, api_token: str, secret_hash: str, actor: str) -> ProjectRow:
         row = await self._one_unique(
             "a project with this api_token already exists",
@@ -112,6 +122,13 @@ class Transaction:
             project_id,
         )
         return [FlagRecord(**r) for r in rows]
+
+    async def live_cohorts(self, project_id: int) -> list[CohortRecord]:
+        rows = await self._db.all(
+            f"SELECT {COHORT_COLUMNS} FROM cohorts WHERE project_id = $1 AND NOT deleted ORDER BY id",
+            project_id,
+        )
+        return [CohortRecord(**r) for r in rows]
 
     async def live_cohort_ids(self, project_id: int) -> list[str]:
         rows = await self._db.all(

@@ -19,21 +19,26 @@ from typing import Any, Final
 import msgspec
 
 from evaluator import validate_cohort, validate_flag
+from evaluator.filter_schema import filter_key_issues
 from store.errors import Issue, ValidationFailed
 from store.records import Bucketing, CohortRecord, FlagRecord, Scope
 
 __all__ = [
     "COHORT_FIELDS",
     "FLAG_FIELDS",
+    "GROUP_TYPE_INDEXES",
     "KEY_PATTERN",
+    "MAX_STATIC_MEMBERS",
     "CohortValues",
     "FlagValues",
     "audit_changes",
     "check_cohort",
     "check_flag",
     "check_project_fields",
+    "cohort_refs",
     "cohort_values",
     "dependency_closure",
+    "flag_dependents",
     "flag_refs",
     "flag_values",
     "validate_api_key_fields",
@@ -43,7 +48,11 @@ KEY_PATTERN: Final = re.compile(r"[A-Za-z0-9_.-]{1,400}")
 MAX_NAME: Final = 400
 MAX_DESCRIPTION: Final = 4000
 MAX_MEMBER_ID: Final = 400
+# Every node keeps every static cohort in memory and rebuilds its set when the cohort changes; larger
+# audiences belong in a property cohort (a person property set at ingestion).
+MAX_STATIC_MEMBERS: Final = 50_000
 BUCKETINGS: Final = ("murmur3", "posthog")
+GROUP_TYPE_INDEXES: Final = frozenset({"0", "1", "2", "3", "4"})  # PostHog's five group types, canonical
 FLAG_FIELDS: Final = ("key", "name", "filters", "active", "bucketing", "ensure_experience_continuity")
 COHORT_FIELDS: Final = ("name", "description", "filters", "is_static", "members")
 _json_encoder = msgspec.json.Encoder()
@@ -124,8 +133,10 @@ def _raise(issues: list[Issue]) -> None:
 
 
 def _flag_filters(filters: dict[str, Any], issues: list[Issue]) -> dict[str, Any]:
-    """Shape rules the evaluator leaves to the store: ``multivariate`` is an object (or null), and payloads
-    are stored as JSON text (PostHog's wire form): a JSON value is encoded, a string must parse as JSON."""
+    """Shape rules the evaluator leaves to the store: only PostHog's keys at every level (new filters only:
+    ``filter_key_issues``), ``multivariate`` is an object (or null), and payloads are stored as JSON text
+    (PostHog's wire form): a JSON value is encoded, a string must parse as JSON."""
+    issues.extend(filter_key_issues(filters))
     multivariate = filters.get("multivariate")
     if multivariate is not None and not isinstance(multivariate, Mapping):
         issues.append(Issue("filters.multivariate", "must be an object with a variants list, or null"))
@@ -222,6 +233,30 @@ def flag_refs(filters: Any) -> list[str]:
     return refs
 
 
+def cohort_refs(filters: Any) -> set[str]:
+    """The cohorts (ids as text) a flag's or a cohort's filters reference, at any depth."""
+    found: set[str] = set()
+    stack: list[Any] = [filters]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            if item.get("type") == "cohort" and item.get("value") is not None:
+                found.add(str(item["value"]))
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+def flag_dependents(flag: FlagRecord, peers: Iterable[FlagRecord], *, by_key_only: bool = False) -> list[str]:
+    """The keys of the live ``peers`` whose conditions depend on ``flag`` (by id or key; ``by_key_only``:
+    by key, what a rename breaks)."""
+    names = {flag.key} if by_key_only else {flag.key, str(flag.id)}
+    return [
+        p.key for p in peers if p.id != flag.id and not p.deleted and names.intersection(flag_refs(p.filters))
+    ]
+
+
 def dependency_closure(filters: Mapping[str, Any], peers: Iterable[FlagRecord]) -> list[FlagRecord]:
     """The peers a flag with these filters depends on, directly or not (by id or key), in peer order.
 
@@ -246,6 +281,9 @@ def dependency_closure(filters: Mapping[str, Any], peers: Iterable[FlagRecord]) 
 def _members(value: Any, issues: list[Issue]) -> tuple[str, ...]:
     if not isinstance(value, list | tuple):
         issues.append(Issue("members", "must be a list of distinct ids"))
+        return ()
+    if len(value) > MAX_STATIC_MEMBERS:
+        issues.append(Issue("members", f"a static cohort holds at most {MAX_STATIC_MEMBERS} members"))
         return ()
     out: dict[str, None] = {}
     for i, item in enumerate(value):
@@ -317,7 +355,7 @@ def check_project_fields(
             mapping = {}
             for index, group_type in group_type_mapping.items():
                 path = f"group_type_mapping.{index}"
-                if not (isinstance(index, str) and index.isdigit() and 0 <= int(index) <= 4):
+                if index not in GROUP_TYPE_INDEXES:
                     issues.append(Issue(path, "group type index must be '0' to '4'"))
                 elif not isinstance(group_type, str) or not group_type.strip() or len(group_type) > 200:
                     issues.append(Issue(path, "group type must be a non-empty string"))

@@ -3,10 +3,12 @@
 ``start()`` loads every project from Redis (``RedisFlagStore.load_all``), or, when Redis is unreachable or
 holds no synced data, from PostgreSQL (the ``fallback`` ``ProjectSource``), compiles each
 (``build_project_state``) and installs the lot. ``run()`` then follows the feed (``XREAD BLOCK``): the
-entries of one read are coalesced per project, each touched project is reloaded from Redis, recompiled and
-swapped in (``Catalog.install``: requests see the old state or the new one, never a mix). An entry whose
-``prev`` is not the last entry this node read means it missed some (the stream was trimmed past it, or Redis
-restarted): it reloads everything, as it does on a ``reload`` entry from the syncer.
+entries of one read are coalesced per project; for each touched project only the changed entities are read
+from Redis and applied to the data the installed state was built from (``apply_changes``), the result is
+compiled in a thread (the event loop keeps serving) and swapped in (``Catalog.install``: requests see the
+old state or the new one, never a mix). An entry whose ``prev`` is not the last entry this node read
+means it missed some (the stream was trimmed past it, or Redis restarted): it reloads everything, as it
+does on a ``reload`` entry from the syncer.
 
 When Redis becomes unreachable the node keeps serving the catalog it has (``status.stale``), retries with
 capped, jittered backoff, and on reconnecting reloads everything, since it may have missed entries. It never
@@ -30,7 +32,7 @@ from typing import Literal
 import msgspec
 import structlog
 
-from store.catalog import Catalog, ProjectData, ProjectState, build_project_state
+from store.catalog import Catalog, ProjectData, ProjectState, apply_changes, build_project_state
 from store.errors import StoreUnavailable
 from store.redis.feed import Backoff, FeedEntry, ProjectSource, raise_if_cancelling
 from store.redis.flag_store import RedisFlagStore
@@ -193,14 +195,29 @@ class NodeFollower:
             forced = any(e.op == "reload" for e in covered)
             if installed is not None and installed.version >= newest and not forced:
                 continue  # a duplicate, or already loaded with a newer state
-            data = await self._store.load_project(project_id)
+            data = await self._changed_data(project_id, installed, covered, forced)
             if data is None:
                 continue  # the project's own record has not arrived yet
-            state = build_project_state(data, previous=installed)
+            # Compiling is CPU work: in a thread, the event loop keeps answering requests meanwhile.
+            state = await asyncio.to_thread(build_project_state, data, installed)
             if self.catalog.install(state) and self._on_install is not None:
                 self._on_install(state, covered)
         self._record_lag(entries)
         self._source, self._stale = "redis", False
+
+    async def _changed_data(
+        self,
+        project_id: int,
+        installed: ProjectState | None,
+        covered: Sequence[FeedEntry],
+        forced: bool,
+    ) -> ProjectData | None:
+        """The project after ``covered``: the installed data with just the changed entities read from Redis
+        applied (``apply_changes``), or the whole project when there is nothing to apply them to."""
+        if installed is None or installed.data is None or forced:
+            return await self._store.load_project(project_id)
+        rows = await self._store.load_changes(project_id, covered)
+        return None if rows is None else apply_changes(installed.data, rows)
 
     def _record_lag(self, entries: Sequence[FeedEntry]) -> None:
         now = time.time()

@@ -7,12 +7,13 @@ import re
 import shutil
 import subprocess
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import FlagdServer, server_env
+from tests.e2e.conftest import FlagdServer, distributed_env, server_env
 
 pytestmark = pytest.mark.e2e
 
@@ -64,3 +65,18 @@ def test_second_start_reuses_the_project(start_flagd: Callable[..., FlagdServer]
     assert "kept" in second.flags("u1")["flags"]
     projects = second.admin("GET", "/api/projects/")["results"]
     assert len(projects) == 1
+
+
+@pytest.mark.integration
+def test_nodes_starting_at_once_on_an_empty_database_create_one_project(
+    start_flagd: Callable[..., FlagdServer], tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    """Three nodes started together on an empty PostgreSQL, with no fixed project token, share one project."""
+    env = distributed_env(tmp_path, database_url, redis_url)
+    for name in ("FLAGD_BOOTSTRAP_PROJECT_TOKEN", "FLAGD_BOOTSTRAP_PROJECT_SECRET"):
+        env.pop(name)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        nodes = list(pool.map(lambda _: start_flagd(env=env), range(3)))
+    assert len({node.project_token for node in nodes}) == 1
+    for node in nodes:
+        assert len(node.admin("GET", "/api/projects/")["results"]) == 1

@@ -318,3 +318,46 @@ def test_following_next_links_visits_every_flag_once(
                 assert seen == keys[start:]
 
     asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    ("filters", "path"),
+    [
+        ({"groups": [{"properties": [], "rollout_percentag": 5}]}, "filters.groups[0].rollout_percentag"),
+        (
+            {"groups": [{"properties": [{"key": "plan", "operater": "exact", "valu": "pro"}]}]},
+            "filters.groups[0].properties[0].operater",
+        ),
+        ({"groups": [], "multivariate": {"variants": []}}, "filters.multivariate.variants"),
+        ({"groups": [], "holdout": {"id": 1, "exclusion_percent": 5}}, "filters.holdout.exclusion_percent"),
+        ({"groups": [], "payload": {"true": "1"}}, "filters.payload"),
+    ],
+)
+async def test_typos_inside_filters_are_400_and_nothing_is_served(
+    admin: Admin, filters: dict[str, Any], path: str
+) -> None:
+    """A misspelt key inside filters (which would silently serve the flag to everyone) is a 400 naming it."""
+    created = await admin.client.post(admin.flags_url, json={"key": "typo", "filters": filters})
+    assert created.status_code == 400, created.text
+    assert path in [e["attr"] for e in created.json()["errors"]]
+    assert await _count(admin) == 0
+    flag = await admin.create_flag("steady")
+    patched = await admin.client.patch(f"{admin.flags_url}{flag['id']}/", json={"filters": filters})
+    assert patched.status_code == 400
+    assert path in [e["attr"] for e in patched.json()["errors"]]
+    assert (await admin.evaluate())["steady"]["enabled"] is True
+
+
+async def test_deleting_a_flag_others_depend_on_is_409_naming_them(admin: Admin) -> None:
+    """DELETE (or PATCH deleted) of a flag another flag depends on is a 409 listing the dependents."""
+    base = await admin.create_flag("base")
+    needs = {"properties": [{"key": "base", "type": "flag", "value": True}], "rollout_percentage": 100}
+    await admin.create_flag("child", filters={"groups": [needs]})
+    for response in (
+        await admin.client.delete(f"{admin.flags_url}{base['id']}/"),
+        await admin.client.patch(f"{admin.flags_url}{base['id']}/", json={"deleted": True}),
+    ):
+        assert response.status_code == 409, response.text
+        assert response.json()["code"] == "has_dependents"
+        assert response.json()["dependents"] == ["flag:child"]
+    assert (await admin.evaluate())["child"]["enabled"] is True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from flagd.status.sketch import RELATIVE_ACCURACY, Sketch
 from flagd.status.slices import RETAIN_SECONDS, Recorder, WorkerBeat
 from flagd.status.window import Window
-from tests.flagd.strategies import latencies, quantile
+from tests.flagd.strategies import latencies, quantile, worker_steps
 
 
 class Clock:
@@ -198,3 +199,31 @@ def test_beats_of_live_workers_are_read_and_stale_ones_ignored(tmp_path: Path) -
         )
         os.utime(tmp_path / f"{pid}.worker", (clock.now - age, clock.now - age))
     assert [beat.pid for beat in window.beats()] == [1]
+
+
+@settings(max_examples=40, deadline=None)
+@given(worker_steps)
+def test_every_request_of_every_worker_is_counted_once(steps: list[tuple[int, int, int, bool]]) -> None:
+    """However workers' slices and reads interleave, the 15-minute count is every request, exactly once."""
+    clock = Clock(1_700_000_000.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        workers = [Recorder(directory, clock=clock, pid=pid) for pid in (11, 22)]
+        window = Window(directory, clock=clock)
+        total = 0
+        for worker, requests, seconds, read in steps:
+            if requests:
+                _record(workers[worker], "flags", [0.001] * requests)
+                total += requests
+            clock.now += seconds
+            for recorder in workers:
+                recorder.rotate()
+            if read:
+                window.refresh()
+        clock.now += 1
+        for recorder in workers:
+            recorder.rotate()
+        window.refresh()
+        window.refresh()
+        figures = window.routes(started_at=clock.now - 10_000)["900"]
+        assert figures.get("flags", {"count": 0})["count"] == total

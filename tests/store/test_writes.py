@@ -164,8 +164,10 @@ def test_audit_changes_lists_only_changed_fields() -> None:
 
 def test_payloads_are_stored_as_json_text() -> None:
     """JSON payload values are encoded to JSON text, strings must already be JSON, nulls are dropped."""
+    variants = [{"key": name, "rollout_percentage": 25} for name in "abcd"]
+    payloads = {"true": {"x": [1, 2]}, "b": '"text"', "c": None, "d": 5}
     values = writes.flag_values(
-        {"key": "a", "filters": {"payloads": {"true": {"x": [1, 2]}, "b": '"text"', "c": None, "d": 5}}}
+        {"key": "a", "filters": {"payloads": payloads, "multivariate": {"variants": variants}}}
     )
     assert values.filters["payloads"] == {"true": '{"x":[1,2]}', "b": '"text"', "d": "5"}
     with pytest.raises(ValidationFailed) as info:
