@@ -198,13 +198,15 @@ async def open_person_store(settings: Settings, metrics: Metrics | None = None) 
             ratio=settings.store_hedge_budget,
             observer=StoreMetrics(metrics) if metrics is not None else None,
         )
-        return RedisPersonStore(
+        store = RedisPersonStore(
             settings.redis_url,
             replicas=settings.redis_replica_urls,
             settings=store_settings,
             reader=reader,
             replica_wait_ms=settings.redis_replica_wait_ms,
         )
+        await store.warm()
+        return store
     from store.persons.sqlite import SqlitePersonStore, persons_path
 
     return await SqlitePersonStore.open(persons_path(settings.data_path), store_settings)

@@ -38,8 +38,8 @@ def wait_until(condition: object, timeout: float = 20.0, interval: float = 0.05)
 
 def kill(server: RedisServer) -> None:
     """``SHUTDOWN NOSAVE``: the server exits at once and loses its data, as a crash would."""
-    with contextlib.suppress(redis.RedisError):
-        _client(server).shutdown(nosave=True)
+    with contextlib.suppress(redis.RedisError), _client(server) as client:
+        client.shutdown(nosave=True)
     if server.proc is not None:
         server.proc.wait(timeout=10)
         server.proc = None
@@ -47,13 +47,16 @@ def kill(server: RedisServer) -> None:
 
 def client_pause(server: RedisServer, milliseconds: int) -> None:
     """``CLIENT PAUSE <ms> ALL``: the server accepts connections and commands but answers none for a while."""
-    _client(server).execute_command("CLIENT", "PAUSE", milliseconds, "ALL")
+    with _client(server) as client:
+        client.execute_command("CLIENT", "PAUSE", milliseconds, "ALL")
 
 
 def debug_sleep(server: RedisServer, seconds: float) -> None:
     """``DEBUG SLEEP``: the server's only thread sleeps (sent without waiting for the reply)."""
-    conn = _client(server)
-    conn.connection_pool.get_connection().send_command("DEBUG", "SLEEP", seconds)
+    with _client(server) as client:
+        connection = client.connection_pool.get_connection()
+        connection.send_command("DEBUG", "SLEEP", seconds)
+        connection.disconnect()  # the command is on the wire; the server sleeps anyway
 
 
 @dataclass
@@ -70,7 +73,8 @@ class ReplicaSet:
 
 def _wait_linked(replica: RedisServer) -> None:
     def linked() -> bool:
-        info = _client(replica).info("replication")
+        with _client(replica) as client:
+            info = client.info("replication")
         return bool(info.get("master_link_status") == "up")
 
     wait_until(linked)
@@ -114,8 +118,7 @@ class Cluster:
     def primary_for(self, key: str) -> RedisServer:
         """The node currently serving ``key``'s slot as primary."""
         for node in self.live():
-            with contextlib.suppress(redis.RedisError):
-                client = _client(node)
+            with contextlib.suppress(redis.RedisError), _client(node) as client:
                 slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
                 for start, end, master, *_ in client.execute_command("CLUSTER", "SLOTS"):
                     if start <= slot <= end:
@@ -126,7 +129,8 @@ class Cluster:
     def healthy(self) -> bool:
         """Every live node says the cluster is ok and no node is marked failed."""
         for node in self.live():
-            info = _client(node).execute_command("CLUSTER", "INFO")
+            with _client(node) as client:
+                info = client.execute_command("CLUSTER", "INFO")
             text = info.decode() if isinstance(info, bytes) else str(info)
             if "cluster_state:ok" not in text:
                 return False

@@ -156,6 +156,14 @@ class RedisPersonStore:
         self.flushes = 0  # read script calls made (tests and bench see the coalescing)
         self.replica_shortfalls = 0  # writes some replica did not acknowledge within replica_wait_ms
 
+    async def warm(self) -> None:
+        """Connect to every read server and load the read script there, so the first flag checks after a
+        start do not spend their deadline on a connect and a ``NOSCRIPT`` round trip. A server that is down
+        is skipped (its breaker will deal with it)."""
+        for client in self._read_clients:
+            with contextlib.suppress(redis_errors.RedisError, OSError):
+                await client.script_load(lua.READ)
+
     # -- keys --------------------------------------------------------------------------------------------
     def person_key(self, project_id: int, distinct_id: str) -> str:
         if self._cluster:
