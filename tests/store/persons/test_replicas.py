@@ -5,14 +5,17 @@ acknowledge in time sends this node's reads to the primary for a moment."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 from store.connections import server_name
 from store.hedging import HedgedReader
+from store.persons import lua
 from store.persons.model import ReadRequest
 from store.persons.redis import RedisPersonStore
 from tests.redis_topology import ReplicaSet, replica_set
@@ -93,3 +96,25 @@ def test_a_replica_that_misses_the_wait_sends_this_nodes_reads_to_the_primary(pa
             await store.close()
 
     asyncio.run(main())
+
+
+def test_warm_loads_the_read_script_on_every_server_and_skips_a_dead_one(pair: ReplicaSet) -> None:
+    """After ``warm``, the primary and the replica both hold the read script (no NOSCRIPT round trip on the
+    first flag check); a replica that is down does not make it fail."""
+    sha = hashlib.sha1(lua.READ.encode()).hexdigest()
+
+    async def main(replicas: list[str]) -> None:
+        store = RedisPersonStore(pair.primary.url, replicas=replicas)
+        try:
+            await store.warm()
+        finally:
+            await store.close()
+
+    for server in (pair.primary, *pair.replicas):
+        with redis.Redis(host="127.0.0.1", port=server.port) as client:
+            client.script_flush()
+    asyncio.run(main(pair.replica_urls))
+    for server in (pair.primary, *pair.replicas):
+        with redis.Redis(host="127.0.0.1", port=server.port) as client:
+            assert client.script_exists(sha) == [True]
+    asyncio.run(main([*pair.replica_urls, "redis://127.0.0.1:1/0"]))
