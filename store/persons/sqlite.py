@@ -307,7 +307,10 @@ class SqlitePersonStore:
         conn.execute(_UPSERT, (project_id, source_id, None, target_id, now, None))
 
     # -- reads -------------------------------------------------------------------------------------------
-    async def read(self, request: ReadRequest, *, now: int, retention: int) -> PersonView:
+    async def read(
+        self, request: ReadRequest, *, now: int, retention: int, deadline: float | None = None
+    ) -> PersonView:
+        # A local file read in the event loop's thread: nothing to give up on at the deadline.
         try:
             return self._read(request, now, retention)
         except sqlite3.Error as exc:
