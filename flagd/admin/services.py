@@ -11,7 +11,7 @@ from evaluator import Context
 from flagd.auth import Authenticator
 from store.catalog import Catalog, ProjectState
 from store.persons import PersonStore
-from store.protocols import AdminRepository
+from store.sql.repository import AdminRepository
 
 # ``Persons.enrich``: the context with stored person/group properties and behaviour counts merged in.
 Enrich = Callable[[ProjectState, Context, Collection[str] | None], Awaitable[Context]]

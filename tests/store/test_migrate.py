@@ -85,3 +85,34 @@ async def test_an_embedded_file_of_schema_1_is_upgraded_in_place(tmp_path: Path)
         assert changed.property_matching_version == 2
     finally:
         await repo.close()
+
+
+async def test_a_new_embedded_file_has_the_tables_and_columns_of_the_migrated_database(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The SQLite schema is derived from the PostgreSQL migrations: every table has the same columns, with
+    the same nullability, so a column added by a migration reaches both backends."""
+    await migrate(database_url)
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT table_name, column_name, is_nullable FROM information_schema.columns"
+            " WHERE table_schema = 'public' AND table_name <> 'schema_migrations'"
+        )
+    finally:
+        await conn.close()
+    postgres = {(r["table_name"], r["column_name"], r["is_nullable"] == "YES") for r in rows}
+    repo = await SqliteRepository.open(tmp_path / "new.db")
+    await repo.close()
+    file = sqlite3.connect(tmp_path / "new.db")
+    try:
+        tables = [r[0] for r in file.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        sqlite = {
+            (table, name, not notnull and not pk)
+            for table in tables
+            if table != "sqlite_sequence"
+            for _cid, name, _type, notnull, _default, pk in file.execute(f"PRAGMA table_info({table})")
+        }
+    finally:
+        file.close()
+    assert sqlite == postgres
