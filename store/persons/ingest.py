@@ -176,7 +176,7 @@ def ingest(
             if writes:
                 steps.append(writes)
                 writes = Writes()
-            steps.append(Merge(source, distinct_id))
+            steps.append(Merge(source, distinct_id, identify=name == "$identify"))
         groups = props.get("$groups")
         if isinstance(groups, dict):
             for group_type in groups:

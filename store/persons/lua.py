@@ -8,8 +8,9 @@
            whole call (``{"limit", i}``). Second pass applies, deduplicating by uuid, and answers
            ``{"ok", [applied or target...]}``.
 ``MERGE``  KEYS: [source hash, source dedupe, target hash, target dedupe, seen]; ARGV: [target id, now, ttl,
-           dedupe, source id, max_props] (properties only the source has join up to max_props).
-           ``{"a"|"b", id}`` when the source/target was itself merged (resolve, retry).
+           dedupe, source id, max_props, identify 1/0] (properties only the source has join up to
+           max_props). ``{"a"|"b", id}`` when the source/target was itself merged (resolve, retry); the
+           target is marked identified (``_i``); ``{"kept"}`` when an identify found the source identified.
 ``TRACK``  KEYS: [project counters hash]; ARGV: [now, counter ids...]: when each was first tracked.
 ``READ``   KEYS: [person hashes..., group hashes...]; ARGV: [JSON ``[[token, first bucket per level...]
            ...]`` (the distinct count plans of the call), number of persons]. Per person ``{"",
@@ -178,6 +179,11 @@ local ta = redis.call('HGET', src, '@')
 if ta then return {'a', ta} end
 local tb = redis.call('HGET', dst, '@')
 if tb then return {'b', tb} end
+redis.call('HSET', dst, '_i', '1')
+if ARGV[7] == '1' and redis.call('HEXISTS', src, '_i') == 1 then
+  redis.call('EXPIRE', dst, ttl)
+  return {'kept'}
+end
 local h = redis.call('HGETALL', src)
 local dn = 0
 local room = tonumber(ARGV[6]) - tonumber(redis.call('HGET', dst, '_n') or '0')

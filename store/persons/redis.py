@@ -275,13 +275,16 @@ class RedisPersonStore:
                 self.seen_key(project_id),
             ]
             args: list[str | int] = [
-                *(target, now, s.person_ttl_seconds, s.dedupe_seconds, source, s.max_person_properties)
+                *(target, now, s.person_ttl_seconds, s.dedupe_seconds, source, s.max_person_properties),
+                int(merge.identify),
             ]
             with _translated("person merge"):
                 result = await self._merge(keys=keys, args=args)
             status = _text(result[0])
             if status == "ok":
                 self._aliases[(project_id, source)] = target
+                return
+            if status == "kept":  # $identify of an already identified person: two persons stay
                 return
             moved = _text(result[1])
             if status == "a":

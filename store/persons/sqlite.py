@@ -299,7 +299,13 @@ class SqlitePersonStore:
         target_id, target, target_uuids = self._load_for_write(conn, project_id, merge.target)
         if source_id == target_id:
             return
+        if merge.identify and source.identified:  # PostHog does not merge two identified persons
+            target.identified = True
+            uuids = _encode(target_uuids) if target_uuids else None
+            conn.execute(_UPSERT, (project_id, target_id, _encode(target), None, now, uuids))
+            return
         target.absorb(source, self._settings.max_person_properties)
+        target.identified = True
         for uuid, at in source_uuids.items():  # the source's events stay deduplicated under the target
             target_uuids.setdefault(uuid, at)
         uuids = _encode(target_uuids) if target_uuids else None

@@ -66,7 +66,8 @@ def test_stored_counts_match_the_window_arithmetic(
 @EXAMPLES
 @given(timeline=identity_timelines())
 def test_merged_persons_count_once(backend: Backend, timeline: list[dict[str, Any]]) -> None:
-    """After $identify/$create_alias merges, every id of a person reads the pageviews of all its ids, once."""
+    """After $identify/$create_alias merges, every id of a person reads the pageviews of all its ids, once;
+    an $identify does not merge a person that is already identified (the target of an earlier merge)."""
     project = new_project()
     parent: dict[str, str] = {}
 
@@ -75,10 +76,17 @@ def test_merged_persons_count_once(backend: Backend, timeline: list[dict[str, An
             x = parent[x]
         return x
 
+    identified: set[str] = set()  # roots that were the target of a merge
     for e in timeline:
         other = e["properties"].get("$anon_distinct_id") or e["properties"].get("alias")
-        if other is not None:
-            parent[find(other)] = find(e["distinct_id"])
+        if other is None or other == e["distinct_id"]:
+            continue
+        source, target = find(other), find(e["distinct_id"])
+        if source == target:
+            continue
+        if not (e["event"] == "$identify" and source in identified):  # two identified persons stay two
+            parent[source] = target
+        identified.add(target)
     views: dict[str, int] = {}
     for e in timeline:
         if e["event"] == "$pageview":
@@ -192,6 +200,35 @@ def test_a_merge_keeps_the_person_within_the_property_limit(backend: Backend) ->
     assert len(props) == 4
     assert {k: props[k] for k in ("x", "y", "shared")} == {"x": 1, "y": 2, "shared": "user"}
     assert set(props) - {"x", "y", "shared"} <= {"a", "b"}
+
+
+def test_identify_does_not_merge_an_identified_person(backend: Backend) -> None:
+    """$identify(b, anon=a) after a was identified (it absorbed 'anon') leaves a and b two persons; a
+    $create_alias still merges them."""
+    project = new_project()
+    q = pageviews(3600)
+
+    async def body(store: PersonStore) -> list[tuple[int, int]]:
+        counts = []
+        await feed(store, project, [event("$pageview", "anon"), event("$pageview", "b")], now=NOW)
+        await feed(store, project, [event("$identify", "a", {"$anon_distinct_id": "anon"})], now=NOW)
+        await feed(store, project, [event("$identify", "b", {"$anon_distinct_id": "a"})], now=NOW)
+        counts.append(
+            (
+                (await _read(store, project, "a", q)).behaviour[q.key],
+                (await _read(store, project, "b", q)).behaviour[q.key],
+            )
+        )
+        await feed(store, project, [event("$create_alias", "b", {"alias": "a"})], now=NOW)
+        counts.append(
+            (
+                (await _read(store, project, "a", q)).behaviour[q.key],
+                (await _read(store, project, "b", q)).behaviour[q.key],
+            )
+        )
+        return counts
+
+    assert backend.run(body) == [(1, 1), (2, 2)]
 
 
 def test_filtered_counters_count_only_matching_events(backend: Backend) -> None:
