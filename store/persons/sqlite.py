@@ -4,7 +4,8 @@ The file sits beside the admin database (``flagd.db`` -> ``flagd.persons.db``), 
 committed by one worker is read by the next flag check on any other (read-your-writes across ``--workers``).
 A person is one row holding its ``PersonRecord`` (``store.persons.model``: the same rules as the Redis Lua)
 and, in a column of its own (flag checks never read it), the event uuids it took within the dedupe period
-(digest -> ingest second, trimmed when its buckets are rolled up; a merge moves them): a batch rewrites one
+(digest -> ingest second, trimmed when its buckets are rolled up and to the newest 1,000-2,000; a merge
+moves them): a batch rewrites one
 row per person and nothing else, since the pages a batch dirties are what a commit costs (measured: a uuid
 table with its two indexes tripled them). An id merged into another keeps only ``merged_into``; rows not
 written for the person TTL are deleted.
@@ -59,6 +60,9 @@ _READ_WAIT = 0.05  # a WAL reader waits only while the WAL index is rebuilt (rar
 _Queued = tuple[int, Sequence[Step], int, int, "asyncio.Future[None]"]
 _Row = tuple[str, PersonRecord, dict[str, int]]  # person id, record, uuids taken (digest -> ingest second)
 _CLEAN_EVERY = 60
+# A person's row keeps its newest 1,000-2,000 event uuids within the dedupe period (SDK retries come within
+# minutes; the row is rewritten by every batch that touches the person, so it must stay small).
+_KEEP_UUIDS = 1000
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(PersonRecord).decode
 _decode_uuids = msgspec.json.Decoder(dict[str, int]).decode
@@ -275,6 +279,8 @@ class SqlitePersonStore:
             if now >= record.trim_at and uuids:  # with the roll-up: at most every TRIM_EVERY seconds
                 for uuid in [u for u, at in uuids.items() if at < now - dedupe]:
                     del uuids[uuid]
+            if len(uuids) > 2 * _KEEP_UUIDS:  # a row rewritten per batch stays small: the newest ones
+                uuids = dict(list(uuids.items())[-_KEEP_UUIDS:])
             record.maintain(now, retention)
             stored = _encode(uuids) if uuids else None
             upserts.append((project_id, person_id, _encode(record), None, now, stored))

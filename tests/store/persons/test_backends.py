@@ -231,6 +231,22 @@ def test_identify_does_not_merge_an_identified_person(backend: Backend) -> None:
     assert backend.run(body) == [(1, 1), (2, 2)]
 
 
+def test_retries_of_a_busy_persons_recent_events_count_once(backend: Backend) -> None:
+    """A person with 2,500 events in a day (more uuids than the embedded row keeps) still has retries of
+    its latest events counted once."""
+    project = new_project()
+    q = pageviews(86400)
+
+    async def body(store: PersonStore) -> int:
+        events = [event("$pageview", "busy", uuid=f"e{i}") for i in range(2500)]
+        for start in range(0, 2500, 500):
+            await feed(store, project, events[start : start + 500], now=NOW)
+        await feed(store, project, events[-100:], now=NOW + 60)
+        return (await _read(store, project, "busy", q, now=NOW + 60)).behaviour[q.key]
+
+    assert backend.run(body) == 2500
+
+
 def test_filtered_counters_count_only_matching_events(backend: Backend) -> None:
     """A counter with event filters counts the events its matcher accepts; the plain counter counts all."""
     from evaluator.behaviour import EventCounter
