@@ -2,7 +2,7 @@
 
 Compile a project's flags once (``compile_flags``), then evaluate any number of contexts against the
 immutable ``Snapshot``. No I/O, no asyncio, no logging: it imports only the standard library, msgspec,
-mmh3 and (for regex filters) google-re2.
+mmh3, python-dateutil (dates beyond ISO-8601) and (for regex filters) google-re2.
 """
 
 from evaluator.errors import EvaluatorError, InvalidDefinitionError

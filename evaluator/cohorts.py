@@ -243,6 +243,10 @@ class _TrackingScope:
     def group_type_mapping(self) -> Mapping[str, str]:
         return self._outer.group_type_mapping
 
+    @property
+    def property_matching_version(self) -> int:
+        return self._outer.property_matching_version
+
     def cohort(self, cohort_id: str, problems: Problems, path: str) -> CohortEntry:
         entry = self._book.entry(cohort_id, problems, path, self._outer)
         self.used |= entry.used

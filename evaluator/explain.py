@@ -19,6 +19,7 @@ from evaluator.errors import BehaviourUnavailableError
 from evaluator.filters import EMPTY, MISSING, CohortEntry, FilterInfo
 from evaluator.flag import CompiledFlag, ConditionInfo
 from evaluator.model import Context, Decision, Issue
+from evaluator.runner import device_id_of
 
 CohortLookup = Callable[[str], CohortEntry | None]
 
@@ -137,7 +138,11 @@ def explain_flag(
         bucketing_id = str(group_key)
     else:
         props = ctx.person_properties
-        bucketing_id = (ctx.device_id or ctx.distinct_id) if flag.bucket_on_device else ctx.distinct_id
+        device = device_id_of(ctx) if flag.bucket_on_device else None
+        if flag.bucket_on_device and device is None and decision.reason != "super_condition_value":
+            summary = "The flag buckets on device_id and the request has none: person conditions are skipped"
+            return Explanation(key, True, summary=summary, **base)
+        bucketing_id = device or ctx.distinct_id
     base["bucketing_id"] = bucketing_id
     if flag.enrollment_key is not None and flag.enrollment_key in ctx.person_properties:
         said = ctx.person_properties[flag.enrollment_key]

@@ -17,7 +17,7 @@ from evaluator.errors import BehaviourUnavailableError
 from evaluator.fused import fused_check
 from evaluator.issues import Problems
 from evaluator.model import Context, Decision
-from evaluator.operators import OPERATORS, Clock, Test, never
+from evaluator.operators import OPERATORS, Clock, Test, never, truthiness_test
 
 Check = Callable[[Mapping[str, Any], Context, dict[str, Decision]], bool]
 Reader = Callable[[Mapping[str, Any], Context], Any]
@@ -73,6 +73,9 @@ class Scope(Protocol):
 
     @property
     def group_type_mapping(self) -> Mapping[str, str]: ...
+
+    @property
+    def property_matching_version(self) -> int: ...
 
     def cohort(self, cohort_id: str, problems: Problems, path: str) -> CohortEntry: ...
 
@@ -140,14 +143,15 @@ def _property_filter(
         problems.error(f"{path}.operator", f"unknown operator {operator!r}")
         return FilterInfo("property", key, str(operator), expected, negation, "person", False, _read_nothing)
     source, read, plain = _reader(raw, key, path, problems, scope, where, kind)
-    test: Test = spec.factory(expected, problems, f"{path}.value", scope.clock)
+    truthy = truthiness_test(operator, expected, scope.property_matching_version)
+    test: Test = truthy or spec.factory(expected, problems, f"{path}.value", scope.clock)
     info = FilterInfo._make(("property", key, operator, expected, negation, source, False, read))
     if test is never:
         return info  # an unusable value (invalid regex...) never matches, whatever the operator
     flip = spec.inverted is not negation
     on_missing = spec.on_missing is not negation
     if plain and not flip and not on_missing:
-        fused = fused_check(operator, expected, key, MISSING)
+        fused = fused_check(operator, expected, key, MISSING, scope.property_matching_version)
         if fused is not None:
             return info._replace(check=fused)
     return info._replace(check=_property_check(key, test, flip, on_missing, read if not plain else None))

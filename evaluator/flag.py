@@ -21,6 +21,7 @@ from evaluator.model import Context, Decision
 from evaluator.operators import OPERATORS, SERVER_ONLY_OPERATORS
 from evaluator.outcomes import Decisions, Holdout, number, parse_holdout, parse_payloads, parse_variants
 from evaluator.runner import build_run
+from evaluator.values import iso_instant, parse_relative, to_number
 
 Run = Callable[[Context, dict[str, Decision]], Decision]
 
@@ -161,6 +162,9 @@ def _compile_body(
             problems.warn("filters.aggregation_group_type_index", f"unknown group type index {aggregation!r}")
             flag.reproducible = False
     flag.early_exit = filters.get("early_exit") is True
+    if filters.get("feature_enrollment") is True or filters.get("super_groups"):
+        # posthog-node ignores both (it would answer from the conditions alone): served remotely only.
+        flag.reproducible = False
     flag.no_match = made.make("no_condition_match")
     flag.no_group = made.make("no_group_type")
     if filters.get("feature_enrollment") is True:
@@ -240,9 +244,10 @@ def _condition(
                 flag.reproducible = flag.reproducible and entry.reproducible
         elif info.kind == "flag":
             flag.dependencies.add(info.key)
-        elif info.operator in SERVER_ONLY_OPERATORS or info.negation or _boolean_exact(info):
-            # SDKs lack these operators; honour ``negation`` only inside cohorts; and compare exact filters
-            # on true/false by truthiness ("no" equals "false" there), where flagd compares text.
+        elif info.operator in SERVER_ONLY_OPERATORS or info.negation or not _sdk_date(info):
+            # SDKs lack these operators, honour ``negation`` only inside cohorts, and read date filters other
+            # than ISO-8601 and relative ones each their own way (posthog-python refuses them, posthog-node
+            # hands them to JavaScript's Date: local time, numbers as milliseconds).
             flag.reproducible = False
     # Cohorts reading stored behavioural counts go last: a condition a property already decides needs none.
     counted = [
@@ -290,13 +295,14 @@ def _condition(
     return ConditionInfo(index, infos, check, pct, override, group, outcome, out_of_rollout, no_group)
 
 
-def _boolean_exact(info: FilterInfo) -> bool:
-    if info.operator not in ("exact", "is_not"):
+def _sdk_date(info: FilterInfo) -> bool:
+    if info.operator not in ("is_date_before", "is_date_after"):
+        return True
+    value = info.expected
+    if not isinstance(value, str):
         return False
-    items = info.expected if isinstance(info.expected, list) else [info.expected]
-    return any(
-        isinstance(item, bool) or (isinstance(item, str) and item.lower() in ("true", "false"))
-        for item in items
+    return parse_relative(value) is not None or (
+        to_number(value.strip()) is None and iso_instant(value.strip()) is not None
     )
 
 
@@ -312,7 +318,9 @@ def _choose_run(flag: CompiledFlag) -> None:
     """Fold what can be folded, then pick the evaluation closure for what is left."""
     live = [c for c in flag.conditions if c.check is not False]
     assert flag.no_match is not None
-    plain = flag.group is None and flag.holdout is None and flag.enrollment is None
+    plain = (
+        flag.group is None and flag.holdout is None and flag.enrollment is None and not flag.bucket_on_device
+    )
     if plain and all(c.group is None for c in live):
         if not live:
             flag.static = flag.no_match

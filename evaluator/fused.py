@@ -12,15 +12,21 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from evaluator.model import Context, Decision
+from evaluator.operators import truthiness_test
 from evaluator.values import stringify, to_number
 
 Check = Callable[[Mapping[str, Any], Context, dict[str, Decision]], bool]
 _ASCII_LOWER: Final = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
-def fused_check(operator: str, expected: Any, key: str, missing: object) -> Check | None:
-    """A fused check for ``operator`` (missing key: false), or None when there is none for it."""
+def fused_check(
+    operator: str, expected: Any, key: str, missing: object, property_matching_version: int = 1
+) -> Check | None:
+    """A fused check for ``operator`` (missing key: false), or None when there is none for it -- also for an
+    ``exact`` that compares truthiness under ``property_matching_version`` (``operators.truthiness_test``)."""
     if operator == "exact":
+        if truthiness_test(operator, expected, property_matching_version) is not None:
+            return None
         return _exact(expected, key, missing)
     if operator == "icontains":
         return _icontains(expected, key, missing)

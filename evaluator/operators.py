@@ -7,6 +7,12 @@ Semantics (PostHog server; where flagd had to choose, the choice is written here
   compared after ``str.lower()`` -- the Unicode lowercasing PostHog's SDKs use, so local and remote evaluation
   agree (``casefold`` would make "STRASSE" equal "straße" on the server but not in the SDKs). A list value
   means "any of". Missing key: ``exact`` false, ``is_not`` true.
+* ``property_matching_version`` 1 (the default; what every PostHog SDK assumes when a project does not say):
+  when an ``exact`` / ``is_not`` value is a bool, ``"true"``/``"false"`` (any case) or a list of only those,
+  both sides compare by *truthiness* instead (``truthiness_test``): a bool is itself, a string is true iff it
+  is ``"true"`` in any case, a list iff all its items are, anything else (numbers too) is false. So under
+  version 1 ``beta exact false`` matches ``0``, ``1`` and ``"no"``. Version 2 keeps the string rule. An empty
+  list value matches a truthy property under both versions.
 * ``is_set`` / ``is_not_set``: the key is present (a null value counts as set).
 * ``icontains``, ``starts_with``, ``ends_with`` and their ``not_`` forms: substring tests on the
   stringified value with ASCII-only case folding. Missing key: positive forms false, ``not_`` forms true.
@@ -17,9 +23,11 @@ Semantics (PostHog server; where flagd had to choose, the choice is written here
   pattern matches everything. Missing key: ``regex`` false, ``not_regex`` true.
 * ``gt``, ``gte``, ``lt``, ``lte``, ``between``/``not_between`` (inclusive; value ``[low, high]`` or
   ``{"min": low, "max": high}``): numbers (``values.to_number``); a non-numeric property is false for all.
-* ``is_date_before`` / ``is_date_after`` (strict) / ``is_date_exact`` (same UTC calendar day): the filter is
-  ISO-8601, unix seconds, or relative ``-7d``, ``-24h``, ``-2w``, ``-1m``, ``-1y`` -- relative ones are
-  resolved against the injected clock at each evaluation, the others once at compile time.
+* ``is_date_before`` / ``is_date_after`` (strict) / ``is_date_exact`` (same UTC calendar day): both sides
+  are read as PostHog's server reads dates (``values.to_instant``: unix seconds, ISO-8601, then other
+  complete dates such as ``June 1, 2023``); the filter may also be relative ``-7d``, ``-24h``, ``-2w``,
+  ``-1m``, ``-1y`` -- relative ones are resolved against the injected clock at each evaluation, the others
+  once at compile time.
 * ``semver_eq/neq/gt/gte/lt/lte`` and ranges ``semver_tilde`` (~1.2.3 = >=1.2.3 <1.3.0), ``semver_caret``
   (^1.2.3 = <2.0.0, ^0.2.3 = <0.3.0, ^0.0.3 = <0.0.4), ``semver_wildcard`` (1.2.* = >=1.2.0 <1.3.0).
   A property that is not a version is false for all of them.
@@ -104,6 +112,44 @@ def _exact(expected: Any, problems: Problems, path: str, clock: Clock) -> Test:
         return text is not None and text.lower() in choices
 
     return exact_any
+
+
+def _truthy_or_falsy(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, str):
+        return value.lower() in ("true", "false")
+    if isinstance(value, list):
+        return all(_truthy_or_falsy(item) for item in value)
+    return False
+
+
+def is_truthy(value: Any) -> bool:
+    """PostHog's truthiness for ``exact`` under ``property_matching_version`` 1 (see the module docstring)."""
+    if value is True or value is False:
+        return value
+    if value.__class__ is str:
+        return bool(value.lower() == "true")
+    if isinstance(value, list):
+        return all(is_truthy(item) for item in value)
+    return False
+
+
+def truthiness_test(operator: str, expected: Any, version: int) -> Test | None:
+    """The ``exact`` / ``is_not`` test comparing truthiness, when ``expected`` and ``version`` call for it
+    (``is_not`` inverts it as usual); None when the plain string rule applies."""
+    if operator not in ("exact", "is_not"):
+        return None
+    if expected != [] and (version == 2 or not _truthy_or_falsy(expected)):
+        return None
+    wanted = is_truthy(expected)
+    if wanted:
+        return is_truthy
+
+    def falsy(value: Any) -> bool:
+        return not is_truthy(value)
+
+    return falsy
 
 
 def _set(expected: Any, problems: Problems, path: str, clock: Clock) -> Test:
@@ -229,7 +275,9 @@ def _date(compare: Callable[[float, float], bool]) -> Factory:
             return relative_test
         threshold = to_instant(expected)
         if threshold is None:
-            problems.error(path, "value must be an ISO-8601 date, unix seconds or a relative date like -7d")
+            problems.error(
+                path, "value must be a date (e.g. 2024-01-01), unix seconds or a relative date like -7d"
+            )
             return never
 
         def test(value: Any) -> bool:

@@ -124,11 +124,23 @@ def _general(flag: CompiledFlag, live: list[ConditionInfo]) -> Run:
     on_device = flag.bucket_on_device
     conds = _tuples(live)
     early_exit = flag.early_exit
+    # PostHog's server skips every person condition of a device-bucketed flag when there is no device id,
+    # each reporting out_of_rollout_bound: the first one's decision is the answer.
+    no_device = live[0].out_of_rollout if live else no_match
 
     def run_general(ctx: Context, memo: dict[str, Decision]) -> Decision:
         if group is None:
             props = ctx.person_properties
-            bucketing_id = ctx.device_id or ctx.distinct_id if on_device else ctx.distinct_id
+            if on_device:
+                device = device_id_of(ctx)
+                if device is None:
+                    if enrollment is not None and enrollment_key in props:
+                        enrolled = props[enrollment_key]
+                        return enrollment[0] if enrolled is True or enrolled == "true" else enrollment[1]
+                    return no_device
+                bucketing_id = device
+            else:
+                bucketing_id = ctx.distinct_id
         else:
             group_key = ctx.groups.get(group)
             if group_key is None:
@@ -167,6 +179,16 @@ def _general(flag: CompiledFlag, live: list[ConditionInfo]) -> Run:
 _ABSENT = object()
 
 
+def device_id_of(ctx: Context) -> str | None:
+    """The device id a ``bucketing_identifier: "device_id"`` flag hashes: the request's (``$device_id`` /
+    ``device_id``), else the person property ``$device_id``; None when neither is a non-empty string."""
+    device = ctx.device_id
+    if device:
+        return device
+    fallback = ctx.person_properties.get("$device_id")
+    return fallback if fallback.__class__ is str and fallback else None
+
+
 def _mixed(flag: CompiledFlag, live: list[ConditionInfo]) -> Run:
     """Conditions aggregating on different groups (or the person): each resolves its own properties and
     bucketing id. A condition whose group is absent from the request reports ``no_group_type``."""
@@ -181,6 +203,7 @@ def _mixed(flag: CompiledFlag, live: list[ConditionInfo]) -> Run:
     )
     flag_group = flag.group
     early_exit = flag.early_exit
+    on_device = flag.bucket_on_device
     prelude_possible = flag.holdout is not None or flag.enrollment is not None or flag_group is not None
 
     def run_mixed(ctx: Context, memo: dict[str, Decision]) -> Decision:
@@ -193,6 +216,13 @@ def _mixed(flag: CompiledFlag, live: list[ConditionInfo]) -> Run:
             props: Mapping[str, Any]
             if group is None:
                 props, bucketing_id = ctx.person_properties, ctx.distinct_id
+                if on_device:
+                    device = device_id_of(ctx)
+                    if device is None:  # skipped, as PostHog's server does
+                        if rank < 1:
+                            best, rank = out_of_rollout, 1
+                        continue
+                    bucketing_id = device
             else:
                 group_key = ctx.groups.get(group)
                 if group_key is None:

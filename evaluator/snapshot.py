@@ -29,7 +29,16 @@ from evaluator.runner import Run
 class _Scope:
     """What flags compiling into one snapshot share: clock, group types, cohorts, already compiled flags."""
 
-    __slots__ = ("book", "by_id", "by_key", "clock", "compiled", "cyclic", "group_type_mapping")
+    __slots__ = (
+        "book",
+        "by_id",
+        "by_key",
+        "clock",
+        "compiled",
+        "cyclic",
+        "group_type_mapping",
+        "property_matching_version",
+    )
 
     def __init__(
         self,
@@ -38,8 +47,10 @@ class _Scope:
         book: CohortBook,
         by_key: Mapping[str, Mapping[str, Any]],
         by_id: Mapping[str, str],
+        property_matching_version: int = 1,
     ) -> None:
         self.clock = clock
+        self.property_matching_version = property_matching_version
         self.group_type_mapping = group_type_mapping
         self.book = book
         self.by_key = by_key
@@ -89,6 +100,7 @@ class Snapshot:
         "_targets",
         "_unavailable",
         "_used_cohorts",
+        "property_matching_version",
     )
 
     def __init__(
@@ -103,10 +115,13 @@ class Snapshot:
         book: CohortBook | None = None,
         counters: tuple[EventCounter, ...] = (),
         group_types: frozenset[str] = frozenset(),
+        property_matching_version: int = 1,
     ) -> None:
         self._flags = flags
         self._book = book or CohortBook({}, {})
         self._counters = counters
+        # The exact/is_not rule this snapshot evaluates with; SDKs must be told it (local evaluation).
+        self.property_matching_version = property_matching_version
         # What this snapshot was compiled from, so the next compile can reuse unchanged flags.
         self._sources = sources or {}
         self._targets = targets or {}
@@ -257,6 +272,13 @@ class Snapshot:
         flag = self._flags.get(key)
         return list(flag.problems.issues) if flag is not None else []
 
+    def definition(self, ref: str) -> Mapping[str, Any] | None:
+        """The definition a flag was compiled from, by key or by id (as text); None when there is none."""
+        found = self._sources.get(ref)
+        if found is None and ref.isdigit():
+            found = next((d for d in self._sources.values() if str(d.get("id")) == ref), None)
+        return found
+
     def flag(self, key: str) -> CompiledFlag | None:
         """The compiled flag (for tooling and tests), or None."""
         return self._flags.get(key)
@@ -290,6 +312,7 @@ def compile_flags(
     static_cohorts: Mapping[str, Collection[str]] | None = None,
     clock: Clock = time.time,
     previous: Snapshot | None = None,
+    property_matching_version: int = 1,
 ) -> Snapshot:
     """Compile a project's flags (PostHog definitions; deleted ones are skipped) into a Snapshot.
 
@@ -302,7 +325,13 @@ def compile_flags(
     cohorts, group type mapping and clock are all unchanged; the result evaluates exactly as a fresh
     compile would, but one edit in a large project recompiles only the edited flag and its dependents.
     Definitions are data: the caller must not mutate them after compiling.
+
+    ``property_matching_version``: 1 (PostHog's default: ``exact``/``is_not`` on true/false values compare
+    truthiness) or 2 (plain string comparison); see ``evaluator/operators.py``. Anything else is a
+    ``ValueError``.
     """
+    if property_matching_version not in (1, 2):
+        raise ValueError(f"property_matching_version must be 1 or 2, not {property_matching_version!r}")
     live: dict[str, Mapping[str, Any]] = {}
     for definition in flags:
         if not isinstance(definition, Mapping) or definition.get("deleted"):
@@ -314,14 +343,14 @@ def compile_flags(
     mapping = {str(k): str(v) for k, v in (group_type_mapping or {}).items()}
     statics = {str(k): frozenset(v) for k, v in (static_cohorts or {}).items()}
     cohort_defs = dict(cohorts or {})
-    inputs = (mapping, cohort_defs, statics, clock)
+    inputs = (mapping, cohort_defs, statics, clock, property_matching_version)
     reusable = previous._reusable(inputs) if previous is not None else None
     # Same cohorts, mapping and clock: the previous snapshot's compiled cohorts serve again (unless ids
     # referenced by no definition have piled up in it: then a fresh book, so memory stays bounded).
     book = CohortBook(cohort_defs, statics)
     if reusable is not None and previous is not None and previous._book.extra() <= len(live) + 100:
         book = previous._book
-    scope = _Scope(clock, mapping, book, live, by_id)
+    scope = _Scope(clock, mapping, book, live, by_id, property_matching_version)
     graph: dict[str, list[str]] = {}
     for key, definition in live.items():
         targets = (resolve(ref, live, by_id) for ref in references(definition))
@@ -346,6 +375,7 @@ def compile_flags(
         book=book,
         counters=book.counters(scope),
         group_types=frozenset(mapping.values()),
+        property_matching_version=property_matching_version,
     )
 
 

@@ -100,10 +100,11 @@ def _unique(issues: list[Issue]) -> list[Issue]:
 class _CohortScope:
     """Validating a cohort on its own: other cohorts are known by id only, flags are not allowed."""
 
-    __slots__ = ("clock", "group_type_mapping", "known")
+    __slots__ = ("clock", "group_type_mapping", "known", "property_matching_version")
 
     def __init__(self, known: set[str]) -> None:
         self.known = known
+        self.property_matching_version = 1
         self.group_type_mapping: Mapping[str, str] = {}
         self.clock: Clock = lambda: 0.0
 

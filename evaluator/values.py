@@ -7,8 +7,12 @@ never an exception. Conventions, chosen to agree with PostHog's server and SDKs:
   ``["a",1]``, objects with sorted keys); NaN/infinity and non-JSON objects are unrepresentable;
 * numbers: ints and floats (not bools), and strings that look like a decimal number (``"12"``, ``"-1.5e3"``;
   not ``"nan"``, ``"1_000"`` or ``" 12"``); non-finite values are not numbers;
-* instants are POSIX seconds (float): ISO-8601 strings (a missing zone means UTC, ``Z`` accepted, date-only
-  means midnight UTC), ints/floats and digit-only strings as unix seconds;
+* instants are POSIX seconds (float), as PostHog's server reads dates (``property_matching.rs``): numbers and
+  numeric strings are unix seconds; ISO-8601 / RFC 3339 strings next (a missing zone means UTC, ``Z``
+  accepted, date-only means midnight UTC); then any other complete date ``python-dateutil`` reads
+  (``June 1, 2023``, ``2023/05/01``, ``Wed, 02 Jun 2021 06:31:39 GMT``, US zone abbreviations), where the
+  server falls back to a general date parser. A string without a full year, month and day (``4:00pm``,
+  ``2023``) is not a date: its meaning would depend on today;
 * versions are ``(major, minor, patch)`` int tuples: surrounding space and a leading ``v``/``V`` stripped,
   pre-release (``-rc.1``) and build (``+abc``) dropped, missing parts are 0, extra parts ignored.
 """
@@ -17,10 +21,13 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from functools import lru_cache
 from typing import Any, Final
 
 import msgspec
+from dateutil import parser as date_parser
+from dateutil import tz
 
 _encode = msgspec.json.Encoder(order="sorted").encode
 _ASCII_LOWER: Final = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -87,6 +94,15 @@ def to_instant(value: Any) -> float | None:
     text = value.strip()
     if _DIGITS.fullmatch(text):
         return float(text)
+    numeric = to_number(text)
+    if numeric is not None:
+        return float(numeric)
+    iso = iso_instant(text)
+    return iso if iso is not None else _general_date(text)
+
+
+def iso_instant(text: str) -> float | None:
+    """POSIX seconds of an ISO-8601 string (``Z`` and a trailing `` UTC`` accepted); None otherwise."""
     if text.upper().endswith(" UTC"):
         text = text[:-4] + "+00:00"
     try:
@@ -96,6 +112,44 @@ def to_instant(value: Any) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
+
+
+_ZONES: Final[dict[str, tzinfo]] = {
+    "UTC": UTC,
+    "GMT": UTC,
+    "Z": UTC,
+    **{name: tz.tzoffset(name, hours * 3600) for name, hours in (
+        ("EST", -5), ("EDT", -4), ("CST", -6), ("CDT", -5),
+        ("MST", -7), ("MDT", -6), ("PST", -8), ("PDT", -7),
+    )},
+}  # fmt: skip
+_PROBES: Final = (datetime(2000, 1, 1), datetime(2001, 2, 2))
+
+
+def _zone(name: str | None, offset: int | None) -> tzinfo | None:
+    if offset is not None:
+        return tz.tzoffset(name, offset)
+    return _ZONES.get(name.upper()) if name else None  # an unknown zone name: read as UTC
+
+
+@lru_cache(maxsize=4096)
+def _general_date(text: str) -> float | None:
+    """A complete date in any format dateutil reads, or None. Parsed with two different defaults: a string
+    that leaves a part of the date to the default is not a complete date."""
+    found: list[datetime] = []
+    for default in _PROBES:
+        try:
+            found.append(date_parser.parse(text, default=default, tzinfos=_zone))
+        except (ValueError, OverflowError, TypeError):
+            return None
+    first, second = found
+    if first != second:
+        return None
+    moment = first if first.tzinfo is not None else first.replace(tzinfo=UTC)
+    try:
+        return moment.timestamp()
+    except (ValueError, OverflowError):
+        return None
 
 
 def parse_relative(value: Any) -> tuple[int, str] | None:
@@ -189,6 +243,7 @@ def version_bounds(operator: str, value: Any) -> tuple[tuple[int, int, int], tup
 
 __all__ = [
     "ascii_lower",
+    "iso_instant",
     "parse_relative",
     "parse_version",
     "relative_instant",

@@ -35,8 +35,8 @@ from flagd.settings import Settings, make_limits, make_shedder
 from flagd.store_metrics import StoreMetrics
 from store.catalog import Catalog
 from store.persons import PersonStore, StoreSettings
-from store.protocols import AdminRepository
 from store.records import ApiKey
+from store.sql.repository import AdminRepository
 from store.stream.embedded import EmbeddedBackend
 
 if TYPE_CHECKING:

@@ -16,8 +16,8 @@ from importlib import resources
 from flagd.porting import import_flags, parse_document
 from flagd.settings import Settings
 from store.errors import Conflict
-from store.protocols import AdminRepository
 from store.records import Project
+from store.sql.repository import AdminRepository
 
 ACTOR = "system:bootstrap"
 DEFAULT_PROJECT_NAME = "Default project"

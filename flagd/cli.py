@@ -23,7 +23,7 @@ from typing import Any
 from flagd.admin.inputs import parse_id
 from flagd.settings import Settings, SettingsError
 from store.errors import NotFound, StoreError, StoreUnavailable
-from store.protocols import AdminRepository
+from store.sql.repository import AdminRepository
 
 ACTOR = "cli"
 

@@ -20,17 +20,19 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from evaluator import compile_flags, validate_cohort
 from store.errors import Conflict, Issue, NotFound, ValidationFailed
-from store.protocols import AdminRepository
-from store.records import CohortRecord, FlagRecord
+from store.records import CohortRecord, FlagRecord, Page
 from store.sql import writes
+from store.sql.repository import AdminRepository
 
-FLAG_FIELDS = ("key", "name", "filters", "active", "bucketing", "ensure_experience_continuity")
+_R = TypeVar("_R", FlagRecord, CohortRecord)
+FLAG_FIELDS = writes.FLAG_FIELDS  # what an imported flag may set: exactly what the write path takes
 
 
 class ImportFormatError(ValueError):
@@ -154,19 +156,11 @@ def _ordered(flags: Sequence[dict[str, Any]], flag_ids: Mapping[str, str]) -> li
     return ordered
 
 
-async def _all_flags(repository: AdminRepository, project_id: int) -> list[FlagRecord]:
-    found: list[FlagRecord] = []
+async def _all_pages(list_page: Callable[..., Awaitable[Page[_R]]]) -> list[_R]:
+    """Every item of a paged listing (``list_page(limit=, offset=)``), page by page."""
+    found: list[_R] = []
     while True:
-        page = await repository.list_flags(project_id, limit=500, offset=len(found))
-        found.extend(page.items)
-        if not page.items or len(found) >= page.total:
-            return found
-
-
-async def _all_cohorts(repository: AdminRepository, project_id: int) -> list[CohortRecord]:
-    found: list[CohortRecord] = []
-    while True:
-        page = await repository.list_cohorts(project_id, limit=500, offset=len(found))
+        page = await list_page(limit=500, offset=len(found))
         found.extend(page.items)
         if not page.items or len(found) >= page.total:
             return found
@@ -193,7 +187,8 @@ async def check_import(
         writes.check_project_fields(group_type_mapping=mapping)
     except ValidationFailed as exc:
         failed["group_type_mapping"] = exc.issues
-    cohort_ids = {str(c.id) for c in await _all_cohorts(repository, project_id) if not c.deleted}
+    cohorts = await _all_pages(partial(repository.list_cohorts, project_id))
+    cohort_ids = {str(c.id) for c in cohorts if not c.deleted}
     cohort_ids |= set(document.cohorts)  # imported cohorts are referenced by their source ids here
     for source_id, body in document.cohorts.items():
         issues = validate_cohort(
@@ -201,7 +196,8 @@ async def check_import(
         )
         if issues:
             failed[f"cohorts.{source_id}"] = issues
-    existing = {f.key: f for f in await _all_flags(repository, project_id) if not f.deleted}
+    flags = await _all_pages(partial(repository.list_flags, project_id))
+    existing = {f.key: f for f in flags if not f.deleted}
     live = [f for f in document.flags if not f.get("deleted")]
     flag_ids = {str(f["id"]): f["key"] for f in live if "id" in f}
     definitions: dict[str, dict[str, Any]] = {}

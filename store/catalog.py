@@ -18,6 +18,7 @@ import msgspec
 
 from evaluator import Snapshot, compile_flags
 from evaluator.dependencies import references, resolve
+from evaluator.values import stringify
 from store.records import ChangeRow
 
 
@@ -32,6 +33,7 @@ class ProjectData(msgspec.Struct, frozen=True):
     flags: list[dict[str, Any]]  # FlagRecord.definition() shapes, deleted ones excluded or marked deleted
     cohorts: list[dict[str, Any]]  # CohortRecord.definition() shapes
     static_members: dict[str, list[str]] = {}  # cohort id -> distinct ids, static cohorts only
+    property_matching_version: int = 1  # exact/is_not rule (evaluator/operators.py); published to SDKs
 
 
 class ProjectState(msgspec.Struct, frozen=True):
@@ -83,12 +85,19 @@ def build_project_state(data: ProjectData, previous: ProjectState | None = None)
         group_type_mapping=data.group_type_mapping,
         static_cohorts=static,
         previous=previous.snapshot if previous is not None else None,
+        property_matching_version=data.property_matching_version,
     )
     local_flags = sdk_definitions(live, snapshot)
     used = snapshot.cohorts_used_by(snapshot.sdk_reproducible)
-    used_cohorts = {cid: body for cid, body in cohorts.items() if cid in used}
+    used_cohorts = {cid: portable_filters(body) for cid, body in cohorts.items() if cid in used}
     body = _encoder.encode(
-        {"flags": local_flags, "group_type_mapping": data.group_type_mapping, "cohorts": used_cohorts}
+        {
+            "flags": local_flags,
+            "group_type_mapping": data.group_type_mapping,
+            "cohorts": used_cohorts,
+            # SDKs evaluate exact/is_not with the version they are told (absent = 1): the one flagd uses.
+            "property_matching_version": snapshot.property_matching_version,
+        }
     )
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
     return ProjectState(
@@ -113,11 +122,12 @@ def apply_changes(data: ProjectData, changes: Iterable[ChangeRow]) -> ProjectDat
     flags = {f["id"]: f for f in data.flags}
     cohorts = {c["id"]: c for c in data.cohorts}
     members = dict(data.static_members)
-    api_token, secret, mapping, version = (
+    api_token, secret, mapping, version, matching = (
         data.api_token,
         data.secret_token_hash,
         data.group_type_mapping,
         data.version,
+        data.property_matching_version,
     )
     for change in sorted(changes, key=lambda c: c.seq):
         if change.seq <= data.version or change.project_id != data.project_id:
@@ -142,6 +152,7 @@ def apply_changes(data: ProjectData, changes: Iterable[ChangeRow]) -> ProjectDat
             api_token = payload.get("api_token", api_token)
             secret = payload.get("secret_token_hash", secret)
             mapping = dict(payload.get("group_type_mapping", mapping))
+            matching = int(payload.get("property_matching_version", matching))
     return ProjectData(
         project_id=data.project_id,
         api_token=api_token,
@@ -151,6 +162,7 @@ def apply_changes(data: ProjectData, changes: Iterable[ChangeRow]) -> ProjectDat
         flags=list(flags.values()),
         cohorts=list(cohorts.values()),
         static_members=members,
+        property_matching_version=matching,
     )
 
 
@@ -159,8 +171,9 @@ def sdk_definitions(live: list[dict[str, Any]], snapshot: Snapshot) -> list[dict
 
     An SDK evaluates a flag dependency locally only when the filter names the target by key and carries a
     ``dependency_chain`` (``Snapshot.dependency_chain``: every flag the target needs, in evaluation order,
-    ending with the target; empty for a cycle). Filters are rewritten on copies; stored definitions are never
-    touched. Flags without dependencies are served as they are.
+    ending with the target; empty for a cycle). Numeric ``exact`` / ``is_not`` values are served as the text
+    both sides compare (``portable_filters``). Filters are rewritten on copies; stored definitions are never
+    touched.
     """
     keys = snapshot.sdk_reproducible
     by_key = {f["key"]: f for f in live}
@@ -169,8 +182,10 @@ def sdk_definitions(live: list[dict[str, Any]], snapshot: Snapshot) -> list[dict
     for flag in live:
         if flag["key"] not in keys:
             continue
-        if references(flag):
+        filters = flag.get("filters") or {}
+        if references(flag) or _has_numeric_exact(filters):
             flag = msgspec.json.decode(_encoder.encode(flag))  # a deep copy to rewrite
+            flag["filters"] = portable_filters(flag.get("filters") or {})
             for condition in flag["filters"].get("groups", ()):
                 for prop in condition.get("properties") or ():
                     target = resolve(prop.get("key"), by_key, by_id) if prop.get("type") == "flag" else None
@@ -179,6 +194,48 @@ def sdk_definitions(live: list[dict[str, Any]], snapshot: Snapshot) -> list[dict
                         prop["dependency_chain"] = snapshot.dependency_chain(target)
         out.append(flag)
     return out
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _portable_filter(prop: Any) -> Any:
+    if not isinstance(prop, dict) or prop.get("type") in ("cohort", "flag"):
+        return prop
+    if (prop.get("operator") or "exact") not in ("exact", "is_not"):
+        return prop
+    value = prop.get("value")
+    if isinstance(value, list) and any(_numeric(item) for item in value):
+        return {**prop, "value": [stringify(item) if _numeric(item) else item for item in value]}
+    if _numeric(value):
+        return {**prop, "value": stringify(value)}
+    return prop
+
+
+def portable_filters(group: Any) -> Any:
+    """Flag filters or a cohort's property group with every numeric ``exact`` / ``is_not`` value in its text
+    form (``5`` -> ``"5"``). Both compare as text, so answers do not change; but posthog-node refuses an
+    integer there (it cannot tell ``5`` from ``5.0``) and would ask the server for every flag on each call."""
+    if isinstance(group, list):
+        return [portable_filters(item) for item in group]
+    if not isinstance(group, dict):
+        return group
+    if "values" in group and isinstance(group["values"], list):
+        return {**group, "values": [portable_filters(item) for item in group["values"]]}
+    if "groups" in group and isinstance(group["groups"], list):
+        conditions = [
+            {**c, "properties": [_portable_filter(p) for p in c.get("properties") or []]}
+            if isinstance(c, dict) and isinstance(c.get("properties"), list)
+            else c
+            for c in group["groups"]
+        ]
+        return {**group, "groups": conditions}
+    return _portable_filter(group)
+
+
+def _has_numeric_exact(filters: Any) -> bool:
+    return bool(portable_filters(filters) != filters)
 
 
 class Catalog:

@@ -19,6 +19,7 @@ class Project(msgspec.Struct, frozen=True):
     group_type_mapping: dict[str, str]
     created_at: datetime
     created_by: str
+    property_matching_version: int = 1  # exact/is_not rule: 1 (PostHog's default) or 2
 
 
 class NewProject(msgspec.Struct, frozen=True):
@@ -83,6 +84,8 @@ class FlagRecord(msgspec.Struct, frozen=True):
             "version": self.version,
             "bucketing": self.bucketing,
             "ensure_experience_continuity": self.ensure_experience_continuity,
+            # Stored in filters (store/writes.py), served top-level: the only place posthog-node reads it.
+            "bucketing_identifier": self.filters.get("bucketing_identifier"),
         }
 
 

@@ -1,10 +1,10 @@
 """``/api/projects/{project_id}/feature_flags/``: list, create, get, update, soft delete, explain, activity.
 
 Bodies are PostHog-shaped (``key``, ``name``, ``filters``, ``active``, ``bucketing``,
-``ensure_experience_continuity``). PATCH changes only the fields given; ``{"deleted": true}`` soft-deletes
-like PostHog's UI does. PATCH and DELETE take the version last read (body ``version`` or ``If-Match``);
-a stale one is a 409 carrying ``current_version``. Validation happens in the repository: a 400 lists every
-issue with its field path and nothing is written.
+``ensure_experience_continuity``, ``bucketing_identifier``). PATCH changes only the fields given;
+``{"deleted": true}`` soft-deletes like PostHog's UI does. PATCH and DELETE take the version last read
+(body ``version`` or ``If-Match``); a stale one is a 409 carrying ``current_version``. Validation happens
+in the repository: a 400 lists every issue with its field path and nothing is written.
 """
 
 from __future__ import annotations
@@ -23,9 +23,17 @@ from flagd.admin.outputs import JSON, envelope, plain
 from store.records import FlagRecord
 
 
+def flag_body(flag: FlagRecord) -> dict[str, Any]:
+    """A flag as the admin API shows it: the record, and ``bucketing_identifier`` top-level (PostHog's place
+    for it; the store keeps it in ``filters``)."""
+    body: dict[str, Any] = plain(flag)
+    body["bucketing_identifier"] = flag.filters.get("bucketing_identifier")
+    return body
+
+
 def flag_response(flag: FlagRecord, status: int = 200) -> JSON:
     """One flag, with its version as the ETag (send it back as ``If-Match``)."""
-    return JSON(plain(flag), status_code=status, headers={"ETag": f'"{flag.version}"'})
+    return JSON(flag_body(flag), status_code=status, headers={"ETag": f'"{flag.version}"'})
 
 
 async def list_flags(request: Request) -> Response:
@@ -35,7 +43,7 @@ async def list_flags(request: Request) -> Response:
     found = await who.services.repository.list_flags(
         project_id, search=search, limit=page.limit, offset=page.offset
     )
-    return envelope(request, found.items, found.total, page)
+    return envelope(request, [flag_body(f) for f in found.items], found.total, page)
 
 
 async def create_flag(request: Request) -> Response:
@@ -98,6 +106,7 @@ class ExplainRequest(msgspec.Struct, forbid_unknown_fields=True):
     person_properties: dict[str, Any] = {}
     groups: dict[str, str] = {}
     group_properties: dict[str, dict[str, Any]] = {}
+    device_id: str | None = None  # what flags with bucketing_identifier "device_id" hash
 
 
 async def explain_flag(request: Request) -> Response:
@@ -121,6 +130,7 @@ async def explain_flag(request: Request) -> Response:
         person_properties=req.person_properties,
         groups=req.groups,
         group_properties=req.group_properties,
+        device_id=req.device_id or None,
     )
     explanation = state.snapshot.explain(flag.key, ctx)
     return JSON(

@@ -18,7 +18,7 @@ from flagd.admin.outputs import JSON, envelope, plain
 from store.records import Project
 from store.sql.writes import GROUP_TYPE_INDEXES
 
-_PROJECT_FIELDS = frozenset({"name", "group_type_mapping"})
+_PROJECT_FIELDS = frozenset({"name", "group_type_mapping", "property_matching_version"})
 
 
 def project_body(project: Project) -> dict[str, Any]:
@@ -54,13 +54,23 @@ async def update_project(request: Request) -> Response:
     body = await read_json(request, who.services.max_body_bytes)
     unknown = sorted(set(body) - _PROJECT_FIELDS)
     if unknown:
-        raise invalid(unknown[0], "unknown field (a project takes name and group_type_mapping)")
+        raise invalid(
+            unknown[0],
+            "unknown field (a project takes name, group_type_mapping and property_matching_version)",
+        )
     name = _name(body["name"]) if "name" in body else None
     mapping = _mapping(body["group_type_mapping"]) if "group_type_mapping" in body else None
-    if name is None and mapping is None:
-        raise invalid("", "nothing to change: send name and/or group_type_mapping")
+    matching = body.get("property_matching_version")
+    if "property_matching_version" in body and (isinstance(matching, bool) or matching not in (1, 2)):
+        raise invalid("property_matching_version", "must be 1 or 2")
+    if name is None and mapping is None and matching is None:
+        raise invalid("", "nothing to change: send name, group_type_mapping and/or property_matching_version")
     project = await who.services.repository.update_project(
-        project_id, actor=who.actor, name=name, group_type_mapping=mapping
+        project_id,
+        actor=who.actor,
+        name=name,
+        group_type_mapping=mapping,
+        property_matching_version=matching,
     )
     return JSON(project_body(project))
 

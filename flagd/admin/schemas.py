@@ -53,6 +53,7 @@ def component_schemas() -> dict[str, Any]:
                 "name": {"type": "string"},
                 "api_token": {"type": "string"},
                 "group_type_mapping": {"type": "object", "additionalProperties": {"type": "string"}},
+                "property_matching_version": {"enum": [1, 2]},
                 "created_at": ts,
                 "created_by": {"type": "string"},
             },
@@ -62,7 +63,14 @@ def component_schemas() -> dict[str, Any]:
         },
         "ProjectInput": {
             "type": "object",
-            "properties": {"name": {"type": "string"}, "group_type_mapping": _OBJ},
+            "properties": {
+                "name": {"type": "string"},
+                "group_type_mapping": _OBJ,
+                "property_matching_version": {
+                    "enum": [1, 2],
+                    "description": "exact/is_not on true/false: 1 compares truthiness (default), 2 text",
+                },
+            },
         },
         "FeatureFlag": {
             "type": "object",
@@ -76,6 +84,7 @@ def component_schemas() -> dict[str, Any]:
                 "deleted": {"type": "boolean"},
                 "bucketing": {"enum": ["murmur3", "posthog"]},
                 "ensure_experience_continuity": {"type": "boolean"},
+                "bucketing_identifier": {"enum": ["distinct_id", "device_id", None]},
                 "version": {"type": "integer"},
                 "created_at": ts,
                 "created_by": {"type": "string"},
@@ -92,6 +101,10 @@ def component_schemas() -> dict[str, Any]:
                 "active": {"type": "boolean"},
                 "bucketing": {"enum": ["murmur3", "posthog"]},
                 "ensure_experience_continuity": {"type": "boolean"},
+                "bucketing_identifier": {
+                    "enum": ["distinct_id", "device_id", None],
+                    "description": "what rollouts hash: the distinct id (default) or the device id",
+                },
                 "deleted": {"type": "boolean"},
                 "version": {"type": "integer", "description": "PATCH/DELETE: the version last read"},
             },
@@ -158,6 +171,7 @@ def component_schemas() -> dict[str, Any]:
                 "person_properties": _OBJ,
                 "groups": {"type": "object", "additionalProperties": {"type": "string"}},
                 "group_properties": _OBJ,
+                "device_id": {"type": "string", "description": "hashed by device-bucketed flags"},
             },
         },
     }

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from flagd.auth import Authenticator
 from store.catalog import Catalog
 from store.persons import PersonStore
-from store.protocols import AdminRepository
+from store.sql.repository import AdminRepository
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,15 @@ runs the endpoint, turns a ``RequestRejected`` into the protocol's error JSON, s
 ``X-Request-Id``, and records latency and status. Logging follows the policy in ``flagd.limits``: nothing
 per request unless it is slow, sampled, an error or shed.
 
+Every answer of an SDK route (errors, 405s and shed requests included) carries
+``Access-Control-Allow-Origin: *``, added in one place (``respond``), and ``OPTIONS`` preflights are answered:
+browsers call these routes from other origins.
+
 Routes: ``POST /flags[/]``, ``/decide[/]`` · ``GET /flags/definitions[/]``,
 ``/api/feature_flag/local_evaluation[/]`` · ``POST /batch[/]``, ``/capture[/]``, ``/e[/]``, ``/i/v0/e[/]`` ·
-``POST /ofrep/v1/evaluate/flags[/{key}]`` · ``GET /healthz``, ``/readyz``, ``/metrics``, ``/status``,
-``/status.json`` (``flagd.status``).
+``POST /ofrep/v1/evaluate/flags[/{key}]`` · ``GET /array/<token>/config[.js]``, ``/api/surveys[/]``,
+``/api/early_access_features[/]`` (posthog-js) · ``GET /api/projects/<id>/feature_flags/<key>/remote_config``
+· ``GET /healthz``, ``/readyz``, ``/metrics``, ``/status``, ``/status.json`` (``flagd.status``; no CORS).
 """
 
 from __future__ import annotations
@@ -31,11 +36,11 @@ from flagd.errors import MethodNotAllowed, Overloaded, RequestRejected
 from flagd.limits import Limits
 from flagd.logging import RequestIds
 from flagd.metrics import Metrics
-from flagd.sdk import ofrep
+from flagd.sdk import browser, ofrep, payloads
 from flagd.sdk.definitions import Authenticate, DefinitionsEndpoint
 from flagd.sdk.events import EventsEndpoint
-from flagd.sdk.flags import CORS, FlagsEndpoint
-from flagd.sdk.http import JSON, Answer, AsgiRequest, Headers, Receive, Request, Scope, Send
+from flagd.sdk.flags import FlagsEndpoint
+from flagd.sdk.http import CORS, JSON, Answer, AsgiRequest, Headers, Receive, Request, Scope, Send
 from flagd.sdk.persons import Persons
 from flagd.sdk.probes import Health, Probes
 from flagd.sdk.responses import RecordCaches
@@ -56,7 +61,8 @@ _SERVER_ERROR_BODY = _encode(
 _PREFLIGHT: Headers = [
     *CORS,
     (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
-    (b"access-control-allow-headers", b"*"),
+    # "*" does not cover Authorization (OFREP web providers send it): name it.
+    (b"access-control-allow-headers", b"authorization, content-type, x-request-id, *"),
     (b"access-control-max-age", b"86400"),
 ]
 
@@ -73,12 +79,12 @@ def ofrep_error(exc: RequestRejected, path: str) -> bytes:
 class _Route:
     __slots__ = (
         "bind",
+        "cors",
         "endpoint",
         "errors",
         "method",
         "metrics",
         "name",
-        "preflight",
         "shed_status",
         "shedding",
     )
@@ -93,17 +99,17 @@ class _Route:
         *,
         shedding: bool = True,
         shed_status: int = 503,
-        preflight: bool = False,
         bind: bool = False,
+        cors: bool = True,
     ) -> None:
         self.name = name
+        self.cors = cors
         self.method = method
         self.endpoint = endpoint
         self.errors = errors
         self.metrics = metrics.route(name)
         self.shedding = shedding
         self.shed_status = shed_status
-        self.preflight = preflight
         self.bind = bind
 
 
@@ -116,6 +122,8 @@ class SdkApp:
         "_limits",
         "_metrics",
         "_ofrep_one",
+        "_payload",
+        "_remote_config",
         "_routes",
         "_sample",
         "_shed_since_log",
@@ -171,15 +179,15 @@ class SdkApp:
                 if not path.endswith("/"):
                     routes[path + "/"] = route
 
-        add(("/flags",), _Route("flags", "POST", flags, posthog_error, metrics, preflight=True))
-        add(("/decide",), _Route("decide", "POST", decide, posthog_error, metrics, preflight=True))
+        add(("/flags",), _Route("flags", "POST", flags, posthog_error, metrics))
+        add(("/decide",), _Route("decide", "POST", decide, posthog_error, metrics))
         add(
             ("/flags/definitions", "/api/feature_flag/local_evaluation"),
             _Route("definitions", "GET", definitions, posthog_error, metrics, bind=True),
         )
         add(
             ("/batch", "/capture", "/e", "/i/v0/e"),
-            _Route("events", "POST", events, posthog_error, metrics, preflight=True, bind=True),
+            _Route("events", "POST", events, posthog_error, metrics, bind=True),
         )
         add(
             ("/ofrep/v1/evaluate/flags",),
@@ -192,16 +200,39 @@ class SdkApp:
                 shed_status=429,
             ),
         )
-        add(("/healthz",), _Route("healthz", "GET", probes.healthz, posthog_error, metrics, shedding=False))
-        add(("/readyz",), _Route("readyz", "GET", probes.readyz, posthog_error, metrics, shedding=False))
-        add(("/metrics",), _Route("metrics", "GET", probes.metrics, posthog_error, metrics, shedding=False))
-        self.status = status = StatusBoard(metrics, health, catalog)
-        add(("/status",), _Route("status", "GET", status.page, posthog_error, metrics, shedding=False))
         add(
-            ("/status.json",),
-            _Route("status_json", "GET", status.json, posthog_error, metrics, shedding=False),
+            ("/api/surveys",),
+            _Route("surveys", "GET", browser.EmptyListEndpoint(catalog, "surveys"), posthog_error, metrics),
         )
+        add(
+            ("/api/early_access_features",),
+            _Route(
+                "early_access_features",
+                "GET",
+                browser.EmptyListEndpoint(catalog, "earlyAccessFeatures"),
+                posthog_error,
+                metrics,
+            ),
+        )
+        probe = {"shedding": False, "cors": False}
+        add(("/healthz",), _Route("healthz", "GET", probes.healthz, posthog_error, metrics, **probe))
+        add(("/readyz",), _Route("readyz", "GET", probes.readyz, posthog_error, metrics, **probe))
+        add(("/metrics",), _Route("metrics", "GET", probes.metrics, posthog_error, metrics, **probe))
+        self.status = status = StatusBoard(metrics, health, catalog)
+        add(("/status",), _Route("status", "GET", status.page, posthog_error, metrics, **probe))
+        add(("/status.json",), _Route("status_json", "GET", status.json, posthog_error, metrics, **probe))
         self._routes = routes
+        self._remote_config = _Route(
+            "remote_config", "GET", browser.RemoteConfigEndpoint(catalog), posthog_error, metrics
+        )
+        self._payload = _Route(
+            "remote_config_payload",
+            "GET",
+            payloads.RemoteConfigPayloadEndpoint(definitions),
+            posthog_error,
+            metrics,
+            bind=True,
+        )
         self._ofrep_one = _Route(
             "ofrep_flag",
             "POST",
@@ -214,9 +245,15 @@ class SdkApp:
     def route_for(self, path: str) -> _Route | None:
         """The SDK route serving ``path``, or None when ``fallback`` should have the request."""
         route = self._routes.get(path)
-        if route is None and path.startswith(ofrep.PREFIX) and len(path) > len(ofrep.PREFIX):
+        if route is not None:
+            return route
+        if path.startswith(ofrep.PREFIX) and len(path) > len(ofrep.PREFIX):
             return self._ofrep_one
-        return route
+        if path.startswith(browser.PREFIX) and browser.config_token(path) is not None:
+            return self._remote_config
+        if path.endswith(("/remote_config", "/remote_config/")) and payloads.payload_path(path) is not None:
+            return self._payload
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -238,6 +275,13 @@ class SdkApp:
         await send({"type": "http.response.body", "body": body})
 
     async def respond(self, route: _Route, method: str, request: Request) -> Answer:
+        """The answer to ``request`` on ``route``, with CORS on every answer of a browser-facing route."""
+        status, body, headers = await self._answer(route, method, request)
+        if route.cors and method != "OPTIONS":
+            headers = [*headers, *CORS]
+        return status, body, headers
+
+    async def _answer(self, route: _Route, method: str, request: Request) -> Answer:
         """The answer to ``request`` on ``route``: admission, the endpoint, errors, metrics and logging."""
         start = time.perf_counter()
         if route.method != method:
@@ -310,7 +354,7 @@ class SdkApp:
         )
 
     def _wrong_method(self, route: _Route, method: str, path: str) -> Answer:
-        if method == "OPTIONS" and route.preflight:
+        if method == "OPTIONS" and route.cors:
             return 204, b"", _PREFLIGHT
         exc = MethodNotAllowed(f"{method} is not allowed here; use {route.method}")
         return 405, route.errors(exc, path), [*JSON, (b"allow", route.method.encode())]

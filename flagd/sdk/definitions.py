@@ -93,15 +93,15 @@ class DefinitionsEndpoint:
         self._catalog = catalog
         self._keys = KeyCache(authenticate, limits.auth_cache_seconds)
 
-    async def __call__(self, request: Request, request_id: str) -> Answer:
-        headers = request.headers
+    async def authorize(self, headers: dict[bytes, bytes], token: str | None) -> ProjectState:
+        """The project a server-side SDK may read: ``?token=`` names it (a personal key scoped to one project
+        may leave it out), ``Authorization: Bearer`` carries its secret or a personal API key."""
         secret = bearer(headers)
         if secret is None:
             raise Unauthorized(
                 "Send the project secret or a personal API key as 'Authorization: Bearer <key>'.",
                 code="authentication_required",
             )
-        token = parse_query(request.query_string).get("token")
         state = project_for(self._catalog, token, "Project API key (token) invalid.") if token else None
         if state is None or not is_project_secret(secret, state):
             key = await self._keys.lookup(secret)
@@ -119,6 +119,11 @@ class DefinitionsEndpoint:
                     raise Forbidden("This key's project is not served by this node.")
             if not key.allows(state.project_id, write=False):
                 raise Forbidden("This API key may not read this project.")
+        return state
+
+    async def __call__(self, request: Request, request_id: str) -> Answer:
+        headers = request.headers
+        state = await self.authorize(headers, parse_query(request.query_string).get("token"))
         etag = state.local_eval_etag
         if _matches(headers.get(b"if-none-match"), etag):
             return 304, b"", [(b"etag", etag.encode())]

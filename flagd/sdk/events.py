@@ -28,7 +28,7 @@ from store.errors import PersonLimitExceeded, StoreError, ValidationFailed
 
 _decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
 _OK = b'{"status":1}'
-HEADERS: Headers = [*JSON, (b"access-control-allow-origin", b"*")]
+HEADERS: Headers = JSON  # CORS is added to every SDK answer by SdkApp.respond
 
 
 def _token_of(payload: Any, events: list[Any], query: dict[str, str]) -> str | None:

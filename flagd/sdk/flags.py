@@ -25,8 +25,7 @@ from flagd.sdk.projects import project_for
 from flagd.sdk.responses import RecordCaches, Shape, render, render_disabled, shape_for
 from store.catalog import Catalog
 
-CORS: Headers = [(b"access-control-allow-origin", b"*")]
-FLAGS_HEADERS: Headers = [*JSON, *CORS]
+FLAGS_HEADERS: Headers = JSON  # CORS is added to every SDK answer by SdkApp.respond
 
 
 class FlagsBody(msgspec.Struct):

@@ -27,6 +27,9 @@ Headers = list[tuple[bytes, bytes]]
 Answer = tuple[int, bytes, Headers]
 
 JSON: Headers = [(b"content-type", b"application/json")]
+# Every SDK answer carries it, errors included (``SdkApp.respond``): browsers (posthog-js, OFREP web
+# providers) call flagd from other origins, and an error without it reaches the page as an opaque status 0.
+CORS: Headers = [(b"access-control-allow-origin", b"*")]
 TEXT: Headers = [(b"content-type", b"text/plain; charset=utf-8")]
 
 

@@ -2,7 +2,9 @@
 
 Auth: the project token as ``Authorization: Bearer <phc_...>`` (or ``X-API-Key``). Body ``{"context":
 {...}}``: ``targetingKey`` becomes the distinct id; ``groups`` ({type: key}) and ``groupProperties`` /
-``group_properties`` ({type: {prop: value}}) feed group flags; every other attribute is a person property.
+``group_properties`` ({type: {prop: value}}) feed group flags; ``$device_id`` (or ``device_id``) is the
+device id that ``bucketing_identifier: "device_id"`` flags hash; every other attribute (those two included)
+is a person property.
 
 Reasons map from PostHog's: ``flag_disabled`` → ``DISABLED``; ``condition_match`` → ``STATIC`` when the flag
 answers the same to every context (no properties, no rollout, no variants), else ``SPLIT`` when a variant
@@ -173,11 +175,13 @@ class OfrepEndpoint:
                 check_properties(props, f"context.groupProperties.{name}", limits)
         except LimitExceeded as exc:
             raise OfrepError(400, "INVALID_CONTEXT", exc.detail) from exc
+        device = context.get("$device_id", context.get("device_id"))
         return Context(
             distinct_id=stringify_id(key, limits.max_distinct_id_chars),
             person_properties=person,
             groups={str(k): str(v) for k, v in groups.items()},
             group_properties=group_props,
+            device_id=device if isinstance(device, str) and device else None,
         )
 
     async def __call__(self, request: Request, request_id: str) -> Answer:

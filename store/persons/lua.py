@@ -29,6 +29,14 @@ local a = cjson.decode(ARGV[1])
 local now, ttl, dd, ret, maxp, ws = a[1], a[2], a[3], a[4], a[5], a[6]
 local keep = {900, 93600, 2851200, ret}
 local function expired(l, b) return (b + 1) * res[l] <= now - keep[l] end
+-- The bucket holding second sec at the finest level from l on that still keeps it, as a field suffix
+-- (level digit, bucket number); nil when every level has dropped it.
+local function bucket(l, sec)
+  for m = l, 4 do
+    local b = math.floor(sec / res[m])
+    if not expired(m, b) then return (m - 1) .. string.format('%d', b) end
+  end
+end
 local out, meta = {}, {}
 for i, w in ipairs(ws) do
   local pk = KEYS[w[1]]
@@ -87,14 +95,9 @@ for i, w in ipairs(ws) do
           end
         end
         if #e[4] > 0 then
-          local sec = math.floor(ms / 1000)
-          for l = 1, 4 do
-            local b = math.floor(sec / res[l])
-            if not expired(l, b) then
-              local suffix = (l - 1) .. string.format('%d', b)
-              for _, tok in ipairs(e[4]) do redis.call('HINCRBY', pk, 'b' .. tok .. suffix, 1) end
-              break
-            end
+          local suffix = bucket(1, math.floor(ms / 1000))
+          if suffix then
+            for _, tok in ipairs(e[4]) do redis.call('HINCRBY', pk, 'b' .. tok .. suffix, 1) end
           end
         end
       end
@@ -109,14 +112,8 @@ for i, w in ipairs(ws) do
           if expired(l, b) then
             local c = tonumber(redis.call('HGET', pk, f))
             redis.call('HDEL', pk, f)
-            local start = b * res[l]
-            for m = l + 1, 4 do
-              local t = math.floor(start / res[m])
-              if not expired(m, t) then
-                redis.call('HINCRBY', pk, string.sub(f, 1, 9) .. (m - 1) .. string.format('%d', t), c)
-                break
-              end
-            end
+            local suffix = bucket(l + 1, b * res[l])
+            if suffix then redis.call('HINCRBY', pk, string.sub(f, 1, 9) .. suffix, c) end
           end
         end
       end

@@ -5,7 +5,8 @@ Key layout (``flagd`` is the configurable prefix). A project's keys share the ha
 global keys share ``{g}``, so every script touches one Redis Cluster slot::
 
     flagd:{p<id>}:meta       hash   seq (change_log seq of the newest change applied to the project),
-                                    api_token, secret_token_hash, group_type_mapping (JSON), project_version
+                                    api_token, secret_token_hash, group_type_mapping (JSON), project_version,
+                                    property_matching_version
     flagd:{p<id>}:versions   hash   "<entity type>:<entity id>" -> entity version (flag/cohort/project)
     flagd:{p<id>}:flags      hash   flag id -> FlagRecord.definition() JSON (deleted flags stay as tombstones)
     flagd:{p<id>}:cohorts    hash   cohort id -> CohortRecord.definition() JSON (tombstones as for flags)
@@ -181,12 +182,13 @@ class RedisFlagStore:
     async def _queue_apply(self, pipe: Any, change: Change) -> None:
         meta, versions, flags, cohorts, static = self.project_keys(change.project_id)
         payload = change.payload
-        members, body, token, secret, gtm = "", "", "", "", "{}"
+        members, body, token, secret, gtm, matching = "", "", "", "", "{}", "1"
         if change.entity_type == "project":
             target = meta
             token = str(payload.get("api_token", ""))
             secret = str(payload.get("secret_token_hash", ""))
             gtm = _encode(payload.get("group_type_mapping") or {}).decode()
+            matching = str(payload.get("property_matching_version") or 1)
         elif change.entity_type == "cohort":
             target = cohorts
             definition = {k: v for k, v in payload.items() if k != "members"}
@@ -212,6 +214,7 @@ class RedisFlagStore:
                 token,
                 secret,
                 gtm,
+                matching,
             ],
         )
         pipe.sadd(self.projects_key, change.project_id)
@@ -312,6 +315,7 @@ class RedisFlagStore:
         args.append(len(data.static_members))
         for cohort_id, members in data.static_members.items():
             args += [cohort_id, _encode(sorted(members)).decode()]
+        args.append(data.property_matching_version)
         with _translated("replacing a project"):
             async with self._pipeline() as pipe:
                 await self._queue_script(pipe, self._replace, list(self.project_keys(data.project_id)), args)
@@ -357,11 +361,14 @@ class RedisFlagStore:
         meta, _, flags, cohorts, static = self.project_keys(project_id)
         with _translated("loading changes"):
             async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hmget(meta, ["api_token", "secret_token_hash", "group_type_mapping"])
+                pipe.hmget(
+                    meta,
+                    ["api_token", "secret_token_hash", "group_type_mapping", "property_matching_version"],
+                )
                 pipe.hmget(flags, flag_ids or ["-"])
                 pipe.hmget(cohorts, cohort_ids or ["-"])
                 pipe.hmget(static, cohort_ids or ["-"])
-                (token, secret, mapping), flag_bodies, cohort_bodies, members = await pipe.execute()
+                (token, secret, mapping, matching), flag_bodies, cohort_bodies, members = await pipe.execute()
         if token is None:
             return None
         seq = {(e.entity_type, e.entity_id): e.seq for e in entries}
@@ -380,6 +387,7 @@ class RedisFlagStore:
                     "api_token": _text(token),
                     "secret_token_hash": _text(secret or b""),
                     "group_type_mapping": _decode(mapping or b"{}"),
+                    "property_matching_version": int(matching or b"1"),
                 }
                 rows.append(_row(project_id, "project", project_id, e.seq, payload))
         return rows
@@ -411,6 +419,7 @@ class RedisFlagStore:
                     api_token=_text(meta[b"api_token"]),
                     secret_token_hash=_text(meta.get(b"secret_token_hash", b"")),
                     group_type_mapping=_decode(meta.get(b"group_type_mapping", b"{}")),
+                    property_matching_version=int(meta.get(b"property_matching_version", b"1")),
                     version=int(meta.get(b"seq", b"0")),
                     flags=sorted(live_flags, key=lambda f: int(f["id"])),
                     cohorts=sorted(live_cohorts, key=lambda c: int(c["id"])),

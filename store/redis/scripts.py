@@ -11,7 +11,7 @@ __all__ = ["APPLY", "COMMIT", "FINISH_RESYNC", "PUBLISH_ONE", "REPLACE"]
 
 # KEYS: meta, versions, target hash (flags | cohorts | meta), static
 # ARGV: seq, kind, entity id, version, body JSON, members JSON ('' = unchanged), deleted ('1'|'0'),
-#       api_token, secret_token_hash, group_type_mapping JSON
+#       api_token, secret_token_hash, group_type_mapping JSON, property_matching_version
 APPLY = """
 local seq = tonumber(ARGV[1])
 if seq <= tonumber(redis.call('HGET', KEYS[1], 'seq') or '0') then return 0 end
@@ -21,7 +21,8 @@ if tonumber(ARGV[4]) <= tonumber(redis.call('HGET', KEYS[2], field) or '-1') the
 redis.call('HSET', KEYS[2], field, ARGV[4])
 if ARGV[2] == 'project' then
   redis.call('HSET', KEYS[1], 'api_token', ARGV[8], 'secret_token_hash', ARGV[9],
-             'group_type_mapping', ARGV[10], 'project_version', ARGV[4])
+             'group_type_mapping', ARGV[10], 'project_version', ARGV[4],
+             'property_matching_version', ARGV[11])
   return 1
 end
 redis.call('HSET', KEYS[3], ARGV[3], ARGV[5])
@@ -34,7 +35,7 @@ return 1
 
 # KEYS: meta, versions, flags, cohorts, static
 # ARGV: seq, api_token, secret_token_hash, group_type_mapping JSON, n flags, (id, version, JSON)*,
-#       n cohorts, (id, version, JSON)*, n static, (id, members JSON)*
+#       n cohorts, (id, version, JSON)*, n static, (id, members JSON)*, property_matching_version
 REPLACE = """
 if tonumber(ARGV[1]) < tonumber(redis.call('HGET', KEYS[1], 'seq') or '0') then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
@@ -56,6 +57,7 @@ for _ = 1, n do
   redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1])
   i = i + 2
 end
+redis.call('HSET', KEYS[1], 'property_matching_version', ARGV[i])
 return 1
 """
 

@@ -13,7 +13,25 @@ project lock, ``CAST(x AS type)``. ``sqlite_text`` rewrites that text for SQLite
 
 Arguments and rows differ too (``Dialect``): PostgreSQL takes and returns JSON through the connection's codec
 and native booleans/timestamps; SQLite stores JSON as text, booleans as 0/1 and timestamps as ISO-8601 text
-(``decode_row``). What a unique violation looks like is the last difference.
+(``decode_row``). What a unique violation looks like is another difference.
+
+The schema is written once too, as the PostgreSQL migrations (``store/sql/migrations``); ``sqlite_ddl`` turns
+a migration into SQLite statements:
+
+| PostgreSQL                                   | SQLite                                | why               |
+| -------------------------------------------- | ------------------------------------- | ----------------- |
+| ``bigserial``/``bigint PRIMARY KEY``         | ``INTEGER PRIMARY KEY AUTOINCREMENT`` | rowid, not reused |
+| ``bigint``, ``integer``, ``smallint``        | ``INTEGER``                           |                   |
+| ``boolean``, ``DEFAULT true``/``false``      | ``INTEGER``, ``DEFAULT 1``/``0``      | booleans are 0/1  |
+| ``text``, ``jsonb``, ``timestamptz``         | ``TEXT``                              | JSON, ISO-8601    |
+| ``DEFAULT '{}'::jsonb``                      | ``DEFAULT '{}'``                      |                   |
+| ``DEFAULT now()``                            | (dropped)                             | INSERTs set them  |
+| ``CREATE TABLE``/``INDEX``                   | ``... IF NOT EXISTS``                 | see ``upgrade``   |
+| ``CREATE SEQUENCE``/``FUNCTION``/``TRIGGER`` | (dropped)                             | see below         |
+
+The dropped PostgreSQL objects assign change_log seqs in commit order and NOTIFY the syncer; SQLite has one
+writer (AUTOINCREMENT is commit order) and the embedded backend rebuilds its catalog after each commit.
+``store.sql.sqlite_schema.upgrade`` says which statements a file of a given version runs.
 """
 
 from __future__ import annotations
@@ -40,11 +58,13 @@ __all__ = [
     "Dialect",
     "decode_row",
     "now",
+    "sqlite_ddl",
     "sqlite_text",
 ]
 
 PROJECT_COLUMNS = (
-    "id, name, api_token, secret_token_hash, group_type_mapping, version, created_at, created_by"
+    "id, name, api_token, secret_token_hash, group_type_mapping, property_matching_version, version,"
+    " created_at, created_by"
 )
 FLAG_COLUMNS = (
     "id, project_id, key, name, filters, active, deleted, bucketing, ensure_experience_continuity, version,"
@@ -69,6 +89,35 @@ _REWRITES = (
     (re.compile(r"\bnow\(\)"), "flagd_now()"),
     (re.compile(r" FOR UPDATE\b"), ""),
 )
+
+
+# A statement: text up to a ``;`` that is not inside a ``$$ ... $$`` function body.
+_STATEMENT = re.compile(r"(?:\$\$.*?\$\$|[^;$]|\$(?!\$))+", re.DOTALL)
+_COMMENT = re.compile(r"--[^\n]*")
+_POSTGRES_ONLY = re.compile(r"CREATE (?:SEQUENCE|FUNCTION|TRIGGER)\b")
+_DDL_REWRITES = (
+    (re.compile(r"::jsonb\b"), ""),
+    (re.compile(r"\b(?:bigserial|bigint) PRIMARY KEY\b"), "INTEGER PRIMARY KEY AUTOINCREMENT"),
+    (re.compile(r"\b(?:bigint|integer|smallint|boolean)\b"), "INTEGER"),
+    (re.compile(r"\b(?:text|jsonb|timestamptz)\b"), "TEXT"),
+    (re.compile(r" DEFAULT now\(\)"), ""),
+    (re.compile(r"\bDEFAULT true\b"), "DEFAULT 1"),
+    (re.compile(r"\bDEFAULT false\b"), "DEFAULT 0"),
+    (re.compile(r"\bCREATE (TABLE|INDEX|UNIQUE INDEX) "), r"CREATE \1 IF NOT EXISTS "),
+)
+
+
+def sqlite_ddl(migration: str) -> list[str]:
+    """A PostgreSQL migration's statements as SQLite runs them (the second table in the module docstring)."""
+    statements = []
+    for match in _STATEMENT.finditer(_COMMENT.sub("", migration)):
+        statement = " ".join(match.group().split())
+        if not statement or _POSTGRES_ONLY.match(statement):
+            continue
+        for pattern, replacement in _DDL_REWRITES:
+            statement = pattern.sub(replacement, statement)
+        statements.append(statement)
+    return statements
 
 
 @lru_cache(maxsize=256)

@@ -1,6 +1,6 @@
 """The admin write operations, written once over ``store.sql.transaction.Transaction``.
 
-``WriteOperations`` implements every write method of ``store.protocols.AdminRepository``. A backend
+``WriteOperations`` implements every write method of ``store.sql.repository.AdminRepository``. A backend
 (``store.sql.postgres`` on asyncpg, ``store.sql.sqlite`` on sqlite3) supplies ``_transaction()``: an async
 context manager yielding a ``Transaction`` (``store.sql.transaction``) whose statements commit together or not
 at all. The rules (``store.sql.writes``), the order of steps and what goes into the audit and change logs are
@@ -96,6 +96,9 @@ class WriteOperations:
         secret_token: str | None = None,
         only_if_first: bool = False,
     ) -> NewProject:
+        """Create a project; tokens are generated unless given (bootstrap makes them deterministic).
+        ``only_if_first``: ``Conflict`` when any project exists, decided atomically (bootstrap on several
+        nodes at once creates one default project)."""
         writes.check_project_fields(name=name)
         secret = secret_token or tokens.new_project_secret()
         async with self._transaction() as tx:
@@ -114,8 +117,15 @@ class WriteOperations:
         actor: str,
         name: str | None = None,
         group_type_mapping: Mapping[str, str] | None = None,
+        property_matching_version: int | None = None,
     ) -> Project:
-        mapping = writes.check_project_fields(name=name, group_type_mapping=group_type_mapping)
+        """Rename a project, replace its group type mapping or set its property matching version (1 or 2)
+        (a change-log event: nodes recompile)."""
+        mapping = writes.check_project_fields(
+            name=name,
+            group_type_mapping=group_type_mapping,
+            property_matching_version=property_matching_version,
+        )
         async with self._transaction() as tx:
             before = await self._project(tx, project_id)
             after = await tx.update_project(
@@ -124,12 +134,16 @@ class WriteOperations:
                 group_type_mapping=before.group_type_mapping if mapping is None else mapping,
                 secret_token_hash=before.secret_token_hash,
                 expected_version=before.version,
+                property_matching_version=before.property_matching_version
+                if property_matching_version is None
+                else property_matching_version,
             )
             assert after is not None  # the row is locked: its version cannot have moved
             await self._project_changed(tx, "project.updated", actor, before, after)
         return after.record()
 
     async def rotate_project_secret(self, project_id: int, *, actor: str) -> str:
+        """Issue a new local-evaluation secret (returned raw, once); the old one stops working."""
         secret = tokens.new_project_secret()
         async with self._transaction() as tx:
             before = await self._project(tx, project_id)
@@ -139,6 +153,7 @@ class WriteOperations:
                 group_type_mapping=before.group_type_mapping,
                 secret_token_hash=tokens.hash_secret(secret),
                 expected_version=before.version,
+                property_matching_version=before.property_matching_version,
             )
             assert after is not None
             await self._project_changed(tx, "project.secret_rotated", actor, before, after)
@@ -148,6 +163,7 @@ class WriteOperations:
     async def create_api_key(
         self, *, label: str, scope: Scope, project_id: int | None, actor: str, raw_key: str | None = None
     ) -> NewApiKey:
+        """Create a personal API key (stored hashed). ``project_id=None`` reaches every project."""
         writes.validate_api_key_fields(label=label, scope=scope)
         raw = raw_key or tokens.new_api_key()
         async with self._transaction() as tx:
@@ -224,6 +240,7 @@ class WriteOperations:
         return _require_live(current, "flag", flag_id, project_id, expected_version)
 
     async def create_flag(self, project_id: int, data: Mapping[str, Any], *, actor: str) -> FlagRecord:
+        """``data`` is PostHog-shaped: key, name, filters, active, bucketing, ensure_experience_continuity."""
         values = writes.flag_values(data)
         async with self._transaction() as tx:
             project = await self._project(tx, project_id)
@@ -248,6 +265,7 @@ class WriteOperations:
         actor: str,
         expected_version: int | None = None,
     ) -> FlagRecord:
+        """Partial update; ``Conflict`` (with the current version) when ``expected_version`` is stale."""
         async with self._transaction() as tx:
             project = await self._project(tx, project_id)
             current = await self._live_flag(tx, project_id, flag_id, expected_version)
@@ -281,6 +299,7 @@ class WriteOperations:
     async def delete_flag(
         self, project_id: int, flag_id: int, *, actor: str, expected_version: int | None = None
     ) -> FlagRecord:
+        """Soft delete; the record comes back with ``deleted=True`` and a new version."""
         async with self._transaction() as tx:
             await self._project(tx, project_id)
             current = await self._live_flag(tx, project_id, flag_id, expected_version)
@@ -327,6 +346,7 @@ class WriteOperations:
         return _require_live(current, "cohort", cohort_id, project_id, expected_version)
 
     async def create_cohort(self, project_id: int, data: Mapping[str, Any], *, actor: str) -> CohortRecord:
+        """``data``: name, description, filters, is_static, and for static cohorts ``members`` (ids)."""
         values = writes.cohort_values(data)
         async with self._transaction() as tx:
             await self._project(tx, project_id)

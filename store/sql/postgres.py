@@ -18,10 +18,10 @@ import asyncpg  # type: ignore[import-untyped]  # no stubs shipped; pyproject ha
 import msgspec
 
 from store.errors import StoreError, StoreTimeout, StoreUnavailable
-from store.protocols import AdminRepository, ChangeSource
+from store.protocols import ChangeSource
 from store.sql.dialect import POSTGRES, Dialect
-from store.sql.operations import WriteOperations
-from store.sql.reads import Query, SqlReads
+from store.sql.reads import Query
+from store.sql.repository import AdminRepository
 from store.sql.transaction import Transaction
 
 __all__ = ["PostgresRepository"]
@@ -59,7 +59,7 @@ def _translate(exc: BaseException) -> StoreError | None:
     return None
 
 
-class PostgresRepository(SqlReads, WriteOperations):
+class PostgresRepository(AdminRepository):
     """``AdminRepository`` on PostgreSQL. Build with ``await PostgresRepository.connect(dsn)``."""
 
     dialect: Dialect = POSTGRES
@@ -156,7 +156,7 @@ class _PgConnection:
         await self._conn.copy_records_to_table(table, records=rows, columns=list(columns))
 
 
-if TYPE_CHECKING:  # mypy proves the class satisfies both protocols
+if TYPE_CHECKING:  # mypy proves the class satisfies the protocol
 
-    def _conforms(repository: PostgresRepository) -> tuple[AdminRepository, ChangeSource]:
-        return repository, repository
+    def _conforms(repository: PostgresRepository) -> ChangeSource:
+        return repository

@@ -64,6 +64,7 @@ class SqlReads(ABC):
 
     # Projects -------------------------------------------------------------------------------------------
     async def get_project(self, project_id: int) -> Project:
+        """Raise ``NotFound`` when absent."""
         row = await self._one(f"SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1", project_id)
         if row is None:
             raise NotFound(f"project {project_id} not found")
@@ -74,6 +75,7 @@ class SqlReads(ABC):
         return [ProjectRow(**r).record() for r in rows]
 
     async def get_project_by_token(self, api_token: str) -> Project:
+        """The project with this public token; ``NotFound`` when none."""
         row = await self._one(f"SELECT {PROJECT_COLUMNS} FROM projects WHERE api_token = $1", api_token)
         if row is None:
             raise NotFound("no project with this token")
@@ -90,6 +92,7 @@ class SqlReads(ABC):
         return [ApiKey(**r) for r in rows]
 
     async def authenticate(self, raw_key: str) -> ApiKey | None:
+        """The live key whose hash matches, or None."""
         row = await self._one(
             f"SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
             hash_secret(raw_key),
@@ -106,6 +109,7 @@ class SqlReads(ABC):
         offset: int = 0,
         include_deleted: bool = False,
     ) -> Page[FlagRecord]:
+        """Flags ordered by id; ``search`` matches key or name, case-insensitively."""
         where = (
             "project_id = $1 AND ($2 OR NOT deleted)"
             " AND (CAST($3 AS text) IS NULL OR key ILIKE $3 OR name ILIKE $3)"
@@ -139,7 +143,7 @@ class SqlReads(ABC):
         )
 
     async def cohort_members(self, project_id: int, cohort_id: int) -> list[str]:
-        """A static cohort's distinct ids, sorted."""
+        """A live static cohort's distinct ids, sorted (``NotFound`` when the cohort is absent or deleted)."""
         await self.get_cohort(project_id, cohort_id)
         rows = await self._all(
             "SELECT distinct_id FROM cohort_members WHERE cohort_id = $1 ORDER BY distinct_id", cohort_id
@@ -156,6 +160,7 @@ class SqlReads(ABC):
         limit: int = 100,
         offset: int = 0,
     ) -> Page[AuditEntry]:
+        """Newest first."""
         where = (
             "project_id = $1 AND (CAST($2 AS text) IS NULL OR entity_type = $2)"
             " AND (CAST($3 AS bigint) IS NULL OR entity_id = $3)"
@@ -206,6 +211,7 @@ class SqlReads(ABC):
             [
                 (
                     "SELECT p.id AS project_id, p.api_token, p.secret_token_hash, p.group_type_mapping,"
+                    " p.property_matching_version,"
                     " COALESCE((SELECT max(seq) FROM change_log c WHERE c.project_id = p.id), 0) AS version"
                     " FROM projects p WHERE (CAST($1 AS bigint) IS NULL OR p.id = $1) ORDER BY p.id",
                     args,

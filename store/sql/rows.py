@@ -32,6 +32,7 @@ class ProjectRow(msgspec.Struct, frozen=True):
     version: int
     created_at: datetime
     created_by: str
+    property_matching_version: int = 1
 
     def record(self) -> Project:
         return Project(
@@ -41,6 +42,7 @@ class ProjectRow(msgspec.Struct, frozen=True):
             group_type_mapping=self.group_type_mapping,
             created_at=self.created_at,
             created_by=self.created_by,
+            property_matching_version=self.property_matching_version,
         )
 
     def payload(self) -> dict[str, Any]:
@@ -50,6 +52,7 @@ class ProjectRow(msgspec.Struct, frozen=True):
             "api_token": self.api_token,
             "secret_token_hash": self.secret_token_hash,
             "group_type_mapping": self.group_type_mapping,
+            "property_matching_version": self.property_matching_version,
             "version": self.version,
         }
 
@@ -60,6 +63,7 @@ class ProjectRow(msgspec.Struct, frozen=True):
             "name": self.name,
             "api_token": self.api_token,
             "group_type_mapping": self.group_type_mapping,
+            "property_matching_version": self.property_matching_version,
             "version": self.version,
         }
 

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from store.errors import StoreError, StoreTimeout, StoreUnavailable
-from store.protocols import AdminRepository, ChangeSource
+from store.protocols import ChangeSource
 from store.sql.dialect import SQLITE, Clock, Dialect, decode_row, sqlite_text
-from store.sql.operations import WriteOperations
-from store.sql.reads import Query, SqlReads
-from store.sql.sqlite_schema import PRAGMAS, SCHEMA, SCHEMA_VERSION
+from store.sql.reads import Query
+from store.sql.repository import AdminRepository
+from store.sql.sqlite_schema import PRAGMAS, SCHEMA_VERSION, upgrade
 from store.sql.transaction import Transaction
 
 __all__ = ["OnCommit", "SqliteRepository"]
@@ -65,11 +65,11 @@ def _connect(path: str, clock: Clock) -> sqlite3.Connection:
         conn.close()
         raise StoreError(f"{path} has schema version {version}, newer than this flagd ({SCHEMA_VERSION})")
     if version < SCHEMA_VERSION:
-        conn.executescript(f"BEGIN; {SCHEMA}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        conn.executescript(upgrade(version))
     return conn
 
 
-class SqliteRepository(SqlReads, WriteOperations):
+class SqliteRepository(AdminRepository):
     """``AdminRepository`` on a SQLite file. Build with ``await SqliteRepository.open(path)``."""
 
     dialect: Dialect = SQLITE
@@ -192,7 +192,7 @@ class _SqliteConnection:
         await self._run(lambda: self._conn.executemany(sql, rows))
 
 
-if TYPE_CHECKING:  # mypy proves the class satisfies both protocols
+if TYPE_CHECKING:  # mypy proves the class satisfies the protocol
 
-    def _conforms(repository: SqliteRepository) -> tuple[AdminRepository, ChangeSource]:
-        return repository, repository
+    def _conforms(repository: SqliteRepository) -> ChangeSource:
+        return repository

@@ -102,16 +102,18 @@ class Transaction:
         group_type_mapping: Mapping[str, str],
         secret_token_hash: str,
         expected_version: int,
+        property_matching_version: int = 1,
     ) -> ProjectRow | None:
         row = await self._db.one(
             "UPDATE projects SET name = $2, group_type_mapping = $3, secret_token_hash = $4,"
-            " version = version + 1"
+            " property_matching_version = $6, version = version + 1"
             f" WHERE id = $1 AND version = $5 RETURNING {PROJECT_COLUMNS}",
             project_id,
             name,
             self._json(dict(group_type_mapping)),
             secret_token_hash,
             expected_version,
+            property_matching_version,
         )
         return None if row is None else ProjectRow(**row)
 

@@ -53,7 +53,16 @@ MAX_MEMBER_ID: Final = 400
 MAX_STATIC_MEMBERS: Final = 50_000
 BUCKETINGS: Final = ("murmur3", "posthog")
 GROUP_TYPE_INDEXES: Final = frozenset({"0", "1", "2", "3", "4"})  # PostHog's five group types, canonical
-FLAG_FIELDS: Final = ("key", "name", "filters", "active", "bucketing", "ensure_experience_continuity")
+FLAG_FIELDS: Final = (
+    "key",
+    "name",
+    "filters",
+    "active",
+    "bucketing",
+    "ensure_experience_continuity",
+    "bucketing_identifier",
+)
+BUCKETING_IDENTIFIERS: Final = ("distinct_id", "device_id")
 COHORT_FIELDS: Final = ("name", "description", "filters", "is_static", "members")
 _json_encoder = msgspec.json.Encoder()
 
@@ -81,6 +90,7 @@ class FlagValues(msgspec.Struct, frozen=True):
             "version": version,
             "bucketing": self.bucketing,
             "ensure_experience_continuity": self.ensure_experience_continuity,
+            "bucketing_identifier": self.filters.get("bucketing_identifier"),
         }
 
 
@@ -130,6 +140,28 @@ def _object(value: Any, path: str, issues: list[Issue]) -> dict[str, Any]:
 def _raise(issues: list[Issue]) -> None:
     if issues:
         raise ValidationFailed(issues)
+
+
+def _bucketing_identifier(
+    data: Mapping[str, Any], filters: dict[str, Any], current: FlagRecord | None, issues: list[Issue]
+) -> dict[str, Any]:
+    """The flag's top-level ``bucketing_identifier`` (PostHog's field: ``distinct_id``, the default, or
+    ``device_id``), kept in ``filters`` -- where PostHog's Python SDK also reads it -- so storing it needs no
+    schema change. Given top-level it wins; a PATCH of ``filters`` alone keeps the current one."""
+    if "bucketing_identifier" in data:
+        identifier = data["bucketing_identifier"]
+        path = "bucketing_identifier"
+    elif "filters" in data and "bucketing_identifier" in filters:
+        identifier = filters["bucketing_identifier"]
+        path = "filters.bucketing_identifier"
+    else:
+        identifier = current.filters.get("bucketing_identifier") if current is not None else None
+        path = ""
+    if identifier is not None and identifier not in BUCKETING_IDENTIFIERS:
+        issues.append(Issue(path, f"must be null or one of {', '.join(BUCKETING_IDENTIFIERS)}"))
+        identifier = None
+    rest = {k: v for k, v in filters.items() if k != "bucketing_identifier"}
+    return {**rest, "bucketing_identifier": identifier} if identifier is not None else rest
 
 
 def _flag_filters(filters: dict[str, Any], issues: list[Issue]) -> dict[str, Any]:
@@ -184,6 +216,7 @@ def flag_values(data: Mapping[str, Any], *, current: FlagRecord | None = None) -
     filters = _object(given("filters", {}), "filters", issues)
     if "filters" in data:
         filters = _flag_filters(filters, issues)
+    filters = _bucketing_identifier(data, filters, current, issues)
     active = _flag(given("active", True), "active", issues)
     bucketing = given("bucketing", "murmur3")
     if bucketing not in BUCKETINGS:
@@ -341,10 +374,15 @@ def check_cohort(values: CohortValues, *, cohort_id: int, cohort_ids: Collection
 
 
 def check_project_fields(
-    *, name: str | None = None, group_type_mapping: object = None
+    *, name: str | None = None, group_type_mapping: object = None, property_matching_version: object = None
 ) -> dict[str, str] | None:
-    """Check a project name and/or group type mapping (``{"0": "company"}``: indexes 0-4, unique names)."""
+    """Check a project name, group type mapping (``{"0": "company"}``: indexes 0-4, unique names) and/or
+    property matching version (1 or 2)."""
     issues: list[Issue] = []
+    if property_matching_version is not None and (
+        isinstance(property_matching_version, bool) or property_matching_version not in (1, 2)
+    ):
+        issues.append(Issue("property_matching_version", "must be 1 or 2"))
     if name is not None:
         _text(name, "name", issues, max_len=200, required=True)
     mapping: dict[str, str] | None = None

@@ -86,6 +86,7 @@ def project_fingerprint(data: ProjectData | None) -> Any:
         data.api_token,
         data.secret_token_hash,
         data.group_type_mapping,
+        data.property_matching_version,
         flags,
         cohorts,
         members,

@@ -29,6 +29,14 @@ json_values = st.recursive(
     max_leaves=12,
 )
 
+# What exact/is_not compare by truthiness under property_matching_version 1, and the values that test it.
+boolean_like = st.one_of(
+    st.booleans(),
+    st.sampled_from(["true", "false", "TRUE", "False", "yes", "no", "0", "1", ""]),
+    st.integers(-2, 2),
+    st.lists(st.booleans() | st.sampled_from(["true", "false", "True"]), max_size=3),
+)
+
 properties = st.dictionaries(KEYS | st.text(max_size=8), json_values, max_size=6)
 
 

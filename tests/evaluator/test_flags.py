@@ -118,6 +118,26 @@ def test_device_id_bucketing() -> None:
         assert snapshot.evaluate(ctx)["gradual"].enabled is expected
 
 
+def test_device_id_falls_back_to_the_person_property() -> None:
+    """Without a device id in the request, a device-bucketed flag hashes the ``$device_id`` person property,
+    as PostHog does, so the same device gets the same answer both ways."""
+    snapshot = compile_flags([_rollout_flag(50, bucketing_identifier="device_id")])
+    for n in range(50):
+        direct = snapshot.evaluate(Context("u", device_id=f"device-{n}"))["gradual"]
+        fallback = snapshot.evaluate(Context(f"other-{n}", {"$device_id": f"device-{n}"}))["gradual"]
+        assert fallback.enabled is direct.enabled
+
+
+def test_device_bucketing_without_a_device_id_skips_person_conditions() -> None:
+    """No device id at all: every person condition is skipped as out of rollout (PostHog's server rule),
+    whatever the distinct id."""
+    snapshot = compile_flags([_rollout_flag(100, bucketing_identifier="device_id")])
+    for user in ("a", "b", "c"):
+        decision = snapshot.evaluate(Context(user))["gradual"]
+        assert (decision.enabled, decision.reason) == (False, "out_of_rollout_bound")
+    assert snapshot.evaluate(Context("a", device_id="d1"))["gradual"].enabled
+
+
 def test_conditions_may_aggregate_on_different_groups() -> None:
     """Mixed targeting: each condition reads and buckets on its own group (or the person); a condition
     whose group is absent reports no_group_type when nothing matches."""

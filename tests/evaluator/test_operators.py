@@ -77,3 +77,85 @@ def test_group_filter_reads_the_named_groups_properties() -> None:
     gold = Context("u", groups={"company": "acme"}, group_properties={"company": {"tier": "gold"}})
     assert snapshot.evaluate(gold)["case-flag"].enabled
     assert not snapshot.evaluate(Context("u", {"tier": "gold"}))["case-flag"].enabled
+
+
+@pytest.mark.parametrize(
+    ("value", "v1", "v2"),
+    [(0, True, False), (1, True, False), ("no", True, False), (False, True, True), ("FALSE", True, True),
+     (True, False, False), ("true", False, False), ([False], True, False)],
+)  # fmt: skip
+def test_exact_on_booleans_follows_the_property_matching_version(value: Any, v1: bool, v2: bool) -> None:
+    """``beta exact false``: version 1 (default) compares truthiness, so 0, 1 and "no" match; version 2
+    compares text, so only false-like text does."""
+    flag = {
+        "id": 1,
+        "key": "beta-off",
+        "filters": {"groups": [{"properties": [{"key": "beta", "value": False, "operator": "exact"}]}]},
+    }
+    for version, expected in ((1, v1), (2, v2)):
+        snapshot = compile_flags([flag], property_matching_version=version)
+        assert snapshot.property_matching_version == version
+        assert snapshot.evaluate(Context("u", {"beta": value}))["beta-off"].enabled is expected
+
+
+def test_empty_list_exact_matches_truthy_values_in_both_versions() -> None:
+    """``exact []`` matches a truthy property (true, "true") and nothing else, under both versions."""
+    flag = {"id": 1, "key": "e", "filters": {"groups": [{"properties": [{"key": "b", "value": []}]}]}}
+    for version in (1, 2):
+        snapshot = compile_flags([flag], property_matching_version=version)
+        got = [snapshot.evaluate(Context("u", {"b": v}))["e"].enabled for v in (True, "TRUE", "x", 1, False)]
+        assert got == [True, True, False, False, False]
+
+
+def test_an_unknown_property_matching_version_is_refused() -> None:
+    """Only versions 1 and 2 exist; compiling with another is a caller error."""
+    with pytest.raises(ValueError, match="property_matching_version"):
+        compile_flags([], property_matching_version=3)
+
+
+@pytest.mark.parametrize(
+    ("signup", "before"),
+    [("June 1, 2023", True), ("2023/05/01", True), ("Wed, 02 Jun 2021 06:31:39 GMT", True),
+     ("2023-12-31 18:00:00 PST", False), ("01/15/2024", False), (1_700_000_000, True), ("1704067199", True),
+     ("1704067200", False), ("4:00pm", False), ("not a date", False)],
+)  # fmt: skip
+def test_dates_are_read_as_posthogs_server_reads_them(signup: Any, before: bool) -> None:
+    """``is_date_before 2024-01-01`` holds for non-ISO dates the server parses ("June 1, 2023", "2023/05/01",
+    RFC 2822, US zones) and for epoch seconds (numbers or numeric strings); a string without a full date
+    (a bare time) or no date at all never matches."""
+    flag = {
+        "id": 1,
+        "key": "early",
+        "filters": {
+            "groups": [
+                {"properties": [{"key": "signup", "operator": "is_date_before", "value": "2024-01-01"}]}
+            ]
+        },
+    }
+    snapshot = compile_flags([flag])
+    assert snapshot.evaluate(Context("u", {"signup": signup}))["early"].enabled is before
+
+
+def test_a_non_iso_date_filter_works_remotely_but_is_not_offered_to_sdks() -> None:
+    """A filter value like "June 1, 2023" evaluates on flagd, but SDKs read it each their own way, so the flag
+    stays out of local evaluation; ISO and relative filter values stay in."""
+
+    def flag(key: str, value: Any) -> dict[str, Any]:
+        prop = {"key": "signup", "operator": "is_date_after", "value": value}
+        return {
+            "id": len(key),
+            "key": key,
+            "bucketing": "posthog",
+            "filters": {"groups": [{"properties": [prop]}]},
+        }
+
+    snapshot = compile_flags(
+        [
+            flag("prose", "June 1, 2023"),
+            flag("epoch", 1685577600),
+            flag("iso", "2023-06-01"),
+            flag("rel", "-7d"),
+        ]
+    )
+    assert snapshot.evaluate(Context("u", {"signup": "2023-07-01"}))["prose"].enabled
+    assert snapshot.sdk_reproducible == {"iso", "rel"}

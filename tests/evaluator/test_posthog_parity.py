@@ -1,8 +1,9 @@
 """Local-evaluation parity: for flags in ``sdk_reproducible``, whenever PostHog's own Python SDK can decide a
 flag locally, it decides exactly what flagd decides remotely (enabled and variant).
 
-Flags that could diverge are kept out of ``sdk_reproducible`` by the engine (``exact`` on "true"/"false",
-which SDKs compare by truthiness; ``negation`` on a flag's own filters; operators SDKs lack). Divergences
+Both ``property_matching_version`` values are exercised, with numbers, bools and boolean-like strings (and
+lists of them) on both sides of ``exact`` / ``is_not``. Flags that could diverge are kept out of
+``sdk_reproducible`` by the engine (``negation`` on a flag's own filters; operators SDKs lack). Divergences
 outside flagd's control are kept out of the generated data: floats whose JSON text the SDK formats
 differently (``1e-07``), regex syntax the two engines read differently, integers too large for a float.
 """
@@ -16,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from evaluator import Context, compile_flags
+from tests.evaluator.strategies import boolean_like
 
 feature_flags = pytest.importorskip("posthog.feature_flags")
 
@@ -37,7 +39,7 @@ values = st.one_of(
     st.sampled_from(["1.2.3", "1.2", "2", "0.9.1", "1.10.0", "1.*", "1.2.*"]),
     st.sampled_from([r"^pro$", r"acme\.io", r"[0-9]+", "p.o"]),
 )
-prop_values = st.one_of(values, st.none(), st.lists(text, max_size=2))
+prop_values = st.one_of(values, st.none(), st.lists(text, max_size=2), boolean_like)
 
 
 @st.composite
@@ -49,7 +51,7 @@ def flag(draw: st.DrawFn) -> dict[str, Any]:
             filter_ = {
                 "key": draw(st.sampled_from(KEYS)),
                 "operator": draw(st.sampled_from(SDK_OPERATORS)),
-                "value": draw(values | st.lists(text, min_size=1, max_size=3)),
+                "value": draw(values | st.lists(text, min_size=1, max_size=3) | boolean_like),
                 "type": "person",
             }
             if draw(st.integers(0, 4)) == 0:
@@ -97,12 +99,14 @@ PROPERTY_KEYS = st.sampled_from([*KEYS, "$feature_enrollment/parity"])
     definition=flag(),
     props=st.dictionaries(PROPERTY_KEYS, prop_values | st.booleans(), max_size=4),
     user=st.text(max_size=6),
+    version=st.sampled_from([1, 2]),
 )
 def test_sdk_and_flagd_agree_whenever_the_sdk_can_decide(
-    definition: dict[str, Any], props: dict[str, Any], user: str
+    definition: dict[str, Any], props: dict[str, Any], user: str, version: int
 ) -> None:
-    """Same flag, same person: PostHog's local evaluator and flagd give the same value."""
-    snapshot = compile_flags([definition], cohorts=COHORTS)
+    """Same flag, same person, same property matching version: PostHog's local evaluator and flagd give
+    the same value."""
+    snapshot = compile_flags([definition], cohorts=COHORTS, property_matching_version=version)
     if "parity" not in snapshot.sdk_reproducible:
         return
     try:
@@ -114,6 +118,7 @@ def test_sdk_and_flagd_agree_whenever_the_sdk_can_decide(
             flags_by_key={},
             evaluation_cache={},
             bucketing_value=user,
+            property_matching_version=version,
         )
     except (feature_flags.InconclusiveMatchError, feature_flags.RequiresServerEvaluation):
         return

@@ -67,22 +67,24 @@ def test_validate_never_raises_and_agrees_with_compile(definition: dict[str, Any
         assert snapshot.evaluate(Context("u"))["flag-0"].error is None
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     operator=st.sampled_from(["exact", "icontains", "gt", "gte", "lt", "lte"]),
-    expected=gen.json_values,
+    expected=gen.json_values | gen.boolean_like,
     props=gen.properties,
+    version=st.sampled_from([1, 2]),
 )
 def test_fused_checks_agree_with_the_generic_path(
-    operator: str, expected: Any, props: dict[str, Any]
+    operator: str, expected: Any, props: dict[str, Any], version: int
 ) -> None:
-    """The hot path's fused checks answer exactly like the generic operator path (negated twice)."""
-    fused = fused_check(operator, expected, "plan", MISSING)
+    """The hot path's fused checks answer exactly like the generic operator path (negated twice), under
+    both property matching versions."""
+    fused = fused_check(operator, expected, "plan", MISSING, version)
     if fused is None:
         return
     problems = Problems()
     raw = {"key": "plan", "operator": operator, "value": expected, "negation": True}
-    negated = compile_filter(raw, "f", problems, _NoScope(), FilterContext(None))
+    negated = compile_filter(raw, "f", problems, _NoScope(version), FilterContext(None))
     if problems or isinstance(negated.check, bool):
         return
     ctx = Context("u", props)
@@ -92,6 +94,9 @@ def test_fused_checks_agree_with_the_generic_path(
 class _NoScope:
     clock = staticmethod(lambda: 0.0)
     group_type_mapping: dict[str, str] = {}  # noqa: RUF012
+
+    def __init__(self, property_matching_version: int = 1) -> None:
+        self.property_matching_version = property_matching_version
 
     def cohort(self, *args: Any) -> Any:
         raise AssertionError("no cohorts here")

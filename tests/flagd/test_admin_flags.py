@@ -320,6 +320,52 @@ def test_following_next_links_visits_every_flag_once(
     asyncio.run(run())
 
 
+async def test_bucketing_identifier_is_accepted_kept_and_evaluated(admin: Admin) -> None:
+    """A top-level ``bucketing_identifier: "device_id"`` is stored, shown, survives a filters-only PATCH, and
+    makes /flags hash the device id (body ``$device_id``, or the ``$device_id`` person property)."""
+    filters = {"groups": [{"properties": [], "rollout_percentage": 50}]}
+    flag = await admin.create_flag(
+        "by-device", bucketing="posthog", bucketing_identifier="device_id", filters=filters
+    )
+    assert flag["bucketing_identifier"] == "device_id"
+    url = f"{admin.flags_url}{flag['id']}/"
+    patched = await admin.client.patch(url, json={"filters": filters, "version": 1})
+    assert patched.json()["bucketing_identifier"] == "device_id"
+    listed = (await admin.client.get(admin.flags_url)).json()["results"]
+    assert [f["bucketing_identifier"] for f in listed] == ["device_id"]
+    for n in range(20):
+        device = f"device-{n}"
+        answers = {
+            (await admin.evaluate(f"user-{n}-{m}", **{"$device_id": device}))["by-device"]["enabled"]
+            for m in range(3)
+        }
+        by_property = await admin.evaluate(f"x-{n}", person_properties={"$device_id": device})
+        assert answers == {by_property["by-device"]["enabled"]}  # one answer per device, any user
+    nothing = await admin.evaluate("someone")
+    assert nothing["by-device"]["reason"]["code"] == "out_of_rollout_bound"
+
+
+async def test_an_unknown_bucketing_identifier_is_400_naming_the_field(admin: Admin) -> None:
+    """Only distinct_id, device_id or null are accepted; anything else names the field and writes nothing."""
+    response = await admin.client.post(
+        admin.flags_url, json={"key": "bad", "bucketing_identifier": "session_id"}
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["attr"] == "bucketing_identifier"
+    assert await _count(admin) == 0
+
+
+async def test_explain_hashes_the_device_id_of_device_bucketed_flags(admin: Admin) -> None:
+    """Explaining a device-bucketed flag with a ``device_id`` traces the device id as the bucketing id and
+    reaches the same decision /flags gives for that device."""
+    flag = await admin.create_flag("by-device", bucketing="posthog", bucketing_identifier="device_id")
+    url = f"{admin.flags_url}{flag['id']}/explain/"
+    traced = (await admin.client.post(url, json={"distinct_id": "u1", "device_id": "d-7"})).json()
+    assert traced["explanation"]["bucketing_id"] == "d-7"
+    wire = await admin.evaluate("u1", **{"$device_id": "d-7"})
+    assert traced["explanation"]["decision"]["enabled"] == wire["by-device"]["enabled"]
+
+
 @pytest.mark.parametrize(
     ("filters", "path"),
     [

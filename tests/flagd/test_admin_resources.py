@@ -9,7 +9,7 @@ import pytest
 from starlette.routing import Route
 
 from flagd.admin.routes import admin_routes
-from tests.flagd.admin_client import Admin, admin_settings, running_admin
+from tests.flagd.admin_client import ADMIN_KEY, PROJECT_TOKEN, Admin, admin_settings, running_admin
 
 
 @pytest.fixture
@@ -148,3 +148,29 @@ async def test_readyz_reports_the_embedded_catalog(admin: Admin) -> None:
     after = (await admin.client.get("/readyz")).json()
     assert after["version"] > before["version"]
     assert after["projects"] == 1
+
+
+async def test_property_matching_version_is_a_project_setting(admin: Admin) -> None:
+    """PATCH property_matching_version 2 switches ``beta exact false`` from truthiness to text for /flags and
+    publishes 2 in the local-evaluation definitions; 3 is refused naming the field; the default is 1."""
+    url = f"/api/projects/{admin.project_id}/"
+    assert (await admin.client.get(url)).json()["property_matching_version"] == 1
+    filters = {"groups": [{"properties": [{"key": "beta", "value": False}], "rollout_percentage": 100}]}
+    await admin.create_flag("beta-off", filters=filters, bucketing="posthog")
+
+    async def published() -> int:
+        answer = await admin.client.get(
+            f"/flags/definitions?token={PROJECT_TOKEN}", headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+        )
+        version: int = answer.json()["property_matching_version"]
+        return version
+
+    assert (await admin.evaluate(person_properties={"beta": 0}))["beta-off"]["enabled"] is True
+    assert await published() == 1
+    bad = await admin.client.patch(url, json={"property_matching_version": 3})
+    assert (bad.status_code, bad.json()["attr"]) == (400, "property_matching_version")
+    changed = await admin.client.patch(url, json={"property_matching_version": 2})
+    assert changed.json()["property_matching_version"] == 2
+    assert (await admin.evaluate(person_properties={"beta": 0}))["beta-off"]["enabled"] is False
+    assert (await admin.evaluate(person_properties={"beta": "false"}))["beta-off"]["enabled"] is True
+    assert await published() == 2

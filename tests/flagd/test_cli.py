@@ -62,6 +62,13 @@ SOURCE = {
         },
         {"id": 104, "key": "gone", "active": True, "deleted": True, "filters": {"groups": []}},
         {
+            "id": 106,
+            "key": "by-device",
+            "active": True,
+            "bucketing_identifier": "device_id",
+            "filters": {"groups": [{"properties": [], "rollout_percentage": 30}]},
+        },
+        {
             "id": 105,
             "key": "for-companies",
             "active": True,
@@ -116,7 +123,14 @@ def _cohort_ids(db: Path) -> set[str]:
 
 def _comparable(flags: list[dict[str, Any]]) -> dict[str, Any]:
     return {
-        f["key"]: (f["name"], f["active"], f["bucketing"], f["filters"].get("multivariate")) for f in flags
+        f["key"]: (
+            f["name"],
+            f["active"],
+            f["bucketing"],
+            f["filters"].get("multivariate"),
+            f.get("bucketing_identifier"),
+        )
+        for f in flags
     }
 
 
@@ -128,10 +142,11 @@ def test_import_then_export_round_trips(
     source.write_text(json.dumps(SOURCE))
     assert main(["import", str(source)]) == 0
     out = capsys.readouterr().out
-    assert "4 created" in out
+    assert "5 created" in out
     assert "1 skipped" in out
     stored = _flags_in(embedded_env)
-    assert set(stored) == {"base", "needs-base", "pros", "for-companies"}
+    assert set(stored) == {"base", "needs-base", "pros", "for-companies", "by-device"}
+    assert stored["by-device"]["bucketing_identifier"] == "device_id"
     assert {f["bucketing"] for f in stored.values()} == {"posthog"}
     dependency = stored["needs-base"]["filters"]["groups"][0]["properties"][0]
     assert dependency["key"] == "base"  # the source id was rewritten to the key
@@ -276,7 +291,8 @@ def test_import_export_on_postgresql(
     exported = tmp_path / "out.json"
     assert main(["export", "-o", str(exported)]) == 0
     flags = json.loads(exported.read_text())["flags"]
-    assert sorted(f["key"] for f in flags) == ["base", "for-companies", "needs-base", "pros"]
+    assert sorted(f["key"] for f in flags) == ["base", "by-device", "for-companies", "needs-base", "pros"]
+    assert {f["key"]: f["bucketing_identifier"] for f in flags}["by-device"] == "device_id"
 
 
 ROOT = Path(__file__).resolve().parents[2]

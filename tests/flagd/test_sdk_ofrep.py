@@ -8,7 +8,18 @@ from typing import Any
 import pytest
 
 from evaluator import Context
-from tests.flagd.sdk_support import TOKEN_A, TOKEN_B, client, make_app, make_catalog
+from store.catalog import Catalog, build_project_state
+from tests.flagd.sdk_support import (
+    FLAGS_A,
+    SECRET_A,
+    TOKEN_A,
+    TOKEN_B,
+    client,
+    flag,
+    make_app,
+    make_catalog,
+    project_data,
+)
 
 URL = "/ofrep/v1/evaluate/flags"
 
@@ -175,3 +186,33 @@ async def test_context_over_a_limit_is_invalid_context() -> None:
     assert response.status_code == 400
     assert response.json()["errorCode"] == "INVALID_CONTEXT"
     assert "max_properties=2" in response.json()["errorDetails"]
+
+
+async def test_device_id_context_attribute_buckets_device_flags() -> None:
+    """``$device_id`` / ``device_id`` in the OFREP context is what a device-bucketed flag hashes: one answer
+    per device whatever the targeting key, and the same as /flags gives for that device."""
+    flags = [
+        *FLAGS_A,
+        {
+            **flag(9, "by-device", [{"properties": [], "rollout_percentage": 50}]),
+            "bucketing_identifier": "device_id",
+        },
+    ]
+    catalog = Catalog()
+    catalog.replace_all({1: build_project_state(project_data(1, TOKEN_A, SECRET_A, flags))})
+    headers = {"Authorization": f"Bearer {TOKEN_A}"}
+    seen = set()
+    async with client(make_app(catalog)) as http:
+        for n in range(16):
+            answers = set()
+            for attr, user in (("$device_id", "a"), ("device_id", "b"), ("$device_id", "c")):
+                ctx = {"targetingKey": f"{user}-{n}", attr: f"device-{n}"}
+                body = (await http.post(f"{URL}/by-device", json={"context": ctx}, headers=headers)).json()
+                answers.add(body["value"])
+            remote = await http.post(
+                "/flags/?v=2", json={"api_key": TOKEN_A, "distinct_id": "z", "$device_id": f"device-{n}"}
+            )
+            answers.add(remote.json()["flags"]["by-device"]["enabled"])
+            assert len(answers) == 1
+            seen |= answers
+    assert seen == {True, False}  # the rollout really splits devices

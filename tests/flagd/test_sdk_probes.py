@@ -76,6 +76,7 @@ async def test_over_capacity_requests_are_shed_with_503_and_retry_after() -> Non
         assert shed.status_code == 503
         assert shed.headers["retry-after"] == "2"
         assert shed.json()["code"] == "overloaded"
+        assert shed.headers["access-control-allow-origin"] == "*"  # a browser can read it
         ofrep = await http.post(
             "/ofrep/v1/evaluate/flags/always-on",
             headers={"Authorization": f"Bearer {TOKEN_A}"},
@@ -83,7 +84,10 @@ async def test_over_capacity_requests_are_shed_with_503_and_retry_after() -> Non
         )
         assert ofrep.status_code == 429  # what OFREP providers understand as "back off"
         assert ofrep.headers["retry-after"] == "2"
-        assert (await http.get("/healthz")).status_code == 200
+        assert ofrep.headers["access-control-allow-origin"] == "*"
+        healthz = await http.get("/healthz")
+        assert healthz.status_code == 200
+        assert "access-control-allow-origin" not in healthz.headers  # probes are not for browsers
         gate.set()
         sent = await busy
         assert sent[0]["status"] == 200

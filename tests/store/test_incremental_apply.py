@@ -34,6 +34,7 @@ def _comparable(data: ProjectData) -> dict[str, Any]:
         "token": data.api_token,
         "secret": data.secret_token_hash,
         "mapping": data.group_type_mapping,
+        "matching": data.property_matching_version,
         "version": data.version,
         "flags": sorted(data.flags, key=lambda f: f["id"]),
         "cohorts": sorted(data.cohorts, key=lambda c: c["id"]),
@@ -64,7 +65,10 @@ async def _apply(backend: EmbeddedBackend, pid: int, write: tuple[str, str, int]
         elif what == "static_delete" and key in cohorts:
             await repo.delete_cohort(pid, cohorts[key].id, actor="t")
         elif what == "project":
-            await repo.update_project(pid, actor="t", group_type_mapping={"0": f"org{n}"})
+            matching = 1 + n % 2
+            await repo.update_project(
+                pid, actor="t", group_type_mapping={"0": f"org{n}"}, property_matching_version=matching
+            )
     except (Conflict, ValidationFailed):
         pass  # refused writes change nothing; the comparison below still has to hold
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from store.errors import StoreUnavailable
 from store.sql.migrate import migrate, migration_files
+from store.sql.sqlite import SqliteRepository
 
 pytestmark = pytest.mark.integration
 
@@ -57,3 +60,59 @@ async def test_unreachable_database_is_store_unavailable() -> None:
 
     with pytest.raises(StoreUnavailable):
         await migrate(f"postgresql://postgres@127.0.0.1:{free_port()}/x", connect_timeout=2)
+
+
+async def test_an_embedded_file_of_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A SQLite file written before property_matching_version existed opens, keeps its project, reads the
+    new setting as 1 and can change it."""
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE projects (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL,"
+        " api_token TEXT NOT NULL UNIQUE, secret_token_hash TEXT NOT NULL,"
+        " group_type_mapping TEXT NOT NULL DEFAULT '{}', version INTEGER NOT NULL DEFAULT 1,"
+        " created_at TEXT NOT NULL, created_by TEXT NOT NULL DEFAULT 'system');"
+        "INSERT INTO projects (name, api_token, secret_token_hash, created_at)"
+        " VALUES ('old', 'phc_old', 'h', '2024-01-01T00:00:00+00:00');"
+        "PRAGMA user_version = 1;"
+    )
+    conn.close()
+    repo = await SqliteRepository.open(path)
+    try:
+        project = await repo.get_project(1)
+        assert (project.name, project.property_matching_version) == ("old", 1)
+        changed = await repo.update_project(1, actor="test", property_matching_version=2)
+        assert changed.property_matching_version == 2
+    finally:
+        await repo.close()
+
+
+async def test_a_new_embedded_file_has_the_tables_and_columns_of_the_migrated_database(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The SQLite schema is derived from the PostgreSQL migrations: every table has the same columns, with
+    the same nullability, so a column added by a migration reaches both backends."""
+    await migrate(database_url)
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT table_name, column_name, is_nullable FROM information_schema.columns"
+            " WHERE table_schema = 'public' AND table_name <> 'schema_migrations'"
+        )
+    finally:
+        await conn.close()
+    postgres = {(r["table_name"], r["column_name"], r["is_nullable"] == "YES") for r in rows}
+    repo = await SqliteRepository.open(tmp_path / "new.db")
+    await repo.close()
+    file = sqlite3.connect(tmp_path / "new.db")
+    try:
+        tables = [r[0] for r in file.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        sqlite = {
+            (table, name, not notnull and not pk)
+            for table in tables
+            if table != "sqlite_sequence"
+            for _cid, name, _type, notnull, _default, pk in file.execute(f"PRAGMA table_info({table})")
+        }
+    finally:
+        file.close()
+    assert sqlite == postgres

@@ -264,3 +264,28 @@ async def test_a_stalled_redis_raises_store_timeout(own_redis: RedisServer) -> N
             own_redis.resume()
     finally:
         await s.close()
+
+
+async def test_property_matching_version_travels_with_the_project(store: RedisFlagStore) -> None:
+    """A project's property matching version survives both ways into Redis: a project change and a full
+    replace; a project without one reads as 1."""
+    await store.apply([project_change(1)])
+    data = await store.load_project(1)
+    assert data is not None
+    assert data.property_matching_version == 1
+    change = project_change(2, version=2)
+    change = Change(**{**{f: getattr(change, f) for f in change.__struct_fields__},
+                       "payload": {**change.payload, "property_matching_version": 2}})  # fmt: skip
+    await store.apply([change])
+    data = await store.load_project(1)
+    assert data is not None
+    assert data.property_matching_version == 2
+    replaced = data.__class__(
+        **{
+            **{f: getattr(data, f) for f in data.__struct_fields__},
+            "version": 3,
+            "property_matching_version": 1,
+        }
+    )
+    assert await store.replace_project(replaced)
+    assert await store.load_project(1) == replaced

@@ -62,6 +62,7 @@ async def test_create_project_records_a_project_change(repo: Repo) -> None:
         "api_token": new.project.api_token,
         "secret_token_hash": hash_secret(new.secret_token),
         "group_type_mapping": {},
+        "property_matching_version": 1,
         "version": 1,
     }
 
