@@ -131,7 +131,7 @@ class _Attempt:
         self.server = server
         self.started = started
         self.hedge = hedge
-        self.settled = False  # its outcome was already charged (a deadline miss)
+        self.settled = False  # its outcome was charged to the breaker (``_settle``, or a deadline miss)
 
 
 class HedgedReader:
@@ -223,18 +223,25 @@ class HedgedReader:
         server = attempt.server
         server.in_flight -= 1
         now = loop.time()
-        elapsed = now - attempt.started
+        if task.cancelled() or task.exception() is None:
+            server.sample(now - attempt.started, now)
+            if not task.cancelled():
+                self._latency.add(now - attempt.started)
+        self._settle(task, attempt, now)
+
+    def _settle(self, task: asyncio.Future[T], attempt: _Attempt, now: float) -> None:
+        """Charge the attempt's outcome to its server's breaker, once (from ``__call__`` as soon as it sees
+        the attempt done, or from the done callback, whichever comes first)."""
+        if attempt.settled:
+            return
+        attempt.settled = True
+        server = attempt.server
         if task.cancelled():
-            server.sample(elapsed, now)
-            if not attempt.settled:
-                server.breaker.inconclusive()
+            server.breaker.inconclusive()
         elif task.exception() is not None:
-            if not attempt.settled:
-                server.breaker.failure(now)
-                self._observer.count("error", server.name)
+            server.breaker.failure(now)
+            self._observer.count("error", server.name)
         else:
-            server.sample(elapsed, now)
-            self._latency.add(elapsed)
             server.breaker.success()
         self._note_breaker()
 
@@ -264,6 +271,7 @@ class HedgedReader:
                 )
                 for task in done:
                     attempt = attempts.pop(task)
+                    self._settle(task, attempt, loop.time())
                     if not task.cancelled() and task.exception() is None:
                         if attempt.hedge:
                             self._observer.count("hedge_won", attempt.server.name)
