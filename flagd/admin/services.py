@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from evaluator import Context
 from flagd.auth import Authenticator
-from store.catalog import Catalog, ProjectState
+from flagd.sdk.persons import Persons
+from store.catalog import Catalog
 from store.persons import PersonStore
 from store.sql.repository import AdminRepository
-
-# ``Persons.enrich``: the context with stored person/group properties and behaviour counts merged in.
-Enrich = Callable[[ProjectState, Context, Collection[str] | None], Awaitable[Context]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,9 +21,9 @@ class AdminServices:
     catalog: Catalog
     authenticator: Authenticator
     max_body_bytes: int = 1_048_576
-    persons: PersonStore | None = None  # for cohorts' tracking_since
+    persons: PersonStore | None = None  # for cohorts' tracking_since and the persons seen (what-if)
+    enricher: Persons | None = None  # reads stored person data for a flag exactly as /flags does
     max_behavioural_conditions: int = 200  # distinct behavioural counters per project
-    enrich: Enrich | None = None  # explain reads the person store as a flag check does
 
 
 def services(request: Request) -> AdminServices:
