@@ -2,11 +2,12 @@
 # (embedded mode on /data/flagd.db), or set FLAGD_DATABASE_URL + FLAGD_REDIS_URL (see compose.yaml).
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY evaluator ./evaluator
 COPY store ./store
 COPY flagd ./flagd
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# The locked versions (requirements.lock, `make lock`), so an image built later ships what was tested.
+RUN pip wheel --no-cache-dir --wheel-dir /wheels -c requirements.lock .
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \

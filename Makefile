@@ -3,15 +3,27 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# Exact versions of every runtime and test dependency (Python 3.11, Linux), used as constraints: installs are
+# reproducible, and a dependency added to pyproject.toml but not locked yet still installs (`make lock` pins it).
+LOCK   := requirements.lock
 
-.PHONY: install serve test lint typecheck unit bench bench-load check-binaries clean
+.PHONY: install serve test lint typecheck unit bench bench-load check-binaries clean lock mutation
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "flagd needs Python >= 3.11"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[test]'
 	@touch $(STAMP)
+
+# Re-resolve every dependency to its newest release allowed by pyproject.toml (from PyPI only, ignoring local
+# pip configuration) and rewrite requirements.lock. Deliberate: run it, run `make test`, commit the diff.
+lock:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet 'uv>=0.5'
+	$(BIN)/uv pip compile pyproject.toml --extra test --upgrade --no-config --quiet \
+	  --index-url https://pypi.org/simple --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  --custom-compile-command 'make lock' -o $(LOCK)
 
 install: $(STAMP)
 
@@ -43,6 +55,11 @@ unit: install
 
 bench: install
 	$(BIN)/pytest bench --benchmark-enable --benchmark-only -p no:randomly $(PYTEST_ARGS)
+
+# Mutation testing of evaluator/ against tests/evaluator (CPU-heavy, minutes to an hour; not part of `make test`).
+# MUTATION_ARGS="--sample 200" runs a sample; results in .mutation/, kill rate in bench/RESULTS.md.
+mutation: install
+	nice -n 10 $(BIN)/python -m tools.mutation $(MUTATION_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks

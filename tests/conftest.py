@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 from collections.abc import Iterator
 
 import pytest
 import redis
+from hypothesis import settings
 
 from tests.servers import PostgresServer, RedisServer, postgres_server, redis_server
 
 _db_counter = itertools.count()
+
+# `make mutation` runs the evaluator suite once per mutant: the same examples every run, no example database.
+settings.register_profile("mutation", derandomize=True, database=None)
+if os.environ.get("FLAGD_HYPOTHESIS_PROFILE"):
+    settings.load_profile(os.environ["FLAGD_HYPOTHESIS_PROFILE"])
 
 
 @pytest.fixture(scope="session")
