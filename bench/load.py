@@ -195,7 +195,7 @@ def measure(
 
 
 @contextlib.contextmanager
-def flagd_server(workers: int) -> Iterator[str]:
+def flagd_server(workers: int, env_extra: dict[str, str] | None = None) -> Iterator[str]:
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="flagd-load-"))
     env = {
@@ -205,6 +205,7 @@ def flagd_server(workers: int) -> Iterator[str]:
         "FLAGD_BOOTSTRAP_PROJECT_SECRET": SECRET,
         "FLAGD_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
         "FLAGD_LOG_FORMAT": "json",
+        **(env_extra or {}),
     }
     proc = subprocess.Popen(
         [

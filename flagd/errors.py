@@ -7,12 +7,15 @@
         ├── Forbidden        403: the key is valid but may not read this project
         ├── NotFound         404: nothing at this path (or the flag is unknown, for OFREP)
         ├── MethodNotAllowed 405: the path exists but takes another method (``Allow`` says which)
+        ├── BodyTimeout      408: the body did not fully arrive within ``body_timeout_seconds``
         ├── PayloadTooLarge  413: the body, before or after decompression, is over ``max_body_bytes``
         ├── LimitExceeded    400: a field is over one of ``flagd.limits.Limits`` (the detail names it)
         ├── Overloaded       503: shed by ``flagd.shedding.LoadShedder``; carries ``Retry-After``
         ├── NotReady         503: the node has not loaded its flags yet; carries ``Retry-After``
         └── StoreFailed      503: the person store did not apply an event batch (retry; nothing is lost
                              twice: events are deduplicated by uuid)
+    ClientDisconnected       the client went away before its request body was complete (no answer is sent;
+                             counted as status 499, logged at debug)
 
 Only the edge (``flagd.sdk``) raises these, while decoding a request; they never escape an endpoint: the
 router turns them into the JSON error shape of the protocol being spoken (PostHog or OFREP).
@@ -74,6 +77,18 @@ class MethodNotAllowed(RequestRejected):
     status = 405
     type = "invalid_request"
     code = "method_not_allowed"
+
+
+class BodyTimeout(RequestRejected):
+    """The request body did not fully arrive within ``body_timeout_seconds`` of the request starting."""
+
+    status = 408
+    type = "invalid_request"
+    code = "body_timeout"
+
+
+class ClientDisconnected(FlagdError):  # noqa: N818 -- names the outcome, like RequestRejected
+    """The client closed the connection while its request body was still arriving."""
 
 
 class PayloadTooLarge(RequestRejected):

@@ -17,6 +17,16 @@ field                          default      over the limit
 ``max_property_value_chars``   10000        400 ``limit_exceeded`` (a string value's length; other values
                                             are measured as compact JSON)
 ``max_batch_events``           1000         400 ``limit_exceeded`` (events in one ``/batch/`` body)
+``max_json_depth``             32           400 ``limit_exceeded`` (arrays/objects nested deeper than this,
+                                            anywhere in an SDK body; checked before decoding; at most 256)
+``max_json_elements``          20000        400 ``limit_exceeded`` (JSON values in a ``/flags``, ``/decide``
+                                            or OFREP body: every object, array and item counts; checked
+                                            before decoding, so a rejected body costs one scan of its bytes)
+``max_event_json_elements``    200000       the same, for the event intake endpoints
+``body_timeout_seconds``       10.0         408 ``body_timeout`` when a request body has not fully arrived
+                                            this long after the request started (checked at least once a
+                                            second; a slow upload never holds an evaluation slot: requests
+                                            are admitted once their body is read)
 ``max_person_properties``      1000         400 ``limit_exceeded`` (stored properties of one person or
                                             group, after the batch; nothing of the batch is applied)
 ``max_request_id_chars``       128          an incoming ``X-Request-Id`` longer than this is replaced
@@ -34,12 +44,15 @@ Logging policy (the hot path formats no log line per request by default):
   sample; 1.0 logs every request, for debugging).
 - Server errors (an unexpected exception → 500) are always logged at error with the traceback; requests
   rejected with 4xx are logged at debug; shed requests are summed and logged at warning at most once a
-  second per worker.
+  second per worker. A client that disconnects before its body is complete gets no answer: it is logged
+  at debug and counted as status 499.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+MAX_JSON_DEPTH = 256  # the highest ``max_json_depth`` allowed: well inside Python's recursion limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +67,10 @@ class Limits:
     max_flag_keys: int = 1000
     max_property_value_chars: int = 10_000
     max_batch_events: int = 1000
+    max_json_depth: int = 32
+    max_json_elements: int = 20_000
+    max_event_json_elements: int = 200_000
+    body_timeout_seconds: float = 10.0
     max_person_properties: int = 1000
     max_request_id_chars: int = 128
     auth_cache_seconds: float = 1.0
@@ -70,11 +87,23 @@ class Limits:
             "max_flag_keys",
             "max_property_value_chars",
             "max_batch_events",
+            "max_json_depth",
+            "max_json_elements",
+            "max_event_json_elements",
             "max_person_properties",
             "max_request_id_chars",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"Limits.{name} must be at least 1, got {getattr(self, name)!r}")
+        if self.max_json_depth > MAX_JSON_DEPTH:
+            # Deeper than this and the decoder itself would hit Python's recursion limit (a 500, not a 400).
+            raise ValueError(
+                f"Limits.max_json_depth must be at most {MAX_JSON_DEPTH}, got {self.max_json_depth}"
+            )
+        if not self.body_timeout_seconds > 0:
+            raise ValueError(
+                f"Limits.body_timeout_seconds must be positive, got {self.body_timeout_seconds!r}"
+            )
         if self.auth_cache_seconds < 0 or self.slow_request_seconds < 0:
             raise ValueError("Limits.auth_cache_seconds and slow_request_seconds must not be negative")
         if self.auth_cache_seconds > 1:

@@ -7,10 +7,13 @@ serve`` runs).
 Every decision is made in ``__init__``: the route table is a dict from exact path to a prebuilt ``_Route``
 (endpoint, allowed method, whether it may be shed, how errors are rendered, its metric children), so a
 request costs one dict lookup before its endpoint runs — no Starlette routing, no middleware stack on this
-path. Per request the app: admits or sheds (``LoadShedder``; probes are never shed), picks the request id,
-runs the endpoint, turns a ``RequestRejected`` into the protocol's error JSON, sends the answer with
-``X-Request-Id``, and records latency and status. Logging follows the policy in ``flagd.limits``: nothing
-per request unless it is slow, sampled, an error or shed.
+path. Per request the app: picks the request id, reads the whole body of a route that takes one (within its
+byte limit and ``body_timeout_seconds``: 408 past it; a client that disconnects mid-body gets no answer and
+is counted as status 499, logged at debug), and only then admits or sheds it (``LoadShedder``; probes are
+never shed) — so a slow upload never holds an evaluation slot — runs the endpoint, turns a
+``RequestRejected`` into the protocol's error JSON, sends the answer with ``X-Request-Id``, and records
+latency and status. Logging follows the policy in ``flagd.limits``: nothing per request unless it is slow,
+sampled, an error or shed.
 
 Every answer of an SDK route (errors, 405s and shed requests included) carries
 ``Access-Control-Allow-Origin: *``, added in one place (``respond``), and ``OPTIONS`` preflights are answered:
@@ -25,6 +28,7 @@ Routes: ``POST /flags[/]``, ``/decide[/]`` · ``GET /flags/definitions[/]``,
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -32,7 +36,7 @@ from collections.abc import Awaitable, Callable
 import msgspec
 import structlog
 
-from flagd.errors import MethodNotAllowed, Overloaded, RequestRejected
+from flagd.errors import BodyTimeout, ClientDisconnected, MethodNotAllowed, Overloaded, RequestRejected
 from flagd.limits import Limits
 from flagd.logging import RequestIds
 from flagd.metrics import Metrics
@@ -40,7 +44,18 @@ from flagd.sdk import browser, ofrep, payloads
 from flagd.sdk.definitions import Authenticate, DefinitionsEndpoint
 from flagd.sdk.events import EventsEndpoint
 from flagd.sdk.flags import FlagsEndpoint
-from flagd.sdk.http import CORS, JSON, Answer, AsgiRequest, Headers, Receive, Request, Scope, Send
+from flagd.sdk.http import (
+    CORS,
+    JSON,
+    Answer,
+    AsgiRequest,
+    Headers,
+    Receive,
+    Request,
+    Scope,
+    Send,
+    UploadWatch,
+)
 from flagd.sdk.persons import Persons
 from flagd.sdk.probes import Health, Probes
 from flagd.sdk.responses import RecordCaches
@@ -55,6 +70,9 @@ ErrorRenderer = Callable[[RequestRejected, str], bytes]  # (error, request path)
 _encode = msgspec.json.encode
 _log = structlog.get_logger("flagd.sdk")
 _SLOW_LINES_PER_SECOND = 10
+# The status recorded (never sent) for a client that went away before its request body was complete, as
+# nginx logs it.
+CLIENT_CLOSED = 499
 _SERVER_ERROR_BODY = _encode(
     {"type": "server_error", "code": "error", "detail": "internal error", "attr": None}
 )
@@ -79,6 +97,7 @@ def ofrep_error(exc: RequestRejected, path: str) -> bytes:
 class _Route:
     __slots__ = (
         "bind",
+        "body_limit",
         "cors",
         "endpoint",
         "errors",
@@ -100,9 +119,11 @@ class _Route:
         shedding: bool = True,
         shed_status: int = 503,
         bind: bool = False,
+        body_limit: int | None = None,
         cors: bool = True,
     ) -> None:
         self.name = name
+        self.body_limit = body_limit  # read before admission when set (routes that take a body)
         self.cors = cors
         self.method = method
         self.endpoint = endpoint
@@ -132,6 +153,7 @@ class SdkApp:
         "_slow_logged",
         "_slow_skipped",
         "_slow_window",
+        "_uploads",
         "catalog",
         "fallback",
         "persons",
@@ -157,6 +179,7 @@ class SdkApp:
         self._shedder = shedder or LoadShedder()
         self._metrics = metrics = metrics or Metrics()
         self._ids = RequestIds(limits.max_request_id_chars)
+        self._uploads = UploadWatch(limits.body_timeout_seconds)
         self._slow = limits.slow_request_seconds
         self._sample = limits.log_sample_rate
         self._shed_since_log = 0
@@ -179,15 +202,24 @@ class SdkApp:
                 if not path.endswith("/"):
                     routes[path + "/"] = route
 
-        add(("/flags",), _Route("flags", "POST", flags, posthog_error, metrics))
-        add(("/decide",), _Route("decide", "POST", decide, posthog_error, metrics))
+        body = limits.max_body_bytes
+        add(("/flags",), _Route("flags", "POST", flags, posthog_error, metrics, body_limit=body))
+        add(("/decide",), _Route("decide", "POST", decide, posthog_error, metrics, body_limit=body))
         add(
             ("/flags/definitions", "/api/feature_flag/local_evaluation"),
             _Route("definitions", "GET", definitions, posthog_error, metrics, bind=True),
         )
         add(
             ("/batch", "/capture", "/e", "/i/v0/e"),
-            _Route("events", "POST", events, posthog_error, metrics, bind=True),
+            _Route(
+                "events",
+                "POST",
+                events,
+                posthog_error,
+                metrics,
+                bind=True,
+                body_limit=limits.max_event_body_bytes,
+            ),
         )
         add(
             ("/ofrep/v1/evaluate/flags",),
@@ -198,6 +230,7 @@ class SdkApp:
                 ofrep_error,
                 metrics,
                 shed_status=429,
+                body_limit=body,
             ),
         )
         add(
@@ -240,6 +273,7 @@ class SdkApp:
             ofrep_error,
             metrics,
             shed_status=429,
+            body_limit=body,
         )
 
     def route_for(self, path: str) -> _Route | None:
@@ -265,6 +299,8 @@ class SdkApp:
             return
         request = AsgiRequest(scope, receive, dict(scope["headers"]))
         status, body, headers = await self.respond(route, scope["method"], request)
+        if status == CLIENT_CLOSED:
+            return  # nobody to answer
         await send(
             {
                 "type": "http.response.start",
@@ -283,13 +319,31 @@ class SdkApp:
 
     async def _answer(self, route: _Route, method: str, request: Request) -> Answer:
         """The answer to ``request`` on ``route``: admission, the endpoint, errors, metrics and logging."""
-        start = time.perf_counter()
         if route.method != method:
             return self._wrong_method(route, method, request.path)
+        if not route.shedding:
+            return await self._handle(route, request, None)
         shedder = self._shedder
-        if route.shedding and not shedder.admit():
-            return self._shed(route, start)
+        try:
+            if not shedder.arrive():
+                return self._shed(route, time.perf_counter())
+            return await self._handle(route, request, shedder)
+        finally:
+            shedder.depart()
+
+    async def _handle(self, route: _Route, request: Request, shedder: LoadShedder | None) -> Answer:
+        start = time.perf_counter()
         request_id = self._ids.pick(request.headers.get(b"x-request-id"))
+        waited = None
+        if route.body_limit is not None:
+            unread = await self._read_body(route, request, request_id)
+            if unread is not None:
+                self._metrics.observe(route.metrics, unread[0], time.perf_counter() - start)
+                return unread
+            # For a body already sent, how long this request waited for the event loop: its queueing delay.
+            waited = time.perf_counter() - start
+        if shedder is not None and not shedder.admit(waited):
+            return self._shed(route, start)
         status = 500
         try:
             try:
@@ -318,8 +372,8 @@ class SdkApp:
                 status, body, extra = 500, _SERVER_ERROR_BODY, JSON
             return status, body, [*extra, (b"x-request-id", request_id.encode())]
         finally:
-            if route.shedding:
-                shedder.release(start)
+            if shedder is not None:
+                shedder.release()
             elapsed = time.perf_counter() - start
             self._metrics.observe(route.metrics, status, elapsed)
             if elapsed > self._slow:
@@ -332,6 +386,36 @@ class SdkApp:
                     seconds=round(elapsed, 6),
                     request_id=request_id,
                 )
+
+    async def _read_body(self, route: _Route, request: Request, request_id: str) -> Answer | None:
+        """Read the body before admission; None when it is in, else the answer (408, 413, 499) to give."""
+        assert route.body_limit is not None
+        watch = self._uploads
+        task = watch.start()
+        expired = False
+        try:
+            try:
+                await request.load(route.body_limit)
+            finally:
+                expired = watch.stop(task)
+            return None
+        except asyncio.CancelledError:
+            if not expired:
+                raise  # not ours: the server is shutting down
+            exc: RequestRejected = BodyTimeout(
+                f"the request body did not arrive within body_timeout_seconds={watch.seconds:g}"
+            )
+        except RequestRejected as rejected:
+            exc = rejected
+        except ClientDisconnected as gone:
+            # Routine on the internet (a closed tab, a lost network): no answer can be sent, nothing failed.
+            _log.debug("client disconnected", route=route.name, detail=str(gone), request_id=request_id)
+            return CLIENT_CLOSED, b"", []
+        _log.debug(
+            "request rejected", route=route.name, status=exc.status, code=exc.code, request_id=request_id
+        )
+        body = route.errors(exc, request.path)
+        return exc.status, body, [*JSON, (b"x-request-id", request_id.encode())]
 
     def _log_slow(self, route: _Route, status: int, elapsed: float, request_id: str) -> None:
         # At most _SLOW_LINES_PER_SECOND lines: when everything is slow (overload), logging each request
@@ -375,6 +459,7 @@ class SdkApp:
                 "shedding load",
                 shed=self._shed_since_log,
                 in_flight=self._shedder.in_flight,
+                pending=self._shedder.pending,
                 overloaded=self._shedder.overloaded,
             )
             self._shed_since_log = 0

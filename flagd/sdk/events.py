@@ -9,33 +9,70 @@ identity merges, groups, behaviour counts) and answered ``{"status": 1}`` like P
 the next flag check on any node sees it. Nothing is applied from a body with any invalid event (400 naming the
 field); a person over ``max_person_properties`` is a 400 ``limit_exceeded``; a store failure is a 503
 ``store_unavailable`` (retry: event uuids make retries count once).
+
+Bodies decode into typed structures (``Envelope`` or a list of ``Event``), within ``max_json_depth`` and
+``max_event_json_elements`` (``flagd.sdk.bodies.check_structure``), so a body of the wrong shape is refused at
+its first wrong element (``batch[0]``) without building the rest. Each event is then handed on as a dict of
+the fields it sent (``Event.as_dict``): event-level keys other than those of ``Event`` are dropped.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import msgspec
 
 from flagd.errors import BadRequest, LimitExceeded, StoreFailed, Unauthorized
 from flagd.limits import Limits
-from flagd.sdk.bodies import decode, unwrap
+from flagd.sdk.bodies import check_prefix, decode, unwrap
 from flagd.sdk.http import JSON, Answer, Headers, Request, parse_query
 from flagd.sdk.persons import Persons
 from flagd.sdk.projects import project_for
 from store.catalog import Catalog, ProjectState
 from store.errors import PersonLimitExceeded, StoreError, ValidationFailed
 
-_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
+
+class Event(msgspec.Struct):
+    """One captured event: the fields flagd reads (others, like ``type`` or ``library``, are dropped)."""
+
+    event: str | None = None
+    distinct_id: str | int | float | None = None
+    properties: dict[str, Any] | None = None
+    timestamp: str | int | float | None = None
+    uuid: str | None = None
+    offset: int | float | None = None
+    set: dict[str, Any] | None = msgspec.field(default=None, name="$set")
+    set_once: dict[str, Any] | None = msgspec.field(default=None, name="$set_once")
+    unset: list[str] | dict[str, Any] | None = msgspec.field(default=None, name="$unset")
+    api_key: str | None = None
+    token: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The event as JSON-shaped data: every field it sent, under its wire name."""
+        values = msgspec.structs.astuple(self)[: len(_WIRE_NAMES)]  # an Envelope's own fields come last
+        return {name: value for name, value in zip(_WIRE_NAMES, values, strict=True) if value is not None}
+
+
+_WIRE_NAMES = tuple(field.encode_name for field in msgspec.structs.fields(Event))
+
+
+class Envelope(Event):
+    """A body that is an object: ``{"api_key", "batch": [...]}``, or a single event (``Event``'s fields)."""
+
+    dollar_token: str | None = msgspec.field(default=None, name="$token")
+    batch: list[Event] | None = None
+
+
+_decoder = msgspec.json.Decoder(Envelope | list[Event])
 _OK = b'{"status":1}'
 HEADERS: Headers = JSON  # CORS is added to every SDK answer by SdkApp.respond
 
 
-def _token_of(payload: Any, events: list[Any], query: dict[str, str]) -> str | None:
-    if isinstance(payload, dict):
-        for name in ("api_key", "token", "$token"):
-            value = payload.get(name)
-            if isinstance(value, str) and value:
+def _token_of(payload: Envelope | list[Event], events: list[Any], query: dict[str, str]) -> str | None:
+    if isinstance(payload, Envelope):
+        for value in (payload.api_key, payload.token, payload.dollar_token):
+            if value:
                 return value
     if query.get("token"):
         return query["token"]
@@ -51,19 +88,14 @@ def _token_of(payload: Any, events: list[Any], query: dict[str, str]) -> str | N
     return None
 
 
-def events_of(payload: Any) -> tuple[list[Any], str]:
-    """The events in a body and the path prefix naming them in errors."""
+def events_of(payload: Envelope | list[Event]) -> tuple[list[Any], str]:
+    """The events in a body (as dicts) and the path prefix naming them in errors."""
     if isinstance(payload, list):
-        return payload, ""
-    if not isinstance(payload, dict):
-        raise BadRequest("body must be a JSON object or a list of events", code="invalid_body")
-    batch = payload.get("batch")
-    if batch is not None:
-        if not isinstance(batch, list):
-            raise BadRequest("batch must be a list of events", code="invalid_body", attr="batch")
-        return batch, "batch"
-    if "event" in payload:
-        return [payload], ""
+        return [event.as_dict() for event in payload], ""
+    if payload.batch is not None:
+        return [event.as_dict() for event in payload.batch], "batch"
+    if payload.event is not None:
+        return [Event.as_dict(payload)], ""
     raise BadRequest("body has neither 'batch' nor 'event'", code="invalid_body", attr="batch")
 
 
@@ -107,11 +139,14 @@ async def apply_events(persons: Persons, state: ProjectState, events: list[Any],
 class EventsEndpoint:
     """Validates event batches, applies them to the person store (when there is one) and acknowledges them."""
 
-    __slots__ = ("_catalog", "_limits", "_persons")
+    __slots__ = ("_catalog", "_limits", "_persons", "_probe")
 
     def __init__(self, catalog: Catalog, limits: Limits, persons: Persons | None = None) -> None:
         self._catalog = catalog
         self._limits = limits
+        self._probe = partial(
+            check_prefix, max_elements=limits.max_event_json_elements, name="max_event_json_elements"
+        )
         self._persons = persons
 
     async def __call__(self, request: Request, request_id: str) -> Answer:
@@ -119,7 +154,13 @@ class EventsEndpoint:
         limit = limits.max_event_body_bytes
         query = parse_query(request.query_string)
         raw = await request.body(limit)
-        payload = decode(_decoder, unwrap(raw, query, request.headers, limit))
+        payload = decode(
+            _decoder,
+            unwrap(raw, query, request.headers, limit, self._probe),
+            limits.max_json_depth,
+            limits.max_event_json_elements,
+            "max_event_json_elements",
+        )
         events, prefix = events_of(payload)
         token = _token_of(payload, events, query)
         if not token:
@@ -132,7 +173,7 @@ class EventsEndpoint:
             )
         if not events:
             raise BadRequest("batch has no events", code="invalid_body", attr="batch")
-        single = isinstance(payload, dict) and prefix == ""
+        single = isinstance(payload, Envelope) and prefix == ""
         paths = [""] if single else [f"{prefix}[{index}]" for index in range(len(events))]
         for event, path in zip(events, paths, strict=True):
             check_event(event, path)

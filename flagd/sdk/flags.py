@@ -10,6 +10,7 @@ when the flags asked for need stored data (``flagd.sdk.persons.Persons.enrich``)
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -18,11 +19,11 @@ from evaluator import Context, Decision
 from flagd.errors import BadRequest, LimitExceeded, Unauthorized
 from flagd.limits import Limits
 from flagd.metrics import Metrics
-from flagd.sdk.bodies import check_properties, decode, stringify_id, unwrap
+from flagd.sdk.bodies import check_prefix, check_properties, decode, stringify_id, unwrap
 from flagd.sdk.http import JSON, Answer, Headers, Request, parse_query
 from flagd.sdk.persons import Persons
 from flagd.sdk.projects import project_for
-from flagd.sdk.responses import RecordCaches, Shape, render, render_disabled, shape_for
+from flagd.sdk.responses import RecordCaches, render, render_disabled, shape_for
 from store.catalog import Catalog
 
 FLAGS_HEADERS: Headers = JSON  # CORS is added to every SDK answer by SdkApp.respond
@@ -49,11 +50,18 @@ _decoder = msgspec.json.Decoder(FlagsBody)
 _EMPTY: dict[str, Any] = {}
 
 
-def _version(query: dict[str, str]) -> int:
+# The highest response version either path distinguishes (``flagd.sdk.responses.shape_for``): a higher ``v``
+# gets this one's shape, so any ``v`` maps onto one of a handful of shapes.
+MAX_VERSION = 4
+
+
+def version_of(query: dict[str, str]) -> int:
+    """The response version ``?v=`` asks for, clamped to ``0..MAX_VERSION`` (absent or not a number: 1)."""
     raw = query.get("v")
-    if raw is None or not raw.isdigit():
+    if raw is None or not (raw.isascii() and raw.isdigit()):
         return 1
-    return int(raw)
+    # Compare lengths first: int() of thousands of digits is slow (and over 4,300 digits it raises).
+    return MAX_VERSION if len(raw) > 2 else min(int(raw), MAX_VERSION)
 
 
 def context_from(body: FlagsBody, limits: Limits) -> Context:
@@ -98,7 +106,7 @@ def context_from(body: FlagsBody, limits: Limits) -> Context:
 class FlagsEndpoint:
     """Answers ``/flags`` (``kind="flags"``) or ``/decide`` (``kind="decide"``)."""
 
-    __slots__ = ("_cache", "_catalog", "_kind", "_limits", "_metrics", "_persons", "_shapes")
+    __slots__ = ("_cache", "_catalog", "_kind", "_limits", "_metrics", "_persons", "_probe", "_shapes")
 
     def __init__(
         self,
@@ -115,13 +123,19 @@ class FlagsEndpoint:
         self._limits = limits
         self._metrics = metrics
         self._cache = cache
-        self._shapes: dict[int, Shape] = {}
+        self._probe = partial(check_prefix, max_elements=limits.max_json_elements)
+        self._shapes = tuple(shape_for(kind, version) for version in range(MAX_VERSION + 1))
 
     async def __call__(self, request: Request, request_id: str) -> Answer:
         limits = self._limits
         query = parse_query(request.query_string)
         raw = await request.body(limits.max_body_bytes)
-        body = decode(_decoder, unwrap(raw, query, request.headers, limits.max_body_bytes))
+        body = decode(
+            _decoder,
+            unwrap(raw, query, request.headers, limits.max_body_bytes, self._probe),
+            limits.max_json_depth,
+            limits.max_json_elements,
+        )
         token = body.api_key or body.token or body.dollar_token or query.get("token")
         if not token:
             raise Unauthorized("No project API key was provided: send it as api_key (or token) in the body.")
@@ -131,10 +145,7 @@ class FlagsEndpoint:
             "Project API key invalid. You can find your project API key in flagd's admin API.",
         )
         ctx = context_from(body, limits)
-        version = _version(query)
-        shape = self._shapes.get(version)
-        if shape is None:
-            shape = self._shapes[version] = shape_for(self._kind, version)
+        shape = self._shapes[version_of(query)]
         now_ms = int(time.time() * 1000)
         if body.disable_flags:
             return 200, render_disabled(shape, request_id, now_ms), FLAGS_HEADERS

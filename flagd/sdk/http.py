@@ -11,12 +11,14 @@ limit is passed.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote_plus
 
-from flagd.errors import PayloadTooLarge
+from flagd.errors import ClientDisconnected, PayloadTooLarge
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -50,17 +52,32 @@ def parse_query(raw: bytes) -> dict[str, str]:
 
 
 class Request:
-    """What an endpoint sees of a request, whichever interface carried it."""
+    """What an endpoint sees of a request, whichever interface carried it.
 
-    __slots__ = ("headers", "path", "query_string")
+    ``SdkApp`` reads the body of a body-carrying route (``load``) before the request is admitted, so an
+    endpoint's ``await request.body(limit)`` returns bytes already read."""
+
+    __slots__ = ("_body", "headers", "path", "query_string")
 
     def __init__(self, path: str, query_string: bytes, headers: dict[bytes, bytes]) -> None:
         self.path = path
         self.query_string = query_string
         self.headers = headers
+        self._body: bytes | None = None
 
     async def body(self, limit: int) -> bytes:
-        """The whole body; ``PayloadTooLarge`` (413) past ``limit`` bytes, without buffering past it."""
+        """The whole body; ``PayloadTooLarge`` (413) past ``limit`` bytes, without buffering past it;
+        ``ClientDisconnected`` when the client goes away before it is complete."""
+        if self._body is None:
+            self._body = await self._read(limit)
+        return self._body
+
+    async def load(self, limit: int) -> None:
+        """Read the whole body now (``body`` then returns it)."""
+        if self._body is None:
+            self._body = await self._read(limit)
+
+    async def _read(self, limit: int) -> bytes:
         raise NotImplementedError
 
 
@@ -73,9 +90,11 @@ class AsgiRequest(Request):
         super().__init__(scope["path"], scope["query_string"], headers)
         self._receive = receive
 
-    async def body(self, limit: int) -> bytes:
+    async def _read(self, limit: int) -> bytes:
         # The common case (one message, small body) without the read_body loop.
         message = await self._receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected("the client disconnected before sending the request body")
         raw: bytes = message.get("body", b"")
         if not message.get("more_body", False) and len(raw) <= limit:
             return raw
@@ -105,6 +124,8 @@ async def read_body(
     check_declared(headers, limit)
     if first is None:
         message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected("the client disconnected before sending the request body")
         body: bytes = message.get("body", b"")
         more = message.get("more_body", False)
     else:
@@ -118,7 +139,7 @@ async def read_body(
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise ClientDisconnected(f"the client disconnected after {size} bytes of the request body")
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -127,3 +148,55 @@ async def read_body(
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+class UploadWatch:
+    """Bounds body reads in time without a timer per request (``asyncio.timeout`` costs several µs each).
+
+    ``start()`` registers the current task with its deadline; a sweep that runs every ``period`` seconds
+    while uploads are registered cancels the tasks past their deadline, and ``expired(task)`` then tells that
+    cancellation apart from any other. A body is cut off between ``seconds`` and ``seconds + period`` after
+    its request began."""
+
+    __slots__ = ("_armed", "_deadlines", "_expired", "period", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.period = min(1.0, seconds / 4)
+        self._deadlines: dict[asyncio.Task[object], float] = {}
+        self._expired: set[asyncio.Task[object]] = set()
+        self._armed = False
+
+    def start(self) -> asyncio.Task[object] | None:
+        """Watch the current task's upload; returns the task to pass to ``stop``."""
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - always called from a task
+            return None
+        self._deadlines[task] = time.monotonic() + self.seconds
+        if not self._armed:
+            self._armed = True
+            asyncio.get_running_loop().call_later(self.period, self._sweep)
+        return task
+
+    def stop(self, task: asyncio.Task[object] | None) -> bool:
+        """The upload of ``task`` is over; whether it was cut off for its deadline."""
+        if task is None:  # pragma: no cover
+            return False
+        self._deadlines.pop(task, None)
+        if task in self._expired:
+            self._expired.discard(task)
+            task.uncancel()
+            return True
+        return False
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for task, deadline in list(self._deadlines.items()):
+            if deadline <= now:
+                del self._deadlines[task]
+                self._expired.add(task)
+                task.cancel()
+        if self._deadlines:
+            asyncio.get_running_loop().call_later(self.period, self._sweep)
+        else:
+            self._armed = False

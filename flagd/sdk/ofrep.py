@@ -31,7 +31,7 @@ from evaluator import Context, Decision
 from flagd.errors import LimitExceeded, RequestRejected, Unauthorized
 from flagd.limits import Limits
 from flagd.metrics import Metrics
-from flagd.sdk.bodies import check_properties, stringify_id
+from flagd.sdk.bodies import check_properties, check_structure, stringify_id
 from flagd.sdk.definitions import bearer
 from flagd.sdk.http import JSON, Answer, Request
 from flagd.sdk.persons import Persons
@@ -40,7 +40,17 @@ from store.catalog import Catalog, ProjectState
 
 PREFIX = "/ofrep/v1/evaluate/flags/"
 _encode = msgspec.json.encode
-_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
+# A flag key quoted in an error is cut to this many characters (the path may carry a key of any length).
+MAX_QUOTED_KEY_CHARS = 200
+
+
+class OfrepBody(msgspec.Struct):
+    """An OFREP evaluation body: ``{"context": {...}}`` (other top-level keys are ignored)."""
+
+    context: dict[str, Any] = {}
+
+
+_decoder = msgspec.json.Decoder(OfrepBody)
 _SPECIAL = frozenset({"targetingKey", "groups", "groupProperties", "group_properties"})
 
 
@@ -107,7 +117,7 @@ def error_body(exc: RequestRejected, key: str | None) -> bytes:
         code = "GENERAL"
     body: dict[str, Any] = {"errorCode": code, "errorDetails": exc.detail}
     if key is not None:
-        body = {"key": key, **body}
+        body = {"key": key[:MAX_QUOTED_KEY_CHARS], **body}
     return _encode(body)
 
 
@@ -142,15 +152,20 @@ class OfrepEndpoint:
 
     def _context(self, raw: bytes) -> Context:
         limits = self._limits
-        try:
-            payload = _decoder.decode(raw) if raw.strip() else {}
-        except msgspec.DecodeError as exc:
-            raise OfrepError(400, "PARSE_ERROR", f"request body is not valid JSON: {exc}") from exc
-        if not isinstance(payload, dict):
-            raise OfrepError(400, "PARSE_ERROR", "request body must be a JSON object")
-        context = payload.get("context", {})
-        if not isinstance(context, dict):
-            raise OfrepError(400, "INVALID_CONTEXT", "context must be an object")
+        if raw.strip():
+            try:
+                check_structure(raw, limits.max_json_depth, limits.max_json_elements)
+            except LimitExceeded as exc:
+                raise OfrepError(400, "PARSE_ERROR", exc.detail) from exc
+            try:
+                context = _decoder.decode(raw).context
+            except msgspec.ValidationError as exc:
+                code = "INVALID_CONTEXT" if str(exc).endswith("`$.context`") else "PARSE_ERROR"
+                raise OfrepError(400, code, f"invalid request body: {exc}") from exc
+            except msgspec.DecodeError as exc:
+                raise OfrepError(400, "PARSE_ERROR", f"request body is not valid JSON: {exc}") from exc
+        else:
+            context = {}
         key = context.get("targetingKey")
         if key is None or key == "":
             raise OfrepError(400, "TARGETING_KEY_MISSING", "context.targetingKey is required")
@@ -198,7 +213,9 @@ class OfrepEndpoint:
             )
             decision = one.get(key)
             if decision is None:
-                raise OfrepError(404, "FLAG_NOT_FOUND", f"flag {key!r} does not exist in this project")
+                raise OfrepError(
+                    404, "FLAG_NOT_FOUND", f"flag {quoted_key(key)} does not exist in this project"
+                )
             self._metrics.tally_reasons((decision.reason,))
             if decision.error is not None:
                 return 400, _encode(failure(decision)), JSON
@@ -218,6 +235,13 @@ class OfrepEndpoint:
         if inm is not None and etag.encode() in [t.strip() for t in inm.split(b",")]:
             return 304, b"", [(b"etag", etag.encode())]
         return 200, body, [*JSON, (b"etag", etag.encode())]
+
+
+def quoted_key(key: str) -> str:
+    """``key`` in quotes for an error message, cut to ``MAX_QUOTED_KEY_CHARS`` (saying how long it was)."""
+    if len(key) <= MAX_QUOTED_KEY_CHARS:
+        return repr(key)
+    return f"{key[:MAX_QUOTED_KEY_CHARS]!r}... ({len(key)} characters)"
 
 
 def flag_key_of(path: str) -> str | None:

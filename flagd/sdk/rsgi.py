@@ -20,8 +20,10 @@ from collections.abc import Awaitable
 from typing import Any, Protocol
 
 import structlog
+from granian._granian import RSGIProtocolClosed, RSGIProtocolError
 
-from flagd.sdk.app import ASGIApp, SdkApp
+from flagd.errors import ClientDisconnected
+from flagd.sdk.app import CLIENT_CLOSED, ASGIApp, SdkApp
 from flagd.sdk.http import Message, Request, check_declared, too_large
 
 _log = structlog.get_logger("flagd.sdk.rsgi")
@@ -80,18 +82,23 @@ class RsgiRequest(Request):
         super().__init__(scope.path, scope.query_string.encode(), headers)
         self._protocol = protocol
 
-    async def body(self, limit: int) -> bytes:
-        if check_declared(self.headers, limit):
-            # The server holds the body to the declared length, which is within the limit.
-            return await self._protocol()
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in self._protocol:
-            size += len(chunk)
-            if size > limit:
-                raise too_large(limit)
-            chunks.append(chunk)
-        return b"".join(chunks)
+    async def _read(self, limit: int) -> bytes:
+        try:
+            if check_declared(self.headers, limit):
+                # The server holds the body to the declared length, which is within the limit.
+                return await self._protocol()
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in self._protocol:
+                size += len(chunk)
+                if size > limit:
+                    raise too_large(limit)
+                chunks.append(chunk)
+            return b"".join(chunks)
+        except (RSGIProtocolClosed, RSGIProtocolError) as exc:  # Granian: the connection ended mid-body
+            raise ClientDisconnected(
+                f"the client disconnected before its request body was complete: {exc}"
+            ) from exc
 
 
 def _address(raw: str) -> tuple[str, int] | None:
@@ -167,7 +174,8 @@ class RsgiApp:
             return
         headers = {name.encode("latin-1"): value.encode("latin-1") for name, value in scope.headers.items()}
         status, body, extra = await self._respond(route, scope.method, RsgiRequest(scope, protocol, headers))
-        protocol.response_bytes(status, _str_headers(extra), body)
+        if status != CLIENT_CLOSED:  # nobody to answer
+            protocol.response_bytes(status, _str_headers(extra), body)
 
     async def _bridge(self, scope: RsgiScope, protocol: RsgiProtocol) -> None:
         asgi_scope: dict[str, Any] = {

@@ -162,15 +162,20 @@ class KeyBook:
     """The ``authenticate`` seam backed by a dict (the real one is ``AdminRepository.authenticate``; e2e tests
     use that), counting lookups so tests can see the cache at work."""
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, delay: float = 0.0, gate: asyncio.Event | None = None) -> None:
         self.keys = {PERSONAL_A: _key(1, 1), PERSONAL_ALL: _key(2, None), PERSONAL_REVOKED: _key(3, 1, True)}
         self.calls = 0
         self.delay = delay
+        self.gate = gate  # when set, every lookup waits for it: an admitted request held in flight
+        self.entered = asyncio.Event()  # set by the first lookup
 
     async def __call__(self, raw_key: str) -> ApiKey | None:
         self.calls += 1
+        self.entered.set()
         if self.delay:
             await asyncio.sleep(self.delay)
+        if self.gate is not None:
+            await self.gate.wait()
         return self.keys.get(raw_key)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from flagd.errors import PayloadTooLarge
+from flagd.errors import ClientDisconnected, PayloadTooLarge
 from flagd.sdk.http import read_body
 from tests.flagd.sdk_support import TOKEN_A, Health, client, make_app
 
@@ -48,14 +48,15 @@ async def test_declared_length_over_the_limit_is_refused_before_reading() -> Non
     assert receive.calls == []
 
 
-async def test_client_disconnect_ends_the_body() -> None:
-    """A disconnect mid-body ends reading with what arrived."""
+async def test_client_disconnect_mid_body_is_its_own_outcome() -> None:
+    """A disconnect mid-body is ClientDisconnected, not a truncated body handed to the JSON decoder."""
     messages = [{"type": "http.request", "body": b"ab", "more_body": True}, {"type": "http.disconnect"}]
 
     async def receive() -> dict[str, Any]:
         return messages.pop(0)
 
-    assert await read_body(receive, {}, 100) == b"ab"
+    with pytest.raises(ClientDisconnected, match="after 2 bytes"):
+        await read_body(receive, {}, 100)
 
 
 async def test_unexpected_failure_is_a_logged_500_and_the_app_keeps_serving() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from flagd.metrics import Metrics
 from flagd.shedding import LoadShedder
-from tests.flagd.sdk_support import TOKEN_A, Health, client, make_app
+from tests.flagd.sdk_support import PERSONAL_A, TOKEN_A, Health, KeyBook, client, make_app
 
 
 async def test_healthz_is_always_200() -> None:
@@ -46,32 +46,18 @@ async def test_metrics_endpoint_exposes_requests_and_snapshot_gauges() -> None:
     assert 'flagd_flag_evaluations_total{reason="condition_match"}' in text
 
 
-async def _blocked_request(app: Any, gate: asyncio.Event, started: asyncio.Event) -> list[dict[str, Any]]:
-    """Drive the app directly with a body that arrives only when ``gate`` opens."""
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        started.set()
-        await gate.wait()
-        body = json.dumps({"api_key": TOKEN_A, "distinct_id": "u"}).encode()
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {"type": "http", "method": "POST", "path": "/flags/", "query_string": b"v=2", "headers": []}
-    await app(scope, receive, send)
-    return sent
-
-
 async def test_over_capacity_requests_are_shed_with_503_and_retry_after() -> None:
     """With the one slot busy, the next /flags request gets 503 + Retry-After at once; probes still answer."""
     metrics = Metrics()
-    app = make_app(shedder=LoadShedder(max_in_flight=1, retry_after=2), metrics=metrics)
-    gate, started = asyncio.Event(), asyncio.Event()
-    busy = asyncio.create_task(_blocked_request(app, gate, started))
-    await started.wait()
+    gate = asyncio.Event()
+    keys = KeyBook(gate=gate)
+    app = make_app(shedder=LoadShedder(max_in_flight=1, retry_after=2), metrics=metrics, keys=keys)
     async with client(app) as http:
+        # An admitted request held in flight: its key lookup waits for the gate.
+        busy = asyncio.create_task(
+            http.get(f"/flags/definitions?token={TOKEN_A}", headers={"Authorization": f"Bearer {PERSONAL_A}"})
+        )
+        await keys.entered.wait()
         shed = await http.post("/flags?v=2", content=json.dumps({"api_key": TOKEN_A, "distinct_id": "u"}))
         assert shed.status_code == 503
         assert shed.headers["retry-after"] == "2"
@@ -89,8 +75,7 @@ async def test_over_capacity_requests_are_shed_with_503_and_retry_after() -> Non
         assert healthz.status_code == 200
         assert "access-control-allow-origin" not in healthz.headers  # probes are not for browsers
         gate.set()
-        sent = await busy
-        assert sent[0]["status"] == 200
+        assert (await busy).status_code == 200
         after = await http.post("/flags?v=2", content=json.dumps({"api_key": TOKEN_A, "distinct_id": "u"}))
         assert after.status_code == 200
     assert 'flagd_shed_total{route="flags"} 1.0' in metrics.render().decode()

@@ -1,14 +1,17 @@
-"""LoadShedder: concurrency cap and CoDel-style queueing-delay shedding, under real asyncio concurrency."""
+"""LoadShedder: in-flight floor, concurrency cap, and CoDel-style shedding of a standing queue only."""
 
 from __future__ import annotations
 
 import asyncio
-import random
+import json
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from flagd.shedding import LoadShedder
+from tests.flagd.sdk_support import TOKEN_A, client, make_app
 
 
 class FakeClock:
@@ -21,180 +24,155 @@ class FakeClock:
         return self.now
 
 
-async def _handle(shedder: LoadShedder, gate: asyncio.Event, admitted: list[bool]) -> None:
-    if not shedder.admit():
-        admitted.append(False)
-        return
-    start = shedder.clock()
-    try:
-        admitted.append(True)
-        await gate.wait()
-    finally:
-        shedder.release(start)
+def busy(shedder: LoadShedder, pending: int) -> None:
+    """``pending`` requests already in the worker (arrived, not departed)."""
+    for _ in range(pending):
+        shedder.arrive()
+
+
+def interval_of(shedder: LoadShedder, clock: FakeClock, waits: list[float]) -> list[bool]:
+    """One 0.1 s interval in which requests that waited ``waits`` ask to be admitted (and finish at once)."""
+    outcomes = []
+    start = clock.now
+    for index, waited in enumerate(waits):
+        clock.now = start + 0.1 * index / len(waits)
+        ok = shedder.admit(waited)
+        if ok:
+            shedder.release()
+        outcomes.append(ok)
+    clock.now = start + 0.1
+    return outcomes
 
 
 async def test_sheds_beyond_max_in_flight() -> None:
-    """With 8 requests stuck in flight and a cap of 8, every further request is shed at once."""
-    shedder = LoadShedder(max_in_flight=8, target_delay=None)
-    gate = asyncio.Event()
-    admitted: list[bool] = []
-    tasks = [asyncio.create_task(_handle(shedder, gate, admitted)) for _ in range(20)]
-    await asyncio.sleep(0)
-    assert admitted.count(True) == 8
-    assert admitted.count(False) == 12
-    assert shedder.in_flight == 8
+    """With the cap's worth of admitted requests stuck in flight, every further request is shed at once."""
+    shedder = LoadShedder(max_in_flight=8, min_in_flight=0, target_delay=None)
+    busy(shedder, 20)
+    outcomes = [shedder.admit() for _ in range(20)]
+    assert outcomes.count(True) == 8
     assert shedder.shed_total == 12
-    gate.set()
-    await asyncio.gather(*tasks)
-    assert shedder.in_flight == 0
-
-
-async def test_admits_again_once_requests_finish() -> None:
-    """Capacity freed by finished requests is given to new ones."""
-    shedder = LoadShedder(max_in_flight=2, target_delay=None)
-    gate = asyncio.Event()
-    admitted: list[bool] = []
-    first = [asyncio.create_task(_handle(shedder, gate, admitted)) for _ in range(3)]
-    await asyncio.sleep(0)
-    assert admitted == [True, True, False]
-    gate.set()
-    await asyncio.gather(*first)
+    for _ in range(8):
+        shedder.release()
     assert shedder.admit()
-    shedder.release(shedder.clock())
-    assert shedder.in_flight == 0
 
 
-def _requests(shedder: LoadShedder, clock: FakeClock, took: float, count: int = 3) -> None:
-    """``count`` sequential requests of ``took`` seconds each."""
-    for _ in range(count):
-        assert shedder.admit()
-        started = clock.now
-        clock.now += took
-        shedder.release(started)
-
-
-async def test_standing_queue_enters_overloaded_state_and_leaves_it() -> None:
-    """An interval whose fastest request exceeded the target shrinks admission; good ones restore it."""
+def test_standing_queue_sheds_late_requests_and_admits_prompt_ones() -> None:
+    """After an interval where every request waited over the target, late ones are shed, prompt ones not."""
     clock = FakeClock()
-    shedder = LoadShedder(
-        max_in_flight=100,
-        overload_in_flight=2,
-        target_delay=0.01,
-        interval=0.1,
-        clock=clock,
-        chance=lambda: 1.0,
-    )
-    _requests(shedder, clock, 0.05)  # a whole interval of slow (50 ms) requests
+    shedder = LoadShedder(target_delay=0.005, interval=0.1, min_samples=8, clock=clock)
+    busy(shedder, 50)
+    assert all(interval_of(shedder, clock, [0.02] * 10))  # the first bad interval is only being measured
+    assert shedder.admit(0.03) is False  # its verdict: a standing queue; this one waited too long
     assert shedder.overloaded
-    assert shedder.shed_probability == 0.2
-    gate = asyncio.Event()
-    admitted: list[bool] = []
-    tasks = [asyncio.create_task(_handle(shedder, gate, admitted)) for _ in range(5)]
-    await asyncio.sleep(0)
-    assert admitted.count(True) == 2  # overload_in_flight, not max_in_flight
-    gate.set()
-    await asyncio.gather(*tasks)
-    # Good intervals (1 ms requests) halve the shed share until it is negligible, then the state ends.
-    shares = []
-    for _ in range(3):
-        clock.now += 0.2
-        _requests(shedder, clock, 0.001, count=2)
-        shares.append(shedder.shed_probability)
-    assert shares == [0.1, 0.05, 0.0]
+    assert shedder.admit(0.001) is True  # a request that got through promptly is served
+    shedder.release()
+
+
+@given(st.lists(st.floats(0.0, 0.2), min_size=1, max_size=40), st.integers(0, 7))
+def test_one_prompt_request_in_an_interval_means_no_standing_queue(
+    waits: list[float], prompt_at: int
+) -> None:
+    """An interval with a single delay under the target (CoDel's minimum) is never judged overloaded."""
+    clock = FakeClock()
+    shedder = LoadShedder(target_delay=0.005, interval=0.1, min_samples=1, clock=clock)
+    busy(shedder, 50)
+    waits.insert(min(prompt_at, len(waits)), 0.001)
+    interval_of(shedder, clock, waits)
+    shedder.admit(0.5)
     assert not shedder.overloaded
 
 
-async def test_shed_share_grows_while_overload_persists() -> None:
-    """Each further bad interval doubles the share of requests shed, up to 95 %."""
+def test_overloaded_worker_sheds_arrivals_behind_a_long_queue_before_reading_them() -> None:
+    """With a standing queue, a request arriving behind more than max_queue others is shed on arrival."""
     clock = FakeClock()
-    shedder = LoadShedder(target_delay=0.01, interval=0.1, clock=clock, chance=lambda: 1.0)
-    shares = []
+    shedder = LoadShedder(target_delay=0.005, min_samples=8, max_queue=32, clock=clock)
+    busy(shedder, 40)
+    interval_of(shedder, clock, [0.02] * 10)
+    assert shedder.arrive()  # the verdict is not in yet
+    assert shedder.admit(0.02) is False  # now it is: overloaded
+    assert shedder.arrive() is False  # 42 in the worker
+    for _ in range(12):
+        shedder.depart()
+    assert shedder.arrive() is True  # 31 ahead of it: it may wait for its body
+
+
+def test_too_few_samples_never_declare_overload() -> None:
+    """Fewer than min_samples slow requests in an interval (a stall, not a queue) shed nothing."""
+    clock = FakeClock()
+    shedder = LoadShedder(target_delay=0.005, interval=0.1, min_samples=8, clock=clock)
+    busy(shedder, 50)
     for _ in range(5):
-        _requests(shedder, clock, 0.06, count=2)
-        shares.append(shedder.shed_probability)
-    assert shares == [0.2, 0.4, 0.8, 0.95, 0.95]
-
-
-async def test_overloaded_shedder_sheds_about_its_share() -> None:
-    """In the overloaded state, roughly shed_probability of new requests are turned away."""
-    clock = FakeClock()
-    draws = random.Random(7)
-    chance = [lambda: 1.0]  # no random sheds while the overload builds up
-    shedder = LoadShedder(target_delay=0.01, interval=0.1, clock=clock, chance=lambda: chance[0]())
-    for _ in range(2):
-        _requests(shedder, clock, 0.06, count=2)
-    assert shedder.shed_probability == 0.4
-    chance[0] = draws.random
-    outcomes = []
-    for _ in range(2000):
-        ok = shedder.admit()
-        outcomes.append(ok)
-        if ok:
-            shedder.in_flight -= 1  # finished instantly; no delay sample, the verdict stands
-    assert 0.33 < outcomes.count(False) / 2000 < 0.47
-
-
-async def test_event_loop_lag_is_detected_while_requests_stay_fast() -> None:
-    """A backed-up loop (which fast requests cannot see themselves) puts the shedder into overload."""
-    shedder = LoadShedder(target_delay=0.003, interval=0.02, probe_period=0.001)
-
-    def hog() -> None:
-        time.sleep(0.006)  # a 6 ms stall: queued work ahead of every new request
-
-    for _ in range(10):
-        if shedder.overloaded:
-            break
-        assert shedder.admit()  # arms the lag probe
-        shedder.release(shedder.clock())  # each request itself is instant
-        asyncio.get_running_loop().call_soon(hog)
-        await asyncio.sleep(0.001)
-    assert shedder.overloaded
-
-
-async def test_idle_loop_is_not_overloaded() -> None:
-    """Instant requests on an idle loop never trip the shedder, and the probe stops when work stops."""
-    shedder = LoadShedder(target_delay=0.003, interval=0.01, probe_period=0.001)
-    for _ in range(20):
-        assert shedder.admit()
-        shedder.release(shedder.clock())
-        await asyncio.sleep(0.001)
-    await asyncio.sleep(0.01)
+        assert all(interval_of(shedder, clock, [0.2] * 7))
     assert not shedder.overloaded
-    assert not shedder._probe_armed
 
 
-async def test_one_fast_request_in_an_interval_means_no_standing_queue() -> None:
-    """A burst with at least one fast request is not treated as overload (CoDel looks at the minimum)."""
+@given(
+    st.lists(st.floats(0.0, 1.0), min_size=1, max_size=200),
+    st.integers(0, 8),
+    st.integers(1, 8),
+)
+def test_never_sheds_at_or_below_the_in_flight_floor(
+    waits: list[float], floor: int, min_samples: int
+) -> None:
+    """Whatever delays came before, a request is admitted while the worker holds at most min_in_flight."""
     clock = FakeClock()
-    shedder = LoadShedder(target_delay=0.01, interval=0.1, clock=clock)
-    for took in (0.05, 0.002, 0.08):  # the last release closes the interval (t=0.132)
-        assert shedder.admit()
-        started = clock.now
-        clock.now += took
-        shedder.release(started)
+    shedder = LoadShedder(min_in_flight=floor, min_samples=min_samples, clock=clock)
+    busy(shedder, 40)
+    interval_of(shedder, clock, waits)  # may well leave it overloaded
+    for _ in range(40 - floor):
+        shedder.depart()
+    assert shedder.admit(1.0)
+    assert not shedder.overloaded  # and it recovered at once
+
+
+def test_recovers_with_the_first_prompt_interval() -> None:
+    """An overloaded shedder leaves the state with the first interval whose smallest delay is under target."""
+    clock = FakeClock()
+    shedder = LoadShedder(target_delay=0.005, interval=0.1, min_samples=8, clock=clock)
+    busy(shedder, 50)
+    interval_of(shedder, clock, [0.02] * 10)
+    interval_of(shedder, clock, [0.02] * 9 + [0.001])
+    assert shedder.overloaded  # decided on the first interval
+    assert shedder.admit(0.02)  # the second interval's verdict: no standing queue
     assert not shedder.overloaded
-    assert shedder.admit()
 
 
-async def test_real_clock_concurrency_keeps_count_exact() -> None:
-    """Many concurrent tasks yielding to the loop never exceed the cap and leave in-flight at zero."""
-    shedder = LoadShedder(max_in_flight=16)
+async def test_sequential_requests_are_never_shed_after_a_stall() -> None:
+    """A 100 ms stall of the event loop between strictly sequential requests sheds none of them."""
+    body = json.dumps({"api_key": TOKEN_A, "distinct_id": "u"})
+    loop = asyncio.get_running_loop()
+    async with client(make_app()) as http:
+        statuses = []
+        for index in range(60):
+            if index == 10:
+                loop.call_later(0.002, time.sleep, 0.1)  # a GC pause, an admin write, during a request
+            statuses.append((await http.post("/flags?v=2", content=body)).status_code)
+    assert statuses == [200] * 60
+
+
+async def test_real_clock_concurrency_keeps_counts_exact() -> None:
+    """Many concurrent tasks yielding to the loop never exceed the cap and leave both counts at zero."""
+    shedder = LoadShedder(max_in_flight=16, min_in_flight=0)
     peak = 0
 
     async def work() -> bool:
         nonlocal peak
-        if not shedder.admit():
-            return False
-        start = shedder.clock()
+        shedder.arrive()
         try:
-            peak = max(peak, shedder.in_flight)
-            await asyncio.sleep(0.001)
-            return True
+            if not shedder.admit(0.0):
+                return False
+            try:
+                peak = max(peak, shedder.in_flight)
+                await asyncio.sleep(0.001)
+                return True
+            finally:
+                shedder.release()
         finally:
-            shedder.release(start)
+            shedder.depart()
 
     results = await asyncio.gather(*(work() for _ in range(200)))
     assert shedder.in_flight == 0
+    assert shedder.pending == 0
     assert peak <= 16
     assert results.count(True) >= 16
     assert results.count(False) == shedder.shed_total
@@ -202,9 +180,17 @@ async def test_real_clock_concurrency_keeps_count_exact() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"max_in_flight": 0}, {"target_delay": 0.0}, {"interval": 0}, {"retry_after": -1}, {"probe_period": 0}],
+    [
+        {"max_in_flight": 0},
+        {"target_delay": 0.0},
+        {"interval": 0},
+        {"retry_after": -1},
+        {"min_samples": 0},
+        {"min_in_flight": -1},
+        {"max_queue": 0},
+    ],
 )
 def test_rejects_nonsense_configuration(kwargs: dict[str, float]) -> None:
-    """Invalid limits fail loudly at construction."""
+    """Invalid settings fail loudly at construction."""
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         LoadShedder(**kwargs)  # type: ignore[arg-type]

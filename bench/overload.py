@@ -1,0 +1,156 @@
+"""Overload: ``POST /flags`` at 3× the saturating rate, with the load shedder on and off, same run.
+
+Run: ``.venv/bin/python -m bench.overload [--workers 2] [--duration 15] [--connections 1000] [--factor 3]``
+
+1. **Peak**: ``wrk`` closed loop (64 connections, as ``bench/load.py``): the rate flagd sustains, all 200.
+2. **Overload**, for flagd with the default shedder and for flagd with shedding off
+   (``FLAGD_SHED_TARGET_DELAY=0``, ``FLAGD_SHED_MAX_IN_FLIGHT`` = 10⁶): ``wrk`` with ``--connections``
+   connections and exponential think time aimed at ``--factor`` × the peak rate (random arrivals; a connection
+   whose answer came back quickly sends its next request sooner, so the offered load holds while requests are
+   shed). Goodput = 200 answers per second. Alongside, a probe client sends one request at a time and records
+   the client-side latency of each answer by status: the latency of *admitted* requests (wrk's own percentiles
+   mix 200s and 503s).
+
+Everything binds to 127.0.0.1, every run is bounded by ``--duration``, and every process started is stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+from bench.load import _lua_bodies, flagd_bodies, flagd_server, load_flags, run_wrk
+from bench.load_workload import users
+
+SHED_OFF = {"FLAGD_SHED_TARGET_DELAY": "0", "FLAGD_SHED_MAX_IN_FLIGHT": "1000000"}
+
+
+@dataclass
+class Probe:
+    """One request at a time against ``url`` until stopped; latencies (ms) by status."""
+
+    url: str
+    body: str
+    by_status: dict[int, list[float]] = field(default_factory=dict)
+    errors: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        with httpx.Client(timeout=5) as http:
+            while not self._stop.is_set():
+                start = time.perf_counter()
+                try:
+                    status = http.post(self.url, content=self.body).status_code
+                except httpx.HTTPError:
+                    self.errors += 1
+                    continue
+                self.by_status.setdefault(status, []).append((time.perf_counter() - start) * 1000)
+                time.sleep(0.002)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def overload(base: str, bodies: list[str], rate: float, connections: int, duration: int) -> dict[str, float]:
+    think = connections * 1000.0 / rate
+    url = f"{base}/flags/?v=2"
+    probe = Probe(url, bodies[0])
+    thread = threading.Thread(target=probe.run, daemon=True)
+    thread.start()
+    try:
+        result = run_wrk(
+            url,
+            _lua_bodies(bodies, method="POST", headers={"Content-Type": "application/json"}, think_ms=think),
+            connections=connections,
+            duration=duration,
+        )
+    finally:
+        probe.stop()
+        thread.join(timeout=10)
+    ok = probe.by_status.get(200, [])
+    shed = probe.by_status.get(503, [])
+    total = result["rps"] * duration
+    return {
+        "offered": rate,
+        "answered": result["rps"],
+        "goodput": (total - result["non2xx"]) / duration,
+        "p50_ok": pct(ok, 0.50),
+        "p99_ok": pct(ok, 0.99),
+        "probe_ok": len(ok),
+        "probe_shed": len(shed),
+        "p50_shed": pct(shed, 0.50),
+        "p99_shed": pct(shed, 0.99),
+        "probe_errors": probe.errors,
+        "wrk_errors": result["errors"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--duration", type=int, default=15)
+    ap.add_argument("--connections", type=int, default=1000)
+    ap.add_argument("--factor", type=float, default=3.0)
+    ap.add_argument(
+        "--rounds", type=int, default=3, help="alternating on/off rounds (the machine's load drifts)"
+    )
+    args = ap.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk not found: apt-get install -y wrk", file=sys.stderr)
+        return 2
+    bodies = flagd_bodies(users(1000))
+    script = _lua_bodies(bodies, method="POST", headers={"Content-Type": "application/json"}, think_ms=None)
+    labels = ("shedding on (default)", "shedding off")
+    rows: list[tuple[str, dict[str, float]]] = []
+    with flagd_server(args.workers) as on, flagd_server(args.workers, SHED_OFF) as off:
+        load_flags(on)
+        load_flags(off)
+        run_wrk(f"{on}/flags/?v=2", script, connections=64, duration=2)  # warm-up
+        sat = run_wrk(f"{on}/flags/?v=2", script, connections=64, duration=args.duration)
+        peak = sat["rps"] - sat["non2xx"] / args.duration
+        print(f"peak (64 connections, closed loop): {peak:,.0f} req/s of 200, p99 {sat['p99']:.2f} ms")
+        for _ in range(args.rounds):
+            for label, base in zip(labels, (on, off), strict=True):
+                rows.append(
+                    (label, overload(base, bodies, args.factor * peak, args.connections, args.duration))
+                )
+    print()
+    print(
+        "| flagd | offered req/s | answered req/s | goodput (200/s) | goodput ÷ peak | admitted p50 / p99 ms "
+        "| shed p50 / p99 ms | probe 200 / 503 |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for label, r in rows:
+        print(
+            f"| {label} | {r['offered']:,.0f} | {r['answered']:,.0f} | {r['goodput']:,.0f} | "
+            f"{r['goodput'] / peak:.0%} | {r['p50_ok']:.2f} / {r['p99_ok']:.2f} | "
+            f"{r['p50_shed']:.2f} / {r['p99_shed']:.2f} | {r['probe_ok']} / {r['probe_shed']} |"
+        )
+    print()
+    for label in labels:
+        mine = [r for name, r in rows if name == label]
+        print(
+            f"{label}: median goodput {statistics.median(r['goodput'] for r in mine):,.0f}/s "
+            f"({statistics.median(r['goodput'] for r in mine) / peak:.0%} of peak), median admitted p99 "
+            f"{statistics.median(r['p99_ok'] for r in mine):.1f} ms; socket errors "
+            f"{sum(r['wrk_errors'] for r in mine):.0f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
