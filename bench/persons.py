@@ -3,7 +3,8 @@ read, memory per person in Redis. One run, side by side.
 
 Run: ``.venv/bin/python -m bench.persons [--duration 10] [--connections 16]``
 
-* **Ingestion**: ``wrk`` posting ``/batch/`` bodies of 100 events (10k persons, 6 event names, a
+* **Ingestion**: validate-and-drop (``FLAGD_PERSON_STORE=0``) as the baseline, then ``wrk`` posting
+  ``/batch/`` bodies of 100 events (10k persons, 6 event names, a
   ``$current_url``, every tenth event with a ``$set`` of 3 properties, a unique ``uuid`` per event) to one
   node with 2 Granian workers and 20 behavioural cohorts (10 ``performed_event_multiple`` on plain events, 10
   ``performed_event`` with ``event_filters``) in use; embedded (SQLite) and distributed (PostgreSQL + Redis).
@@ -349,6 +350,18 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     lines: list[str] = []
     with postgres_server() as pg, redis_server() as rs:
+        # The baseline in the same run: /batch validating and dropping (no person store).
+        with flagd({"FLAGD_PERSON_STORE": "0"}, 2) as base:
+            setup_project(base)
+            time.sleep(3)
+            drop = ingestion(base, args)
+        lines.append(
+            "| ingestion, validate-and-drop (FLAGD_PERSON_STORE=0), 2 workers "
+            f"| {drop['events']:,.0f} events/s "
+            f"({drop['ok_rps']:,.0f} batches/s answered 200) "
+            f"| p50 {drop['p50']:.1f} ms, p99 {drop['p99']:.1f} ms "
+            f"| shed (503) {drop['non2xx']:.0f} of {drop['rps'] * args.duration:,.0f} |"
+        )
         with flagd({}, 2) as base:
             setup_project(base)
             time.sleep(3)  # let every worker finish compiling the 90 changes

@@ -35,6 +35,7 @@ from flagd.sdk import SdkApp
 from flagd.sdk.persons import Persons
 from flagd.sdk.rsgi import RsgiApp
 from flagd.settings import Settings, make_limits, make_shedder
+from flagd.store_metrics import StoreMetrics
 from store.catalog import Catalog
 from store.persons import PersonStore, StoreSettings
 from store.records import ApiKey
@@ -178,17 +179,37 @@ async def open_backend(settings: Settings, catalog: Catalog) -> Backend:
     return mode
 
 
-async def open_person_store(settings: Settings) -> PersonStore:
-    """The person store of the mode ``settings`` select: Redis (distributed) or a SQLite file (embedded)."""
+async def open_person_store(settings: Settings, metrics: Metrics | None = None) -> PersonStore:
+    """The person store of the mode ``settings`` select: Redis (distributed: the primary or cluster, plus
+    read replicas, reads hedged per ``FLAGD_STORE_*``) or a SQLite file (embedded)."""
     store_settings = StoreSettings(
         person_ttl_seconds=settings.person_ttl_days * 86400,
         max_person_properties=make_limits(settings).max_person_properties,
     )
     if settings.distributed:
+        from store.connections import server_name
+        from store.hedging import HedgedReader
         from store.persons.redis import RedisPersonStore
 
         assert settings.redis_url is not None
-        return RedisPersonStore(settings.redis_url, settings=store_settings)
+        urls = [settings.redis_url, *settings.redis_replica_urls]
+        reader = HedgedReader(
+            [server_name(url) for url in urls],
+            hedging=settings.store_hedging,
+            floor=settings.store_hedge_floor_ms / 1000,
+            cap=max(settings.store_deadline_ms / 2000, settings.store_hedge_floor_ms / 1000),
+            ratio=settings.store_hedge_budget,
+            observer=StoreMetrics(metrics) if metrics is not None else None,
+        )
+        store = RedisPersonStore(
+            settings.redis_url,
+            replicas=settings.redis_replica_urls,
+            settings=store_settings,
+            reader=reader,
+            replica_wait_ms=settings.redis_replica_wait_ms,
+        )
+        await store.warm()
+        return store
     from store.persons.sqlite import SqlitePersonStore, persons_path
 
     return await SqlitePersonStore.open(persons_path(settings.data_path), store_settings)
@@ -229,6 +250,7 @@ class _Runtime:
             max_distinct_id_chars=limits.max_distinct_id_chars,
             max_value_chars=limits.max_property_value_chars,
             max_person_properties=limits.max_person_properties,
+            deadline_seconds=settings.store_deadline_ms / 1000,
         )
 
     async def authenticate(self, raw_key: str) -> ApiKey | None:
@@ -249,6 +271,9 @@ class _Runtime:
 def create_app(settings: Settings, *, run_bootstrap: bool = True, metrics: Metrics | None = None) -> SdkApp:
     """The flagd ASGI app; ``run_bootstrap`` creates the default project and admin key on an empty store."""
     runtime = _Runtime(settings)
+    metrics = metrics or Metrics(
+        multiprocess_dir=str(settings.metrics_dir) if settings.metrics_dir is not None else None
+    )
     mcp, mcp_server = mcp_route()
 
     @contextlib.asynccontextmanager
@@ -257,7 +282,7 @@ def create_app(settings: Settings, *, run_bootstrap: bool = True, metrics: Metri
         persons: PersonStore | None = None
         try:
             if settings.person_store:
-                persons = await open_person_store(settings)
+                persons = await open_person_store(settings, metrics)
                 runtime.persons.store = persons
             runtime.persons.register_group_types = group_type_registrar(backend.repository)
             if run_bootstrap:
@@ -312,8 +337,7 @@ def create_app(settings: Settings, *, run_bootstrap: bool = True, metrics: Metri
         limits=make_limits(settings),
         shedder=make_shedder(settings),
         persons=runtime.persons if settings.person_store else None,
-        metrics=metrics
-        or Metrics(multiprocess_dir=str(settings.metrics_dir) if settings.metrics_dir is not None else None),
+        metrics=metrics,
     )
     return sdk
 

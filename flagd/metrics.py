@@ -9,9 +9,11 @@ Series (namespace ``flagd``):
 - ``flagd_shed_total{route}`` — requests answered 503 by the load shedder.
 - ``flagd_store_errors_total{operation}`` — a hook for the store side (``Metrics.store_error``).
 - ``flagd_store_reads_total{store}``, ``flagd_store_hedges_total{store}`` (a second, hedged read was
-  sent because the first was slow), ``flagd_store_deadline_misses_total{store}`` (a read gave up at its
-  deadline) and ``flagd_store_breaker_state`` (0 closed, 1 half-open, 2 open) — hooks for the store's read
-  path (``Metrics.store_read`` and friends); zero until the store calls them.
+  sent because the first was slow), ``flagd_store_hedges_won_total{store}`` (the hedge answered first),
+  ``flagd_store_hedge_budget_exhausted_total{store}`` (a slow read not hedged: the budget was empty),
+  ``flagd_store_deadline_misses_total{store}`` (a read gave up at its deadline) and
+  ``flagd_store_breaker_state{store}`` (0 closed, 1 half-open, 2 open) — fed by the person store's
+  ``HedgedReader`` (``flagd.store_metrics``), ``store`` being each server's ``host:port``; zero until used.
 - ``flagd_snapshot_version``, ``flagd_snapshot_lag_seconds``, ``flagd_snapshot_stale`` (1: serving a
   snapshot nothing keeps current), ``flagd_store_up`` (0: the node's last store operation failed) and
   ``flagd_syncer_active`` (1: this node runs the syncer) — read from ``health()`` when scraped.
@@ -128,6 +130,7 @@ class Metrics:
 
     __slots__ = (
         "_breaker",
+        "_breakers",
         "_evaluations",
         "_flush_every",
         "_flush_seconds",
@@ -143,9 +146,11 @@ class Metrics:
         "_shed_children",
         "_sources",
         "_stale",
+        "_store_budget_exhausted",
         "_store_deadline_misses",
         "_store_errors",
         "_store_hedges",
+        "_store_hedges_won",
         "_store_reads",
         "_store_up",
         "_syncer_active",
@@ -205,8 +210,20 @@ class Metrics:
         )
         self._store_reads = Counter(
             "flagd_store_reads_total",
-            "Reads sent to the flag store, by operation.",
-            ["operation"],
+            "Reads sent to a store server (hedges not included), by store.",
+            ["store"],
+            registry=reg,
+        )
+        self._store_hedges_won = Counter(
+            "flagd_store_hedges_won_total",
+            "Hedged store reads that answered before the read they hedged, by store.",
+            ["store"],
+            registry=reg,
+        )
+        self._store_budget_exhausted = Counter(
+            "flagd_store_hedge_budget_exhausted_total",
+            "Slow store reads left unhedged because the hedge budget was spent, by store.",
+            ["store"],
             registry=reg,
         )
         self._store_hedges = Counter(
@@ -223,7 +240,8 @@ class Metrics:
         )
         self._breaker = Gauge(
             "flagd_store_breaker_state",
-            "The store circuit breaker: 0 closed, 1 half-open, 2 open.",
+            "The store circuit breaker: 0 closed, 1 half-open, 2 open, by store.",
+            ["store"],
             registry=reg,
             multiprocess_mode="livemax",
         )
@@ -246,10 +264,18 @@ class Metrics:
             multiprocess_mode="livemax",
         )
         for store in STORES:  # zero from the start, so dashboards and rate() see the series before any read
-            for counter in (self._store_reads, self._store_hedges, self._store_deadline_misses):
+            for counter in (
+                self._store_reads,
+                self._store_hedges,
+                self._store_hedges_won,
+                self._store_budget_exhausted,
+                self._store_deadline_misses,
+            ):
                 counter.labels(store)
+            self._breaker.labels(store).set(0)
         self._store_up.set(1)  # until health() says otherwise
-        self.breaker_state = "closed"
+        self.breaker_state = "closed"  # the worst of every store server's breaker
+        self._breakers: dict[str, str] = {}
         self.recorder = Recorder(Path(self._multiprocess_dir) / "status" if self._multiprocess_dir else None)
         self._routes: dict[str, _RouteMetrics] = {}
         self._pending: collections.Counter[str] = collections.Counter()
@@ -379,10 +405,20 @@ class Metrics:
         self._store_deadline_misses.labels(store).inc()
         self.recorder.event("deadline_misses")
 
-    def store_breaker(self, state: str) -> None:
-        """The store circuit breaker moved to ``state`` (a key of ``BREAKER_STATES``)."""
-        self._breaker.set(BREAKER_STATES[state])
-        self.breaker_state = state
+    def store_hedge_won(self, store: str) -> None:
+        """Count one hedged read that answered first."""
+        self._store_hedges_won.labels(store).inc()
+
+    def store_budget_exhausted(self, store: str) -> None:
+        """Count one slow read that could not be hedged (budget spent)."""
+        self._store_budget_exhausted.labels(store).inc()
+
+    def store_breaker(self, state: str, store: str = "redis") -> None:
+        """``store``'s circuit breaker moved to ``state`` (a key of ``BREAKER_STATES``); ``breaker_state``
+        becomes the worst over every store."""
+        self._breaker.labels(store).set(BREAKER_STATES[state])
+        self._breakers[store] = state
+        self.breaker_state = max(self._breakers.values(), key=BREAKER_STATES.__getitem__)
 
     def set_health(self, health: Mapping[str, Any]) -> None:
         """Refresh the gauges read from ``health()`` (each render, and each second from the status ticker)."""

@@ -17,6 +17,14 @@ kept, so a new cohort on an event name sees that much history (counts live as lo
 use if that is longer). ``FLAGD_PERSON_STORE=0`` turns the store off: events are validated and dropped, flag
 checks use only what the request sends (behavioural flags then fail).
 
+Store reads on the flag path (``store.hedging``): ``FLAGD_REDIS_URL`` may name a Redis Cluster
+(``redis+cluster://host:port``, any node); ``FLAGD_REDIS_REPLICA_URLS`` (comma-separated ``redis://`` URLs,
+not with a cluster) adds read replicas of the primary for person/behaviour reads; ``FLAGD_STORE_DEADLINE_MS``
+(default 25) is each flag request's store deadline; ``FLAGD_STORE_HEDGING`` (default on),
+``FLAGD_STORE_HEDGE_FLOOR_MS`` (default 2) and ``FLAGD_STORE_HEDGE_BUDGET`` (default 0.1: hedges at most
+10 % of reads) tune hedging; ``FLAGD_REDIS_REPLICA_WAIT_MS`` (default 20) bounds how long a write waits for
+the replicas to have it (read-your-writes).
+
 Request limits and load-shedding knobs are passed through by name: ``FLAGD_LIMIT_<FIELD>`` sets the field
 ``<field>`` of ``flagd.limits.Limits`` and ``FLAGD_SHED_<ARG>`` the argument ``<arg>`` of
 ``flagd.shedding.LoadShedder``; unknown names and non-numeric values are rejected here, at start-up. For an
@@ -80,6 +88,12 @@ class Settings:
     person_ttl_days: int = 90
     max_behavioural_conditions: int = 200
     event_history_days: int = 30
+    redis_replica_urls: tuple[str, ...] = ()
+    redis_replica_wait_ms: int = 20
+    store_deadline_ms: float = 25.0
+    store_hedging: bool = True
+    store_hedge_floor_ms: float = 2.0
+    store_hedge_budget: float = 0.1
     limits: Mapping[str, int | float | None] = field(default_factory=dict)
     shedding: Mapping[str, int | float | None] = field(default_factory=dict)
 
@@ -116,6 +130,12 @@ class Settings:
             "FLAGD_PERSON_TTL_DAYS": str(self.person_ttl_days),
             "FLAGD_MAX_BEHAVIOURAL_CONDITIONS": str(self.max_behavioural_conditions),
             "FLAGD_EVENT_HISTORY_DAYS": str(self.event_history_days),
+            "FLAGD_REDIS_REPLICA_URLS": ",".join(self.redis_replica_urls),
+            "FLAGD_REDIS_REPLICA_WAIT_MS": str(self.redis_replica_wait_ms),
+            "FLAGD_STORE_DEADLINE_MS": repr(self.store_deadline_ms),
+            "FLAGD_STORE_HEDGING": "1" if self.store_hedging else "0",
+            "FLAGD_STORE_HEDGE_FLOOR_MS": repr(self.store_hedge_floor_ms),
+            "FLAGD_STORE_HEDGE_BUDGET": repr(self.store_hedge_budget),
         }
         optional = {
             "FLAGD_DATABASE_URL": self.database_url,
@@ -138,7 +158,20 @@ class Settings:
         env = os.environ if environ is None else environ
         reader = _Reader(env)
         database_url = reader.get("FLAGD_DATABASE_URL", _url(("postgres://", "postgresql://")), None)
-        redis_url = reader.get("FLAGD_REDIS_URL", _url(("redis://", "rediss://", "unix://")), None)
+        redis_url = reader.get(
+            "FLAGD_REDIS_URL",
+            _url(("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")),
+            None,
+        )
+        no_replicas: tuple[str, ...] = ()
+        replicas = reader.get(
+            "FLAGD_REDIS_REPLICA_URLS", _url_list(("redis://", "rediss://", "unix://")), no_replicas
+        )
+        if replicas and (redis_url is None or "+cluster://" in redis_url):
+            reader.problems.append(
+                "FLAGD_REDIS_REPLICA_URLS: read replicas need FLAGD_REDIS_URL naming their primary "
+                "(a Redis Cluster routes to its own replicas)"
+            )
         if (database_url is None) != (redis_url is None):
             missing = "FLAGD_REDIS_URL" if redis_url is None else "FLAGD_DATABASE_URL"
             reader.problems.append(
@@ -171,6 +204,12 @@ class Settings:
                 "FLAGD_MAX_BEHAVIOURAL_CONDITIONS", _int_between(1, 100_000), 200
             ),
             event_history_days=reader.get("FLAGD_EVENT_HISTORY_DAYS", _int_between(0, 3650), 30),
+            redis_replica_urls=replicas,
+            redis_replica_wait_ms=reader.get("FLAGD_REDIS_REPLICA_WAIT_MS", _int_between(1, 60_000), 20),
+            store_deadline_ms=reader.get("FLAGD_STORE_DEADLINE_MS", _float_between(1, 60_000), 25.0),
+            store_hedging=reader.get("FLAGD_STORE_HEDGING", _bool, True),
+            store_hedge_floor_ms=reader.get("FLAGD_STORE_HEDGE_FLOOR_MS", _float_between(0.1, 60_000), 2.0),
+            store_hedge_budget=reader.get("FLAGD_STORE_HEDGE_BUDGET", _float_between(0, 1), 0.1),
             limits=reader.prefixed(LIMIT_PREFIX, limit_fields()),
             shedding=reader.prefixed(SHED_PREFIX, shedder_args()),
         )
@@ -271,6 +310,15 @@ def _url(schemes: tuple[str, ...]) -> Callable[[str], str]:
         if not raw.startswith(schemes):
             raise ValueError(f"expected a URL starting with {' or '.join(schemes)}")
         return raw
+
+    return parse
+
+
+def _url_list(schemes: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
+    one = _url(schemes)
+
+    def parse(raw: str) -> tuple[str, ...]:
+        return tuple(one(part.strip()) for part in raw.split(",") if part.strip())
 
     return parse
 

@@ -168,12 +168,13 @@ class PostgresServer:
 
 @dataclass
 class RedisServer:
-    """A redis-server without persistence in a temp dir."""
+    """A redis-server without persistence in a temp dir (``extra``: e.g. ``--replicaof``, cluster mode)."""
 
     port: int = field(default_factory=free_port)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="flagd-redis-")))
     external_url: str | None = None
     proc: subprocess.Popen[bytes] | None = None
+    extra: list[str] = field(default_factory=list)
 
     @property
     def controllable(self) -> bool:
@@ -204,6 +205,9 @@ class RedisServer:
                 str(self.workdir),
                 "--logfile",
                 str(self.workdir / "log"),
+                "--enable-debug-command",
+                "local",
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

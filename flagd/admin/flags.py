@@ -112,7 +112,9 @@ class ExplainRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 async def explain_flag(request: Request) -> Response:
-    """The evaluator's step-by-step trace for one flag and context, against the snapshot this node serves."""
+    """The evaluator's step-by-step trace for one flag and context, against the snapshot this node serves,
+    with what the person store holds for the context merged in as a flag check would (behavioural leaves
+    show the stored count)."""
     who, project_id = await project_caller(request, write=False)
     flag = await who.services.repository.get_flag(project_id, path_id(request, "flag_id"))
     body = await read_json(request, who.services.max_body_bytes)
@@ -134,6 +136,8 @@ async def explain_flag(request: Request) -> Response:
         group_properties=req.group_properties,
         device_id=req.device_id or None,
     )
+    if who.services.enricher is not None:  # stored properties and counts, as /flags would see them
+        ctx = await who.services.enricher.enrich(state, ctx, [flag.key])
     explanation = state.snapshot.explain(flag.key, ctx)
     return JSON(
         {

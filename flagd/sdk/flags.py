@@ -156,7 +156,9 @@ class FlagsEndpoint:
                 f"the limit is max_flag_keys={limits.max_flag_keys}",
                 attr="flag_keys_to_evaluate",
             )
-        if self._persons is not None:
-            ctx = await self._persons.enrich(state, ctx, keys)
-        decisions: dict[str, Decision] = state.snapshot.evaluate(ctx, keys=keys)
+        decisions: dict[str, Decision] = (
+            state.snapshot.evaluate(ctx, keys=keys)
+            if self._persons is None
+            else await self._persons.evaluate(state, ctx, keys)
+        )
         return 200, render(shape, decisions, self._cache.for_state(state), request_id, now_ms), FLAGS_HEADERS

@@ -206,9 +206,12 @@ class OfrepEndpoint:
         ctx = self._context(raw)
         if not self._bulk:
             key = request.path[len(PREFIX) :]
-            if self._persons is not None:
-                ctx = await self._persons.enrich(state, ctx, (key,))
-            decision = state.snapshot.evaluate(ctx, keys=[key]).get(key)
+            one = (
+                state.snapshot.evaluate(ctx, keys=(key,))
+                if self._persons is None
+                else await self._persons.evaluate(state, ctx, (key,))
+            )
+            decision = one.get(key)
             if decision is None:
                 raise OfrepError(
                     404, "FLAG_NOT_FOUND", f"flag {quoted_key(key)} does not exist in this project"
@@ -217,9 +220,11 @@ class OfrepEndpoint:
             if decision.error is not None:
                 return 400, _encode(failure(decision)), JSON
             return 200, _encode(success(decision, is_static(state, decision))), JSON
-        if self._persons is not None:
-            ctx = await self._persons.enrich(state, ctx, None)
-        decisions = state.snapshot.evaluate(ctx, keys=None)
+        decisions = (
+            state.snapshot.evaluate(ctx, keys=None)
+            if self._persons is None
+            else await self._persons.evaluate(state, ctx, None)
+        )
         items = [
             failure(d) if d.error is not None else success(d, is_static(state, d)) for d in decisions.values()
         ]

@@ -17,7 +17,7 @@ Malformed person/group fields raise ``ValidationFailed`` naming the field, befor
 
 from __future__ import annotations
 
-import base64
+import binascii
 import functools
 import hashlib
 from collections.abc import Mapping, Sequence
@@ -48,6 +48,10 @@ def plain_token(event: str) -> str:
     return counter_token(counter_id(event))
 
 
+_token = functools.lru_cache(maxsize=4096)(counter_token)  # filtered counters repeat too
+_PERSON_FIELDS = ("$set", "$set_once", "$unset")
+
+
 @functools.lru_cache(maxsize=4096)
 def _name(name: str) -> str:
     return _encode(name).decode()
@@ -56,7 +60,11 @@ def _name(name: str) -> str:
 def _uuid_digest(uuid: str) -> str:
     """64 bits of blake2b, 11 characters: what the dedupe sets keep instead of the 36-character uuid."""
     digest = hashlib.blake2b(uuid.encode(), digest_size=8).digest()
-    return base64.urlsafe_b64encode(digest)[:11].decode()
+    # base64url of the 8 bytes, without the padding (binascii: C, ~5x cheaper than base64.urlsafe_b64encode)
+    return binascii.b2a_base64(digest, newline=False)[:11].translate(_URLSAFE).decode()
+
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def _at(path: str, field: str) -> str:
@@ -168,7 +176,7 @@ def ingest(
             if writes:
                 steps.append(writes)
                 writes = Writes()
-            steps.append(Merge(source, distinct_id))
+            steps.append(Merge(source, distinct_id, identify=name == "$identify"))
         groups = props.get("$groups")
         if isinstance(groups, dict):
             for group_type in groups:
@@ -194,13 +202,18 @@ def ingest(
                 PropOp(SET, _name(k), _json(v, f"{path}.{k}", max_value_chars)) for k, v in group_set.items()
             ]
             writes.groups.setdefault((group_type, key), []).append(EventWrite("", ms, gops, []))
-        ops = _ops(event, props, where, max_value_chars, max_person_properties)
+        # Most events change no property: skip the operation parsing unless a field is there.
+        ops = (
+            _ops(event, props, where, max_value_chars, max_person_properties)
+            if any(f in props or f in event for f in _PERSON_FIELDS)
+            else []
+        )
         tokens: list[str] = []
         if ms >= oldest_ms:
             tokens.append(plain_token(name))
-            tokens.extend(
-                counter_token(c.id) for c in counters.get(name, ()) if c.filters and c.matches(props)
-            )
+            filtered = counters.get(name)
+            if filtered:
+                tokens.extend(_token(c.id) for c in filtered if c.filters and c.matches(props))
         writes.persons.setdefault(distinct_id, []).append(EventWrite(uuid, ms, ops, tokens))
     if writes:
         steps.append(writes)

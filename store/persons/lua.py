@@ -8,7 +8,9 @@
            whole call (``{"limit", i}``). Second pass applies, deduplicating by uuid, and answers
            ``{"ok", [applied or target...]}``.
 ``MERGE``  KEYS: [source hash, source dedupe, target hash, target dedupe, seen]; ARGV: [target id, now, ttl,
-           dedupe, source id]. ``{"a"|"b", id}`` when the source/target was itself merged (resolve, retry).
+           dedupe, source id, max_props, identify 1/0] (properties only the source has join up to
+           max_props). ``{"a"|"b", id}`` when the source/target was itself merged (resolve, retry); the
+           target is marked identified (``_i``); ``{"kept"}`` when an identify found the source identified.
 ``TRACK``  KEYS: [project counters hash]; ARGV: [now, counter ids...]: when each was first tracked.
 ``READ``   KEYS: [person hashes..., group hashes...]; ARGV: [JSON ``[[token, first bucket per level...]
            ...]`` (the distinct count plans of the call), number of persons]. Per person ``{"",
@@ -37,22 +39,27 @@ local function bucket(l, sec)
     if not expired(m, b) then return (m - 1) .. string.format('%d', b) end
   end
 end
-local out, meta = {}, {}
+local out, meta, props = {}, {}, {}
+-- First pass, no writes: redirects, and the property limit (the stored values read here are kept in
+-- props[i] for the second pass: one HGET per property named in the call).
 for i, w in ipairs(ws) do
   local pk = KEYS[w[1]]
-  local m = redis.call('HMGET', pk, '@', '_n', '_t')
+  local m = redis.call('HMGET', pk, '@', '_n', '_t', '_u')
   if m[1] then
     out[i] = m[1]
   else
     out[i] = 0
     meta[i] = m
     local n = tonumber(m[2] or '0')
-    local seen = {}
+    local cur, added = {}, {}
+    props[i] = cur
     for _, e in ipairs(w[4]) do
       for _, op in ipairs(e[3]) do
-        if op[1] ~= 'u' and not seen[op[2]] then
-          seen[op[2]] = true
-          if redis.call('HEXISTS', pk, 'p' .. op[2]) == 0 then n = n + 1 end
+        local f = op[2]
+        if cur[f] == nil then cur[f] = redis.call('HGET', pk, 'p' .. f) end
+        if op[1] ~= 'u' and not cur[f] and not added[f] then
+          added[f] = true
+          n = n + 1
         end
       end
     end
@@ -64,46 +71,57 @@ for i, w in ipairs(ws) do
     local pk = KEYS[w[1]]
     local uk = nil
     if w[2] > 0 then uk = KEYS[w[2]] end
+    local cur, incr = props[i], {}
     local applied, dn, uuids = 0, 0, false
     for _, e in ipairs(w[4]) do
       local fresh = true
       if uk and e[1] ~= '' then
-        uuids = true
         fresh = redis.call('ZADD', uk, 'NX', now, e[1]) == 1
+        uuids = uuids or fresh
       end
       if fresh then
         applied = applied + 1
         local ms = e[2]
         local stamp = string.format('%d', ms) .. ';'
         for _, op in ipairs(e[3]) do
-          local f = 'p' .. op[2]
-          local cur = redis.call('HGET', pk, f)
+          local f = op[2]
+          local v = cur[f]
           local k = op[1]
           if k == 's' then
-            if (not cur) or string.byte(cur, 1) == 111 or ms_of(cur) <= ms then
-              redis.call('HSET', pk, f, 's' .. stamp .. op[3])
-              if not cur then dn = dn + 1 end
+            if (not v) or string.byte(v, 1) == 111 or ms_of(v) <= ms then
+              cur[f] = 's' .. stamp .. op[3]
+              redis.call('HSET', pk, 'p' .. f, cur[f])
+              if not v then dn = dn + 1 end
             end
           elseif k == 'o' then
-            if (not cur) or (string.byte(cur, 1) == 111 and ms_of(cur) > ms) then
-              redis.call('HSET', pk, f, 'o' .. stamp .. op[3])
-              if not cur then dn = dn + 1 end
+            if (not v) or (string.byte(v, 1) == 111 and ms_of(v) > ms) then
+              cur[f] = 'o' .. stamp .. op[3]
+              redis.call('HSET', pk, 'p' .. f, cur[f])
+              if not v then dn = dn + 1 end
             end
-          elseif cur and ms_of(cur) <= ms then
-            redis.call('HDEL', pk, f)
+          elseif v and ms_of(v) <= ms then
+            cur[f] = false
+            redis.call('HDEL', pk, 'p' .. f)
             dn = dn - 1
           end
         end
         if #e[4] > 0 then
           local suffix = bucket(1, math.floor(ms / 1000))
           if suffix then
-            for _, tok in ipairs(e[4]) do redis.call('HINCRBY', pk, 'b' .. tok .. suffix, 1) end
+            for _, tok in ipairs(e[4]) do
+              local f = 'b' .. tok .. suffix
+              incr[f] = (incr[f] or 0) + 1
+            end
           end
         end
       end
     end
+    -- One increment per bucket the call touched (events of one person share their recent buckets).
+    for f, c in pairs(incr) do redis.call('HINCRBY', pk, f, c) end
     if dn ~= 0 then redis.call('HINCRBY', pk, '_n', dn) end
-    if now >= tonumber(meta[i][3] or '0') then
+    local m = meta[i]
+    local trim = now >= tonumber(m[3] or '0')
+    if trim then
       -- Roll buckets past their level's keep up into the coarser bucket holding them (or drop them).
       for _, f in ipairs(redis.call('HKEYS', pk)) do
         if string.byte(f, 1) == 98 then
@@ -117,14 +135,33 @@ for i, w in ipairs(ws) do
           end
         end
       end
-      redis.call('HSET', pk, '_t', now + 600)
       if uk then redis.call('ZREMRANGEBYSCORE', uk, '-inf', now - dd) end
       -- Refreshed with the roll-up (at most every 10 minutes per person): the TTL is days long, and
       -- seen_persons needs no finer time.
       redis.call('EXPIRE', pk, ttl)
       if w[3] ~= '' then redis.call('ZADD', KEYS[1], now, w[3]) end
     end
-    if uuids then redis.call('EXPIRE', uk, dd) end
+    -- The dedupe set's TTL: set with the roll-up, and when this call added uuids and '_u' (until when
+    -- the set is known to have one, with half the dedupe period to spare for clock skew) has passed;
+    -- '_u' is 0 when the set did not exist (emptied by the trim), so the next uuid sets the TTL again.
+    local u = tonumber(m[4] or '0')
+    local nu = nil
+    if uk and (trim or (uuids and now >= u)) then
+      if redis.call('EXPIRE', uk, dd) == 1 then
+        nu = now + math.floor(dd / 2)
+      elseif u ~= 0 then
+        nu = 0
+      end
+    end
+    if trim then
+      if nu then
+        redis.call('HSET', pk, '_t', now + 600, '_u', nu)
+      else
+        redis.call('HSET', pk, '_t', now + 600)
+      end
+    elseif nu then
+      redis.call('HSET', pk, '_u', nu)
+    end
     out[i] = applied
   end
 end
@@ -142,8 +179,14 @@ local ta = redis.call('HGET', src, '@')
 if ta then return {'a', ta} end
 local tb = redis.call('HGET', dst, '@')
 if tb then return {'b', tb} end
+redis.call('HSET', dst, '_i', '1')
+if ARGV[7] == '1' and redis.call('HEXISTS', src, '_i') == 1 then
+  redis.call('EXPIRE', dst, ttl)
+  return {'kept'}
+end
 local h = redis.call('HGETALL', src)
 local dn = 0
+local room = tonumber(ARGV[6]) - tonumber(redis.call('HGET', dst, '_n') or '0')
 for j = 1, #h, 2 do
   local f, v = h[j], h[j + 1]
   local c = string.byte(f, 1)
@@ -153,8 +196,9 @@ for j = 1, #h, 2 do
     local cur = redis.call('HGET', dst, f)
     local wins
     if not cur then
-      wins = true
-      dn = dn + 1
+      -- A property only the source has joins while the target is under the limit.
+      wins = dn < room
+      if wins then dn = dn + 1 end
     elseif string.byte(v, 1) == 115 then
       wins = string.byte(cur, 1) == 111 or ms_of(cur) <= ms_of(v)
     else

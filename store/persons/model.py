@@ -69,10 +69,14 @@ class Writes(msgspec.Struct):
 
 
 class Merge(msgspec.Struct, frozen=True):
-    """Merge ``source``'s person into ``target``'s: afterwards both ids are one person."""
+    """Merge ``source``'s person into ``target``'s: afterwards both ids are one person, identified.
+
+    With ``identify`` (``$identify``), a source person that is already identified is not merged (as PostHog
+    refuses to merge two identified persons); the target becomes identified either way."""
 
     source: str
     target: str
+    identify: bool = False
 
 
 Step = Writes | Merge
@@ -135,13 +139,14 @@ def decode_value(stored: str) -> Any:
     return msgspec.json.decode(stored[stored.index(";") + 1 :])
 
 
-class PersonRecord(msgspec.Struct):
+class PersonRecord(msgspec.Struct, omit_defaults=True):
     """One person (or group) in Python: the embedded store's row and the tests' oracle."""
 
     props: dict[str, str] = msgspec.field(default_factory=dict)  # JSON name -> "<kind><ms>;<JSON>"
     buckets: dict[str, int] = msgspec.field(default_factory=dict)  # token + level + bucket -> count
     merged_into: str | None = None
     trim_at: int = 0  # when ``maintain`` next rolls buckets up (the Redis hash's '_t')
+    identified: bool = False  # the target of an $identify or $create_alias (the Redis hash's '_i')
 
     def apply(self, write: EventWrite, *, now: int, retention: int) -> None:
         """Apply one event's property operations and counters (deduplication is the caller's)."""
@@ -171,10 +176,15 @@ class PersonRecord(msgspec.Struct):
         names = {op.name for w in writes for op in w.ops if op.kind != UNSET and op.name not in self.props}
         return len(names)
 
-    def absorb(self, other: PersonRecord) -> None:
-        """Take ``other``'s properties (time-ordered, see ``merged_value``) and add its counts."""
+    def absorb(self, other: PersonRecord, max_props: int | None = None) -> None:
+        """Take ``other``'s properties (time-ordered, see ``merged_value``) and add its counts; with
+        ``max_props``, properties only ``other`` has join while this record is under the limit."""
+        props = self.props
+        limit = max_props if max_props is not None else len(props) + len(other.props)
         for name, value in other.props.items():
-            self.props[name] = merged_value(self.props.get(name), value)
+            mine = props.get(name)
+            if mine is not None or len(props) < limit:
+                props[name] = merged_value(mine, value)
         for field, count in other.buckets.items():
             self.buckets[field] = self.buckets.get(field, 0) + count
         self.trim_at = 0

@@ -38,8 +38,13 @@ class PersonStore(Protocol):
         """
         ...
 
-    async def read(self, request: ReadRequest, *, now: int, retention: int) -> PersonView:
-        """Stored properties, the requested groups' properties and the requested counts, as of ``now``."""
+    async def read(
+        self, request: ReadRequest, *, now: int, retention: int, deadline: float | None = None
+    ) -> PersonView:
+        """Stored properties, the requested groups' properties and the requested counts, as of ``now``.
+
+        ``deadline`` (a ``loop.time()``) is when the caller stops waiting: a store that goes to the network
+        gives up then (``StoreTimeout``) instead of keeping the server busy for nobody."""
         ...
 
     async def seen_persons(self, project_id: int, since_seconds: int, limit: int) -> list[SeenPerson]:

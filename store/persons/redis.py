@@ -13,12 +13,28 @@ Every person's keys share one hash tag, so a person's write or read is one scrip
 group hash expires ``FLAGD_PERSON_TTL_DAYS`` after its last write (the TTL and the ``seen`` time are refreshed
 when its buckets are rolled up, at most every 10 minutes per person).
 
+**On a Redis Cluster** (``redis+cluster://``) the tag is the project alone (``flagd:P{p<project>}:<distinct
+id>``, ``flagd:U{p<project>}:<id>``, ``flagd:G{p<project>}:<len>:<type>:<key>``): a write step, a merge
+(two persons and the seen set) and a coalesced read (split per project) are each one script on one slot,
+so they stay atomic. The cost: one project's persons live on one shard (projects spread over shards).
+
 **Writes**: one ``WRITE`` script call per batch step (all persons of the step: their keys are declared, so a
 cluster client would split the call by slot; flagd runs it on one Redis today). A write to an id that was
 merged elsewhere comes back as a redirect and is resent to the target (ids resolved once are cached).
 **Reads** are coalesced: every ``read`` issued during one event-loop turn goes out in one ``READ`` script
 call (measured: redis-py spends ~60 µs of client CPU per command, so one command per request would cost more
-than the whole flag evaluation).
+than the whole flag evaluation). That call goes through a ``store.hedging.HedgedReader`` over the primary
+and the read replicas (``replicas=``): to the server answering best, hedged to another one when slow,
+bounded by the latest deadline of the reads it carries, skipping servers whose circuit breaker is open.
+
+**Read-your-writes with replicas**: ``apply`` returns only after ``WAIT <replicas> <replica_wait_ms>`` on the
+primary, i.e. once every replica has the write (so a /batch answered 200 is visible to the next /flags on
+any node, whichever server that reads). If some replica did not acknowledge in time (down, or lagging), the
+write still succeeds (it is on the primary), and this node reads only the primary for ``primary_grace``
+seconds, during which its writes wait only for as many replicas as did acknowledge (a dead replica costs one
+slow write per ``primary_grace``, not every write); other nodes reading the late replica may see the write
+late until it catches up (the README says so).
+On a Redis Cluster (``redis+cluster://``) reads go to the shard primaries and no WAIT is needed.
 """
 
 from __future__ import annotations
@@ -29,12 +45,14 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 from cachetools import LRUCache
 from redis import exceptions as redis_errors
+from redis.asyncio.cluster import RedisCluster
 
 from evaluator.behaviour import BehaviourQuery
+from store.connections import AnyRedis, redis_client, server_name
 from store.errors import PersonLimitExceeded, StoreTimeout, StoreUnavailable
+from store.hedging import HedgedReader
 from store.persons import lua
 from store.persons.model import Merge, PersonView, ReadRequest, Step, Writes, properties_of
 from store.persons.protocol import SeenPerson, StoreSettings
@@ -66,13 +84,19 @@ def _plan(query: BehaviourQuery, now: int) -> tuple[str | int, ...]:
 
 
 class _Pending:
-    __slots__ = ("future", "hops", "now", "request", "retention", "target")
+    __slots__ = ("deadline", "future", "hops", "now", "request", "retention", "target")
 
     def __init__(
-        self, request: ReadRequest, future: asyncio.Future[PersonView], now: int, retention: int
+        self,
+        request: ReadRequest,
+        future: asyncio.Future[PersonView],
+        now: int,
+        retention: int,
+        deadline: float,
     ) -> None:
         self.request = request
         self.future = future
+        self.deadline = deadline
         self.target = request.distinct_id
         self.hops = 0
         self.now = now
@@ -86,15 +110,38 @@ class RedisPersonStore:
         self,
         url: str | None = None,
         *,
-        client: aioredis.Redis | None = None,
+        client: AnyRedis | None = None,
+        replicas: Sequence[str] = (),
         settings: StoreSettings | None = None,
         prefix: str = "flagd",
         alias_cache_size: int = 100_000,
+        reader: HedgedReader | None = None,
+        read_timeout: float = 1.0,
+        replica_wait_ms: int = 20,
+        primary_grace: float = 1.0,
     ) -> None:
         if client is None:
             assert url is not None
-            client = aioredis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
+            client = redis_client(url, timeout=5.0)
         self._client = client
+        self._cluster = isinstance(client, RedisCluster)
+        # Reads: the primary first, then the replicas, on clients without retries of their own (the reader
+        # decides). A cluster keeps its client's retries: they follow MOVED and failovers to the new primary.
+        fail_fast = url is not None and not self._cluster
+        self._read_clients: list[AnyRedis] = [
+            redis_client(url, timeout=5.0, fail_fast=True) if fail_fast and url is not None else client,
+            *(redis_client(r, timeout=5.0, fail_fast=True) for r in replicas),
+        ]
+        names = [server_name(url) if url is not None else "redis", *(server_name(r) for r in replicas)]
+        self.reader = reader or HedgedReader(names)
+        if len(self.reader.names) != len(names):
+            raise ValueError("the HedgedReader must be built over the primary and the replicas, in order")
+        self._replicas = len(replicas)
+        self._read_timeout = read_timeout
+        self._replica_wait_ms = replica_wait_ms
+        self._primary_grace = primary_grace
+        self._primary_only_until = 0.0
+        self._acknowledging = len(replicas)  # replicas that acknowledged the last short WAIT
         self._settings = settings or StoreSettings()
         self._prefix = prefix
         self._write = client.register_script(lua.WRITE)
@@ -107,15 +154,30 @@ class RedisPersonStore:
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.flushes = 0  # read script calls made (tests and bench see the coalescing)
+        self.replica_shortfalls = 0  # writes some replica did not acknowledge within replica_wait_ms
+
+    async def warm(self) -> None:
+        """Connect to every read server and load the read script there, so the first flag checks after a
+        start do not spend their deadline on a connect and a ``NOSCRIPT`` round trip. A server that is down
+        is skipped (its breaker will deal with it)."""
+        for client in self._read_clients:
+            with contextlib.suppress(redis_errors.RedisError, OSError):
+                await client.script_load(lua.READ)
 
     # -- keys --------------------------------------------------------------------------------------------
     def person_key(self, project_id: int, distinct_id: str) -> str:
+        if self._cluster:
+            return f"{self._prefix}:P{{p{project_id}}}:{distinct_id}"
         return f"{self._prefix}:P{{p{project_id}:{distinct_id}}}"
 
     def dedupe_key(self, project_id: int, distinct_id: str) -> str:
+        if self._cluster:
+            return f"{self._prefix}:U{{p{project_id}}}:{distinct_id}"
         return f"{self._prefix}:U{{p{project_id}:{distinct_id}}}"
 
     def group_key(self, project_id: int, group_type: str, key: str) -> str:
+        if self._cluster:
+            return f"{self._prefix}:G{{p{project_id}}}:{len(group_type)}:{group_type}:{key}"
         return f"{self._prefix}:G{{p{project_id}:{len(group_type)}:{group_type}:{key}}}"
 
     def counters_key(self, project_id: int) -> str:
@@ -140,6 +202,22 @@ class RedisPersonStore:
                 await self._apply_merge(project_id, step, now)
             else:
                 await self._apply_writes(project_id, step, now, retention)
+        if self._replicas and steps:
+            await self._wait_for_replicas()
+
+    async def _wait_for_replicas(self) -> None:
+        now = asyncio.get_running_loop().time()
+        # After a shortfall, wait only for as many replicas as acknowledged then (a dead replica must not
+        # add replica_wait_ms to every write), and for all of them again once primary_grace has passed.
+        expected = self._replicas if now >= self._primary_only_until else self._acknowledging
+        if expected == 0:
+            return
+        with _translated("waiting for replicas"):
+            acknowledged = int(await self._client.wait(expected, self._replica_wait_ms))
+        if acknowledged < expected:
+            self.replica_shortfalls += 1
+            self._acknowledging = acknowledged
+            self._primary_only_until = asyncio.get_running_loop().time() + self._primary_grace
 
     async def _apply_writes(self, project_id: int, writes: Writes, now: int, retention: int) -> None:
         s = self._settings
@@ -196,12 +274,17 @@ class RedisPersonStore:
                 self.dedupe_key(project_id, target),
                 self.seen_key(project_id),
             ]
-            args: list[str | int] = [target, now, s.person_ttl_seconds, s.dedupe_seconds, source]
+            args: list[str | int] = [
+                *(target, now, s.person_ttl_seconds, s.dedupe_seconds, source, s.max_person_properties),
+                int(merge.identify),
+            ]
             with _translated("person merge"):
                 result = await self._merge(keys=keys, args=args)
             status = _text(result[0])
             if status == "ok":
                 self._aliases[(project_id, source)] = target
+                return
+            if status == "kept":  # $identify of an already identified person: two persons stay
                 return
             moved = _text(result[1])
             if status == "a":
@@ -213,9 +296,13 @@ class RedisPersonStore:
         raise StoreUnavailable("person merge: too many merged-id redirects")
 
     # -- reads -------------------------------------------------------------------------------------------
-    async def read(self, request: ReadRequest, *, now: int, retention: int) -> PersonView:
+    async def read(
+        self, request: ReadRequest, *, now: int, retention: int, deadline: float | None = None
+    ) -> PersonView:
         loop = asyncio.get_running_loop()
-        pending = _Pending(request, loop.create_future(), now, retention)
+        if deadline is None:
+            deadline = loop.time() + self._read_timeout
+        pending = _Pending(request, loop.create_future(), now, retention, deadline)
         pending.target = self._resolve(request.project_id, request.distinct_id)
         self._enqueue(pending, loop)
         return await pending.future
@@ -229,9 +316,17 @@ class RedisPersonStore:
     def _start_flush(self) -> None:
         self._scheduled = False
         batch, self._pending = self._pending, []
-        task = asyncio.get_running_loop().create_task(self._flush(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        batches = [batch]
+        if self._cluster:  # one script call per slot: per project (see the module docstring)
+            by_project: dict[int, list[_Pending]] = {}
+            for item in batch:
+                by_project.setdefault(item.request.project_id, []).append(item)
+            batches = list(by_project.values())
+        loop = asyncio.get_running_loop()
+        for one in batches:
+            task = loop.create_task(self._flush(one))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _flush(self, batch: list[_Pending]) -> None:
         keys: list[str] = []
@@ -258,15 +353,23 @@ class RedisPersonStore:
                 slots.append((group_type, len(keys) - 1))
             group_slots.append(slots)
         self.flushes += 1
-        try:
+        args: list[bytes | int] = [_encode(plans), len(batch)]
+        clients = self._read_clients
+        script = self._read
+
+        async def read_on(server: int) -> Any:
             with _translated("person read"):
-                result = await self._read(keys=keys, args=[_encode(plans), len(batch)])
+                return await script(keys=keys, args=args, client=clients[server])
+
+        loop = asyncio.get_running_loop()
+        only = (0,) if self._primary_only_until > loop.time() else None
+        try:
+            result = await self.reader(read_on, max(item.deadline for item in batch), only=only)
         except Exception as exc:
             for item in batch:
                 if not item.future.done():
                     item.future.set_exception(exc)
             return
-        loop = asyncio.get_running_loop()
         for index, item in enumerate(batch):
             if item.future.done():
                 continue
@@ -319,3 +422,6 @@ class RedisPersonStore:
             with contextlib.suppress(BaseException):
                 await task
         await self._client.aclose()
+        for client in self._read_clients:
+            if client is not self._client:
+                await client.aclose()

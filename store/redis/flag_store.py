@@ -34,14 +34,15 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
+from redis.asyncio.cluster import RedisCluster
 
 from store.catalog import ProjectData
+from store.connections import AnyRedis, redis_client
 from store.errors import StoreTimeout, StoreUnavailable
 from store.records import ChangeRow
 from store.redis import scripts as scripts
@@ -70,6 +71,31 @@ def _translated(what: str) -> Iterator[None]:
         raise StoreUnavailable(f"Redis failed during {what}: {exc}") from exc
 
 
+class _Sequential:
+    """Stands in for a pipeline on a Redis Cluster: queues calls (scripts included) and runs them in order."""
+
+    def __init__(self, client: RedisCluster) -> None:
+        self._client = client
+        self._calls: list[Callable[[], Awaitable[Any]]] = []
+
+    def queue(self, call: Callable[[], Awaitable[Any]]) -> None:
+        self._calls.append(call)
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        method = getattr(self._client, name)
+        return lambda *args, **kwargs: self._calls.append(lambda: method(*args, **kwargs))
+
+    async def execute(self) -> list[Any]:
+        calls, self._calls = self._calls, []
+        return [await call() for call in calls]
+
+    async def __aenter__(self) -> _Sequential:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._calls.clear()
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -90,14 +116,12 @@ class RedisFlagStore:
         self._prefix = prefix
         self._socket_timeout = socket_timeout
         self.feed_maxlen = feed_maxlen
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(
-            url,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_timeout,
-            max_connections=max_connections,
-            health_check_interval=30,
+        # A single server or a Redis Cluster (``redis+cluster://``, ``store.connections``): every key below
+        # is hash-tagged, so each script and multi-key command stays in one slot either way.
+        self._redis: AnyRedis = redis_client(
+            url, timeout=socket_timeout, max_connections=max_connections, health_check_interval=30
         )
-        self._blocking: aioredis.Redis | None = None  # separate client for XREAD BLOCK
+        self._blocking: AnyRedis | None = None  # separate client for XREAD BLOCK
         self._apply = self._redis.register_script(scripts.APPLY)
         self._replace = self._redis.register_script(scripts.REPLACE)
         self._publish_one = self._redis.register_script(scripts.PUBLISH_ONE)
@@ -107,6 +131,20 @@ class RedisFlagStore:
         self.projects_key, self.tokens_key = f"{g}:projects", f"{g}:tokens"
         self.cursor_key, self.feed_key = f"{g}:cursor", f"{g}:feed"
         self.resync_key = f"{g}:resync"
+
+    def _pipeline(self) -> Any:
+        """A non-transactional pipeline; on a Redis Cluster (whose pipelines refuse scripts) a stand-in
+        that runs the queued calls one after another."""
+        if isinstance(self._redis, RedisCluster):
+            return _Sequential(self._redis)
+        return self._redis.pipeline(transaction=False)
+
+    @staticmethod
+    async def _queue_script(pipe: Any, script: Any, keys: list[str], args: Sequence[Any]) -> None:
+        if isinstance(pipe, _Sequential):
+            pipe.queue(lambda: script(keys=keys, args=args))
+        else:
+            await script(keys=keys, args=args, client=pipe)
 
     # Keys ----------------------------------------------------------------------------------------------
     def project_keys(self, project_id: int) -> tuple[str, str, str, str, str]:
@@ -135,7 +173,7 @@ class RedisFlagStore:
         if not changes:
             return []
         with _translated("applying changes"):
-            async with self._redis.pipeline(transaction=False) as pipe:
+            async with self._pipeline() as pipe:
                 for change in changes:
                     await self._queue_apply(pipe, change)
                 results = await pipe.execute()
@@ -161,9 +199,11 @@ class RedisFlagStore:
             target = flags
             body = _encode(payload).decode()
         deleted = "1" if change.op == "delete" or payload.get("deleted") else "0"
-        await self._apply(
-            keys=[meta, versions, target, static],
-            args=[
+        await self._queue_script(
+            pipe,
+            self._apply,
+            [meta, versions, target, static],
+            [
                 change.seq,
                 change.entity_type,
                 change.entity_id,
@@ -176,7 +216,6 @@ class RedisFlagStore:
                 gtm,
                 matching,
             ],
-            client=pipe,
         )
         pipe.sadd(self.projects_key, change.project_id)
         if token:
@@ -237,9 +276,9 @@ class RedisFlagStore:
         if block_ms is not None:
             if self._blocking is None:
                 timeout = self._socket_timeout + block_ms / 1000
-                self._blocking = aioredis.Redis.from_url(
+                self._blocking = redis_client(
                     self._url,
-                    socket_timeout=timeout,
+                    timeout=timeout,
                     socket_connect_timeout=self._socket_timeout,
                     max_connections=4,
                 )
@@ -278,8 +317,8 @@ class RedisFlagStore:
             args += [cohort_id, _encode(sorted(members)).decode()]
         args.append(data.property_matching_version)
         with _translated("replacing a project"):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                await self._replace(keys=list(self.project_keys(data.project_id)), args=args, client=pipe)
+            async with self._pipeline() as pipe:
+                await self._queue_script(pipe, self._replace, list(self.project_keys(data.project_id)), args)
                 pipe.sadd(self.projects_key, data.project_id)
                 pipe.hset(self.tokens_key, data.api_token, data.project_id)
                 done, _, _ = await pipe.execute()

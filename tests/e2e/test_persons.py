@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +13,7 @@ import httpx
 import pytest
 from posthog import Posthog
 
+from tests import npm
 from tests.e2e.conftest import FlagdServer, server_env, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -199,6 +202,57 @@ def test_local_evaluation_falls_back_to_the_server_for_behavioural_flags(
         assert _flag(local, "buyers", user, only_evaluate_locally=True) is None
     finally:
         local.shutdown()
+
+
+def test_posthog_node_capture_on_one_node_and_flags_on_another(
+    clients: tuple[Posthog, Posthog, list[FlagdServer]],
+) -> None:
+    """posthog-node: two clicks captured through node A turn a behavioural flag on for posthog-node asking
+    node B remotely; a local-evaluation client gives the server's answer (it cannot decide it locally)."""
+    _, _, servers = clients
+    a, b = servers
+    payload = {
+        "sdk": str(npm.package(npm.POSTHOG_NODE)),
+        "writer": a.url,
+        "reader": b.url,
+        "token": a.project_token,
+        "secret": a.project_secret,
+        "user": f"node-{uuid.uuid4().hex[:8]}",
+        "event": "clicked_buy",
+        "flag": "buyers",
+    }
+    result = subprocess.run(
+        [npm.node(), str(Path(__file__).parent / "node" / "posthog_node_persons.cjs")],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["errors"] == []
+    assert (out["before"], out["after"]) == (False, True)
+    assert out["local"] is True
+    assert out["only_local"] is None
+
+
+def test_explain_reads_the_person_store(clients: tuple[Posthog, Posthog, list[FlagdServer]]) -> None:
+    """Admin explain on node B shows a behavioural flag matching from the clicks captured through node A
+    (the stored count, not store_unavailable)."""
+    writer, _, servers = clients
+    b = servers[1]
+    user = f"user-{uuid.uuid4().hex[:8]}"
+    writer.capture("clicked_buy", distinct_id=user)
+    writer.capture("clicked_buy", distinct_id=user)
+    flag = next(f for f in b.admin("GET", f"/api/projects/{b.project_id}/feature_flags/")["results"]
+                if f["key"] == "buyers")  # fmt: skip
+    url = f"/api/projects/{b.project_id}/feature_flags/{flag['id']}/explain/"
+    answer = b.admin("POST", url, json={"distinct_id": user})
+    explanation = answer["explanation"]
+    assert explanation["decision"]["enabled"] is True
+    (behaviour,) = explanation["conditions"][0]["filters"][0]["behaviour"]
+    assert (behaviour["count"], behaviour["threshold"], behaviour["result"]) == (2, 2, True)
 
 
 def test_bad_person_fields_are_rejected_naming_the_field(

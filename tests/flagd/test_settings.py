@@ -54,6 +54,14 @@ def test_distributed_mode_needs_both_urls_and_runs_a_syncer_by_default() -> None
         ("FLAGD_SHED_MAX_IN_FLIGHT", "1.5"),
         ("FLAGD_SHED_INTERVAL", "0"),
         ("FLAGD_LIMIT_LOG_SAMPLE_RATE", "2"),
+        ("FLAGD_STORE_DEADLINE_MS", "0"),
+        ("FLAGD_STORE_DEADLINE_MS", "soon"),
+        ("FLAGD_STORE_HEDGING", "sometimes"),
+        ("FLAGD_STORE_HEDGE_FLOOR_MS", "-1"),
+        ("FLAGD_STORE_HEDGE_BUDGET", "1.5"),
+        ("FLAGD_REDIS_REPLICA_WAIT_MS", "0"),
+        ("FLAGD_REDIS_REPLICA_URLS", "http://replica:6379"),
+        ("FLAGD_REDIS_URL", "cluster://cache:7000"),
         ("FLAGD_PERSON_TTL_DAYS", "0"),
         ("FLAGD_PERSON_STORE", "sometimes"),
         ("FLAGD_EVENT_HISTORY_DAYS", "-3"),
@@ -66,10 +74,28 @@ def test_bad_value_names_its_variable(name: str, value: str) -> None:
     env = {name: value}
     if name == "FLAGD_DATABASE_URL":
         env["FLAGD_REDIS_URL"] = "redis://cache/0"
+    if name == "FLAGD_REDIS_REPLICA_URLS":
+        env |= {"FLAGD_DATABASE_URL": "postgresql://db/flagd", "FLAGD_REDIS_URL": "redis://cache/0"}
     with pytest.raises(SettingsError) as caught:
         Settings.from_env(env)
     family = name if not name.startswith(("FLAGD_LIMIT_", "FLAGD_SHED_")) else name[: name.index("_", 6) + 1]
     assert any(p.startswith((name, family)) for p in caught.value.problems), caught.value.problems
+
+
+def test_replicas_and_cluster_urls_are_read_and_checked() -> None:
+    """Replica URLs are a comma-separated list next to a primary; a Redis Cluster is named by
+    ``redis+cluster://`` and takes no replica list; the store deadline defaults to 25 ms."""
+    base = {"FLAGD_DATABASE_URL": "postgresql://db/flagd", "FLAGD_REDIS_URL": "redis://primary:6379/0"}
+    settings = Settings.from_env({**base, "FLAGD_REDIS_REPLICA_URLS": "redis://r1:6379/0, redis://r2:6379/0"})
+    assert settings.redis_replica_urls == ("redis://r1:6379/0", "redis://r2:6379/0")
+    assert settings.store_deadline_ms == 25.0
+    assert settings.store_hedging is True
+    cluster = {**base, "FLAGD_REDIS_URL": "redis+cluster://node1:7000"}
+    assert Settings.from_env(cluster).redis_url == "redis+cluster://node1:7000"
+    with pytest.raises(SettingsError, match="FLAGD_REDIS_REPLICA_URLS"):
+        Settings.from_env({**cluster, "FLAGD_REDIS_REPLICA_URLS": "redis://r1:6379/0"})
+    with pytest.raises(SettingsError, match="FLAGD_REDIS_REPLICA_URLS"):
+        Settings.from_env({"FLAGD_REDIS_REPLICA_URLS": "redis://r1:6379/0"})
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -125,6 +151,12 @@ def test_to_env_round_trips(
         syncer=syncer,
         bootstrap_admin_key="phx_" + "a" * 20,
         limits={"max_flag_keys": max_keys},
+        redis_replica_urls=("redis://r1/0", "redis://r2/0"),
+        store_deadline_ms=40.0,
+        store_hedging=False,
+        store_hedge_floor_ms=1.5,
+        store_hedge_budget=0.05,
+        redis_replica_wait_ms=80,
     )
     assert Settings.from_env(settings.to_env()) == settings
 

@@ -66,7 +66,8 @@ def test_stored_counts_match_the_window_arithmetic(
 @EXAMPLES
 @given(timeline=identity_timelines())
 def test_merged_persons_count_once(backend: Backend, timeline: list[dict[str, Any]]) -> None:
-    """After $identify/$create_alias merges, every id of a person reads the pageviews of all its ids, once."""
+    """After $identify/$create_alias merges, every id of a person reads the pageviews of all its ids, once;
+    an $identify does not merge a person that is already identified (the target of an earlier merge)."""
     project = new_project()
     parent: dict[str, str] = {}
 
@@ -75,10 +76,17 @@ def test_merged_persons_count_once(backend: Backend, timeline: list[dict[str, An
             x = parent[x]
         return x
 
+    identified: set[str] = set()  # roots that were the target of a merge
     for e in timeline:
         other = e["properties"].get("$anon_distinct_id") or e["properties"].get("alias")
-        if other is not None:
-            parent[find(other)] = find(e["distinct_id"])
+        if other is None or other == e["distinct_id"]:
+            continue
+        source, target = find(other), find(e["distinct_id"])
+        if source == target:
+            continue
+        if not (e["event"] == "$identify" and source in identified):  # two identified persons stay two
+            parent[source] = target
+        identified.add(target)
     views: dict[str, int] = {}
     for e in timeline:
         if e["event"] == "$pageview":
@@ -150,6 +158,93 @@ def test_a_retried_uuid_counts_once(backend: Backend) -> None:
         return (await _read(store, project, "u", q)).behaviour[q.key]
 
     assert backend.run(body) == 2
+
+
+def test_a_retry_counts_once_after_a_merge_and_again_after_the_dedupe_period(backend: Backend) -> None:
+    """An anonymous event retried after $identify merged its person counts once; past the dedupe period
+    (the uuid forgotten when the person is next written) the same uuid counts again."""
+    project = new_project()
+    q = pageviews(86400)
+    dedupe = StoreSettings(dedupe_seconds=3600)
+
+    async def body(store: PersonStore) -> tuple[int, int]:
+        anon = event("$pageview", "anon", uuid="0190-anon")
+        await feed(store, project, [anon], now=NOW)
+        merge = event("$identify", "user", properties={"$anon_distinct_id": "anon"})
+        await feed(store, project, [merge], now=NOW)
+        await feed(store, project, [anon], now=NOW + 1)
+        first = (await _read(store, project, "user", q, now=NOW + 1)).behaviour[q.key]
+        later = NOW + 3600 + 700  # past the dedupe period and the next roll-up of the person
+        await feed(store, project, [event("other", "user", at=later)], now=later)
+        await feed(store, project, [anon], now=later + 1)
+        return first, (await _read(store, project, "user", q, now=later + 1)).behaviour[q.key]
+
+    assert backend.run(body, dedupe) == (1, 2)
+
+
+def test_a_merge_keeps_the_person_within_the_property_limit(backend: Backend) -> None:
+    """Merging a person with 3 properties into one with 3 others under a limit of 4 keeps the target's 3,
+    one of the source's, and the value of a property both had by the usual time order."""
+    project = new_project()
+
+    async def body(store: PersonStore) -> dict[str, Any]:
+        anon = {"a": 1, "b": 2, "shared": "anon"}
+        user = {"x": 1, "y": 2, "shared": "user"}
+        await feed(store, project, [event("e", "anon", {"$set": anon}, at=NOW - 10)], now=NOW)
+        await feed(store, project, [event("e", "user", {"$set": user}, at=NOW - 5)], now=NOW)
+        merge = event("$identify", "user", properties={"$anon_distinct_id": "anon"})
+        await feed(store, project, [merge], now=NOW)
+        return (await _read(store, project, "anon")).properties
+
+    props = backend.run(body, StoreSettings(max_person_properties=4))
+    assert len(props) == 4
+    assert {k: props[k] for k in ("x", "y", "shared")} == {"x": 1, "y": 2, "shared": "user"}
+    assert set(props) - {"x", "y", "shared"} <= {"a", "b"}
+
+
+def test_identify_does_not_merge_an_identified_person(backend: Backend) -> None:
+    """$identify(b, anon=a) after a was identified (it absorbed 'anon') leaves a and b two persons; a
+    $create_alias still merges them."""
+    project = new_project()
+    q = pageviews(3600)
+
+    async def body(store: PersonStore) -> list[tuple[int, int]]:
+        counts = []
+        await feed(store, project, [event("$pageview", "anon"), event("$pageview", "b")], now=NOW)
+        await feed(store, project, [event("$identify", "a", {"$anon_distinct_id": "anon"})], now=NOW)
+        await feed(store, project, [event("$identify", "b", {"$anon_distinct_id": "a"})], now=NOW)
+        counts.append(
+            (
+                (await _read(store, project, "a", q)).behaviour[q.key],
+                (await _read(store, project, "b", q)).behaviour[q.key],
+            )
+        )
+        await feed(store, project, [event("$create_alias", "b", {"alias": "a"})], now=NOW)
+        counts.append(
+            (
+                (await _read(store, project, "a", q)).behaviour[q.key],
+                (await _read(store, project, "b", q)).behaviour[q.key],
+            )
+        )
+        return counts
+
+    assert backend.run(body) == [(1, 1), (2, 2)]
+
+
+def test_retries_of_a_busy_persons_recent_events_count_once(backend: Backend) -> None:
+    """A person with 2,500 events in a day (more uuids than the embedded row keeps) still has retries of
+    its latest events counted once."""
+    project = new_project()
+    q = pageviews(86400)
+
+    async def body(store: PersonStore) -> int:
+        events = [event("$pageview", "busy", uuid=f"e{i}") for i in range(2500)]
+        for start in range(0, 2500, 500):
+            await feed(store, project, events[start : start + 500], now=NOW)
+        await feed(store, project, events[-100:], now=NOW + 60)
+        return (await _read(store, project, "busy", q, now=NOW + 60)).behaviour[q.key]
+
+    assert backend.run(body) == 2500
 
 
 def test_filtered_counters_count_only_matching_events(backend: Backend) -> None:

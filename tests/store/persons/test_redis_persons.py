@@ -29,6 +29,34 @@ def test_person_keys_are_hash_tagged_per_person_and_expire_after_the_ttl(redis_s
         client.close()
 
 
+def test_a_dedupe_set_always_has_a_ttl(redis_srv: RedisServer) -> None:
+    """Every way a person's dedupe set comes into being leaves it expiring: a first uuid after writes
+    without one, a uuid within minutes of the last roll-up, and a uuid after the roll-up emptied the set."""
+    project = new_project()
+    client = redis.Redis.from_url(redis_srv.url)
+    dedupe_key = f"flagd:U{{p{project}:u}}"
+
+    async def body(store: RedisPersonStore) -> list[int]:
+        ttls = []
+        await feed(store, project, [event("$pageview", "u")], now=NOW)  # rolls up; no uuid, no set
+        await feed(store, project, [event("$pageview", "u", uuid="e1")], now=NOW + 10)
+        ttls.append(client.ttl(dedupe_key))
+        later = NOW + 3 * 3600  # past the dedupe period: the roll-up empties (deletes) the set
+        await feed(store, project, [event("$pageview", "u", at=later)], now=later)
+        ttls.append(client.exists(dedupe_key))
+        await feed(store, project, [event("$pageview", "u", uuid="e2", at=later)], now=later + 10)
+        ttls.append(client.ttl(dedupe_key))
+        return ttls
+
+    try:
+        first, exists, again = Backend("redis", redis_srv.url).run(body, StoreSettings(dedupe_seconds=3600))
+    finally:
+        client.close()
+    assert 0 < first <= 3600
+    assert exists == 0
+    assert 0 < again <= 3600
+
+
 def test_old_buckets_are_deleted_once_past_their_retention(redis_srv: RedisServer) -> None:
     """A bucket older than the retention is dropped by a later write to the person (not rolled up)."""
     project = new_project()
