@@ -17,6 +17,8 @@ Everything binds to 127.0.0.1, every run is bounded by ``--duration``, and every
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import shutil
 import statistics
 import sys
@@ -30,6 +32,16 @@ from bench.load import _lua_bodies, flagd_bodies, flagd_server, load_flags, run_
 from bench.load_workload import users
 
 SHED_OFF = {"FLAGD_SHED_TARGET_DELAY": "0", "FLAGD_SHED_MAX_IN_FLIGHT": "1000000"}
+GRANIAN_DEFAULT = {"FLAGD_BACKPRESSURE": "0"}  # Granian's own cap: backlog / workers = 1,024 per worker
+
+
+def configs(backpressure: int) -> dict[str, dict[str, str]]:
+    """The servers compared in one run, by label: their extra environment."""
+    return {
+        f"shedding on, backpressure {backpressure}": {"FLAGD_BACKPRESSURE": str(backpressure)},
+        "shedding on, Granian's backpressure (1,024)": GRANIAN_DEFAULT,
+        "shedding off, Granian's backpressure (1,024)": {**SHED_OFF, **GRANIAN_DEFAULT},
+    }
 
 
 @dataclass
@@ -105,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=int, default=15)
     ap.add_argument("--connections", type=int, default=1000)
     ap.add_argument("--factor", type=float, default=3.0)
+    ap.add_argument("--backpressure", type=int, default=256, help="FLAGD_BACKPRESSURE of the first server")
     ap.add_argument(
         "--rounds", type=int, default=3, help="alternating on/off rounds (the machine's load drifts)"
     )
@@ -114,34 +127,48 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     bodies = flagd_bodies(users(1000))
     script = _lua_bodies(bodies, method="POST", headers={"Content-Type": "application/json"}, think_ms=None)
-    labels = ("shedding on (default)", "shedding off")
+    servers = configs(args.backpressure)
     rows: list[tuple[str, dict[str, float]]] = []
-    with flagd_server(args.workers) as on, flagd_server(args.workers, SHED_OFF) as off:
-        load_flags(on)
-        load_flags(off)
-        run_wrk(f"{on}/flags/?v=2", script, connections=64, duration=2)  # warm-up
-        sat = run_wrk(f"{on}/flags/?v=2", script, connections=64, duration=args.duration)
-        peak = sat["rps"] - sat["non2xx"] / args.duration
-        print(f"peak (64 connections, closed loop): {peak:,.0f} req/s of 200, p99 {sat['p99']:.2f} ms")
+    with contextlib.ExitStack() as stack:
+        bases = {
+            label: stack.enter_context(flagd_server(args.workers, env)) for label, env in servers.items()
+        }
+        for base in bases.values():
+            load_flags(base)
+        first = next(iter(bases.values()))
+        run_wrk(f"{first}/flags/?v=2", script, connections=64, duration=2)  # warm-up
+        print(f"load average before peak: {os.getloadavg()[0]:.2f}")
+        peaks = []
+        for base in bases.values():  # the peak of each (backpressure must not cost throughput)
+            sat = run_wrk(f"{base}/flags/?v=2", script, connections=64, duration=args.duration)
+            peaks.append(sat["rps"] - sat["non2xx"] / args.duration)
+        peak = max(peaks)
+        print(
+            "peak (64 connections, closed loop): "
+            + ", ".join(f"{label}: {p:,.0f}" for label, p in zip(servers, peaks, strict=True))
+            + " req/s of 200"
+        )
         for _ in range(args.rounds):
-            for label, base in zip(labels, (on, off), strict=True):
-                rows.append(
-                    (label, overload(base, bodies, args.factor * peak, args.connections, args.duration))
-                )
+            for label, base in bases.items():
+                row = overload(base, bodies, args.factor * peak, args.connections, args.duration)
+                row["load"] = os.getloadavg()[0]
+                rows.append((label, row))
     print()
     print(
         "| flagd | offered req/s | answered req/s | goodput (200/s) | goodput ÷ peak | admitted p50 / p99 ms "
-        "| shed p50 / p99 ms | probe 200 / 503 |"
+        "| shed p50 / p99 ms | probe 200 / 503 / errors | wrk socket errors | load avg (1 min) |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for label, r in rows:
         print(
             f"| {label} | {r['offered']:,.0f} | {r['answered']:,.0f} | {r['goodput']:,.0f} | "
             f"{r['goodput'] / peak:.0%} | {r['p50_ok']:.2f} / {r['p99_ok']:.2f} | "
-            f"{r['p50_shed']:.2f} / {r['p99_shed']:.2f} | {r['probe_ok']} / {r['probe_shed']} |"
+            f"{r['p50_shed']:.2f} / {r['p99_shed']:.2f} | "
+            f"{r['probe_ok']} / {r['probe_shed']} / {r['probe_errors']} | "
+            f"{r['wrk_errors']:.0f} | {r['load']:.1f} |"
         )
     print()
-    for label in labels:
+    for label in servers:
         mine = [r for name, r in rows if name == label]
         print(
             f"{label}: median goodput {statistics.median(r['goodput'] for r in mine):,.0f}/s "

@@ -21,6 +21,10 @@ Request limits and load-shedding knobs are passed through by name: ``FLAGD_LIMIT
 ``<field>`` of ``flagd.limits.Limits`` and ``FLAGD_SHED_<ARG>`` the argument ``<arg>`` of
 ``flagd.shedding.LoadShedder``; unknown names and non-numeric values are rejected here, at start-up. For an
 argument that may be None (e.g. ``target_delay``), 0 means None: that mechanism switched off.
+
+``FLAGD_BACKPRESSURE`` (default 256): Granian's per-worker cap on connections it serves at once; beyond it,
+connections wait unaccepted in the kernel's listen queue (``backlog`` 2048) instead of queueing, invisible,
+on the worker's event loop. 0 = Granian's own default (backlog ÷ workers).
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
+    backpressure: int = 256
     log_format: LogFormat = "auto"
     log_level: str = "info"
     bootstrap_project_token: str | None = None
@@ -106,6 +111,7 @@ class Settings:
             "FLAGD_HOST": self.host,
             "FLAGD_PORT": str(self.port),
             "FLAGD_WORKERS": str(self.workers),
+            "FLAGD_BACKPRESSURE": str(self.backpressure),
             "FLAGD_LOG_FORMAT": self.log_format,
             "FLAGD_LOG_LEVEL": self.log_level,
             "FLAGD_DEMO": "1" if self.demo else "0",
@@ -152,6 +158,7 @@ class Settings:
             host=reader.get("FLAGD_HOST", _nonempty, "127.0.0.1"),
             port=reader.get("FLAGD_PORT", _int_between(1, 65535), 8000),
             workers=reader.get("FLAGD_WORKERS", _int_between(1, 256), 1),
+            backpressure=reader.get("FLAGD_BACKPRESSURE", _int_between(0, 1_000_000), 256),
             log_format=reader.get("FLAGD_LOG_FORMAT", _choice(LOG_FORMATS), "auto"),
             log_level=reader.get("FLAGD_LOG_LEVEL", _choice(LOG_LEVELS), "info"),
             bootstrap_project_token=reader.get("FLAGD_BOOTSTRAP_PROJECT_TOKEN", _token("phc_"), None),

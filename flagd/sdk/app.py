@@ -147,6 +147,7 @@ class SdkApp:
         "_remote_config",
         "_routes",
         "_sample",
+        "_shed_answers",
         "_shed_since_log",
         "_shedder",
         "_slow",
@@ -183,6 +184,7 @@ class SdkApp:
         self._slow = limits.slow_request_seconds
         self._sample = limits.log_sample_rate
         self._shed_since_log = 0
+        self._shed_answers: dict[str, Answer] = {}
         self._last_shed_log = 0.0
         self._slow_window = 0.0
         self._slow_logged = 0
@@ -326,7 +328,7 @@ class SdkApp:
         shedder = self._shedder
         try:
             if not shedder.arrive():
-                return self._shed(route, time.perf_counter())
+                return self._shed(route)
             return await self._handle(route, request, shedder)
         finally:
             shedder.depart()
@@ -343,7 +345,7 @@ class SdkApp:
             # For a body already sent, how long this request waited for the event loop: its queueing delay.
             waited = time.perf_counter() - start
         if shedder is not None and not shedder.admit(waited):
-            return self._shed(route, start)
+            return self._shed(route)
         status = 500
         try:
             try:
@@ -443,15 +445,18 @@ class SdkApp:
         exc = MethodNotAllowed(f"{method} is not allowed here; use {route.method}")
         return 405, route.errors(exc, path), [*JSON, (b"allow", route.method.encode())]
 
-    def _shed(self, route: _Route, start: float) -> Answer:
-        retry_after = self._shedder.retry_after
+    def _shed(self, route: _Route) -> Answer:
+        # The cheapest answer there is: built once per route, one counter (its latency is not observed), and
+        # a log line at most once a second.
         self._metrics.count_shed(route.name)
-        exc = Overloaded(
-            "server is overloaded; retry later", retry_after=retry_after, status=route.shed_status
-        )
-        body = route.errors(exc, "")
-        headers = [*JSON, (b"retry-after", str(retry_after).encode())]
-        self._metrics.observe(route.metrics, route.shed_status, time.perf_counter() - start)
+        answer = self._shed_answers.get(route.name)
+        if answer is None:
+            retry_after = self._shedder.retry_after
+            exc = Overloaded(
+                "server is overloaded; retry later", retry_after=retry_after, status=route.shed_status
+            )
+            headers = [*JSON, (b"retry-after", str(retry_after).encode())]
+            answer = self._shed_answers[route.name] = (exc.status, route.errors(exc, ""), headers)
         self._shed_since_log += 1
         now = time.monotonic()
         if now - self._last_shed_log >= 1.0:
@@ -464,7 +469,7 @@ class SdkApp:
             )
             self._shed_since_log = 0
             self._last_shed_log = now
-        return exc.status, body, headers
+        return answer
 
 
 __all__ = ["SdkApp"]
