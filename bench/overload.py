@@ -1,15 +1,21 @@
-"""Overload: ``POST /flags`` at 3× the saturating rate, with the load shedder on and off, same run.
+"""Overload: ``POST /flags`` at 3× the saturating rate, three servers side by side, same run.
 
-Run: ``.venv/bin/python -m bench.overload [--workers 2] [--duration 15] [--connections 1000] [--factor 3]``
+Run: ``.venv/bin/python -m bench.overload [--workers 2] [--duration 15] [--connections 1000] [--factor 3]
+[--rounds 3] [--backpressure 256]``
 
-1. **Peak**: ``wrk`` closed loop (64 connections, as ``bench/load.py``): the rate flagd sustains, all 200.
-2. **Overload**, for flagd with the default shedder and for flagd with shedding off
-   (``FLAGD_SHED_TARGET_DELAY=0``, ``FLAGD_SHED_MAX_IN_FLIGHT`` = 10⁶): ``wrk`` with ``--connections``
-   connections and exponential think time aimed at ``--factor`` × the peak rate (random arrivals; a connection
-   whose answer came back quickly sends its next request sooner, so the offered load holds while requests are
-   shed). Goodput = 200 answers per second. Alongside, a probe client sends one request at a time and records
-   the client-side latency of each answer by status: the latency of *admitted* requests (wrk's own percentiles
-   mix 200s and 503s).
+Servers (all up for the whole run; rounds alternate between them, so drifting machine load hits all alike):
+shedding on with ``FLAGD_BACKPRESSURE=--backpressure``; shedding on with Granian's backpressure; shedding
+off (``FLAGD_SHED_TARGET_DELAY=0``, ``FLAGD_SHED_MAX_IN_FLIGHT`` = 10⁶) with Granian's backpressure.
+
+1. **Peak** of each: ``wrk`` closed loop (64 connections, as ``bench/load.py``); the largest is "peak".
+2. **Overload**: ``wrk`` with ``--connections`` connections and exponential think time aimed at ``--factor`` ×
+   peak (a connection whose answer came back quickly sends its next request sooner, so the offered load holds
+   while requests are shed; it is still a closed system: 1,000 connections cannot offer more than
+   1,000 / (think + latency)). Goodput = 200 answers per second. Alongside, a probe client sends one request
+   at a time and records the client-side latency of each answer by status: the latency of *admitted*
+   requests (wrk's own percentiles mix 200s and 503s, and count only connections that were served at all).
+   Per round: the 1-minute load average and the CPU wrk itself used (cores), to tell a starved generator
+   from a starved server.
 
 Everything binds to 127.0.0.1, every run is bounded by ``--duration``, and every process started is stopped.
 """
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -83,6 +90,7 @@ def overload(base: str, bodies: list[str], rate: float, connections: int, durati
     probe = Probe(url, bodies[0])
     thread = threading.Thread(target=probe.run, daemon=True)
     thread.start()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         result = run_wrk(
             url,
@@ -93,6 +101,8 @@ def overload(base: str, bodies: list[str], rate: float, connections: int, durati
     finally:
         probe.stop()
         thread.join(timeout=10)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_cores = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / duration
     ok = probe.by_status.get(200, [])
     shed = probe.by_status.get(503, [])
     total = result["rps"] * duration
@@ -108,6 +118,9 @@ def overload(base: str, bodies: list[str], rate: float, connections: int, durati
         "p99_shed": pct(shed, 0.99),
         "probe_errors": probe.errors,
         "wrk_errors": result["errors"],
+        "wrk_cores": wrk_cores,
+        "wrk_p50": result["p50"],
+        "wrk_p99": result["p99"],
     }
 
 
@@ -156,16 +169,18 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         "| flagd | offered req/s | answered req/s | goodput (200/s) | goodput ÷ peak | admitted p50 / p99 ms "
-        "| shed p50 / p99 ms | probe 200 / 503 / errors | wrk socket errors | load avg (1 min) |"
+        "| shed p50 / p99 ms | wrk p50 / p99 ms (all answers) | probe 200 / 503 / errors | wrk socket errors "
+        "| wrk CPU (cores) "
+        "| load avg (1 min) |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for label, r in rows:
         print(
             f"| {label} | {r['offered']:,.0f} | {r['answered']:,.0f} | {r['goodput']:,.0f} | "
             f"{r['goodput'] / peak:.0%} | {r['p50_ok']:.2f} / {r['p99_ok']:.2f} | "
-            f"{r['p50_shed']:.2f} / {r['p99_shed']:.2f} | "
+            f"{r['p50_shed']:.2f} / {r['p99_shed']:.2f} | {r['wrk_p50']:.1f} / {r['wrk_p99']:.1f} | "
             f"{r['probe_ok']} / {r['probe_shed']} / {r['probe_errors']} | "
-            f"{r['wrk_errors']:.0f} | {r['load']:.1f} |"
+            f"{r['wrk_errors']:.0f} | {r['wrk_cores']:.2f} | {r['load']:.1f} |"
         )
     print()
     for label in servers:

@@ -328,7 +328,7 @@ class SdkApp:
         shedder = self._shedder
         try:
             if not shedder.arrive():
-                return self._shed(route)
+                return self._shed(route, time.perf_counter())
             return await self._handle(route, request, shedder)
         finally:
             shedder.depart()
@@ -345,7 +345,7 @@ class SdkApp:
             # For a body already sent, how long this request waited for the event loop: its queueing delay.
             waited = time.perf_counter() - start
         if shedder is not None and not shedder.admit(waited):
-            return self._shed(route)
+            return self._shed(route, start)
         status = 500
         try:
             try:
@@ -445,9 +445,9 @@ class SdkApp:
         exc = MethodNotAllowed(f"{method} is not allowed here; use {route.method}")
         return 405, route.errors(exc, path), [*JSON, (b"allow", route.method.encode())]
 
-    def _shed(self, route: _Route) -> Answer:
-        # The cheapest answer there is: built once per route, one counter (its latency is not observed), and
-        # a log line at most once a second.
+    def _shed(self, route: _Route, start: float) -> Answer:
+        # The cheapest answer there is: built once per route; counted (flagd_shed_total, and observed like
+        # any answer: a bisect and a few additions) and summed into a log line at most once a second.
         self._metrics.count_shed(route.name)
         answer = self._shed_answers.get(route.name)
         if answer is None:
@@ -457,6 +457,7 @@ class SdkApp:
             )
             headers = [*JSON, (b"retry-after", str(retry_after).encode())]
             answer = self._shed_answers[route.name] = (exc.status, route.errors(exc, ""), headers)
+        self._metrics.observe(route.metrics, answer[0], time.perf_counter() - start)
         self._shed_since_log += 1
         now = time.monotonic()
         if now - self._last_shed_log >= 1.0:
