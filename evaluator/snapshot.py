@@ -272,6 +272,35 @@ class Snapshot:
         flag = self._flags.get(key)
         return list(flag.problems.issues) if flag is not None else []
 
+    def with_flags(self, definitions: Iterable[Mapping[str, Any]]) -> Snapshot:
+        """This snapshot with ``definitions`` in place of the flags with the same id (or key): added when new,
+        removed when marked ``deleted``; the same cohorts, group types, clock and property matching version.
+        Unchanged flags are reused (``compile_flags(previous=self)``), so asking "what would this edit do"
+        costs one flag's compile."""
+        sources = dict(self._sources)
+        for definition in definitions:
+            flag_id = definition.get("id")
+            if flag_id is not None:
+                for old in [k for k, d in sources.items() if d.get("id") == flag_id]:
+                    del sources[old]
+            new = definition.get("key")
+            if isinstance(new, str) and new:
+                sources.pop(new, None)
+                if not definition.get("deleted"):
+                    sources[new] = definition
+        if self._inputs is None:
+            return compile_flags(sources.values())
+        mapping, cohorts, statics, clock, matching = self._inputs
+        return compile_flags(
+            sources.values(),
+            cohorts=cohorts,
+            group_type_mapping=mapping,
+            static_cohorts=statics,
+            clock=clock,
+            previous=self,
+            property_matching_version=matching,
+        )
+
     def definition(self, ref: str) -> Mapping[str, Any] | None:
         """The definition a flag was compiled from, by key or by id (as text); None when there is none."""
         found = self._sources.get(ref)

@@ -4,7 +4,8 @@
 fallback; nothing wraps ``SdkApp``. The admin app's lifespan (the ASGI lifespan scope falls through to it)
 opens the backend — embedded (SQLite, one process) or distributed (PostgreSQL + Redis: a ``NodeFollower``
 filling the catalog from the change feed and, unless ``FLAGD_SYNCER=0``, a ``Syncer`` contender) — runs
-bootstrap when asked, stores ``AdminServices`` in the admin app's state and closes everything on shutdown.
+bootstrap when asked, stores ``AdminServices`` in the admin app's state, runs the MCP server's session
+manager (``/mcp``, ``flagd.mcp.http``) and closes everything on shutdown.
 
 ``app_factory()`` is Granian's factory target (``flagd.app:app_factory``, RSGI interface): it reads
 ``Settings`` once, configures logging once and wraps the app in ``RsgiApp`` (SDK paths served natively over
@@ -27,6 +28,7 @@ from flagd.admin import AdminServices, create_admin_app
 from flagd.auth import Authenticator
 from flagd.bootstrap import bootstrap
 from flagd.logging import configure_logging
+from flagd.mcp.http import mcp_route
 from flagd.metrics import Metrics
 from flagd.sdk import SdkApp
 from flagd.sdk.persons import Persons
@@ -246,6 +248,7 @@ class _Runtime:
 def create_app(settings: Settings, *, run_bootstrap: bool = True, metrics: Metrics | None = None) -> SdkApp:
     """The flagd ASGI app; ``run_bootstrap`` creates the default project and admin key on an empty store."""
     runtime = _Runtime(settings)
+    mcp, mcp_server = mcp_route()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -266,6 +269,7 @@ def create_app(settings: Settings, *, run_bootstrap: bool = True, metrics: Metri
                 authenticator=Authenticator(backend.repository.authenticate, ttl=0),
                 max_body_bytes=settings.admin_max_body_bytes,
                 persons=persons,
+                enricher=runtime.persons if persons is not None else None,
                 max_behavioural_conditions=settings.max_behavioural_conditions,
             )
             runtime.backend = backend
@@ -279,7 +283,8 @@ def create_app(settings: Settings, *, run_bootstrap: bool = True, metrics: Metri
                 "flagd.started", **{k: v for k, v in backend.health().items() if k in ("mode", "version")}
             )
             try:
-                yield
+                async with mcp_server.session_manager.run():
+                    yield
             finally:
                 ticker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -294,7 +299,7 @@ def create_app(settings: Settings, *, run_bootstrap: bool = True, metrics: Metri
                 await backend.close()
             _log.info("flagd.stopped")
 
-    admin = create_admin_app(lifespan)
+    admin = create_admin_app(lifespan, [mcp])
     sdk = SdkApp(
         catalog=runtime.catalog,
         fallback=admin,

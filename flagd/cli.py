@@ -1,4 +1,5 @@
-"""The ``flagd`` command line: ``serve``, ``migrate``, ``import``, ``export``, ``sync``, ``create-key``.
+"""The ``flagd`` command line: ``serve``, ``mcp``, ``migrate``, ``import``, ``export``, ``sync``,
+``create-key``.
 
 Configuration comes from ``FLAGD_*`` variables (see ``flagd.settings``); options override them. Exit codes:
 0 done, 1 the operation failed (store unreachable, some flags did not import, ...), 2 bad usage or
@@ -57,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (FLAGD_PORT, default 8000)")
     serve.add_argument("--workers", type=int, help="worker processes (FLAGD_WORKERS, default 1)")
     serve.add_argument("--demo", action="store_true", help="load demo flags into an empty default project")
+
+    mcp = commands.add_parser("mcp", help="serve the MCP tools over stdio for a local agent")
+    mcp.add_argument("--read-only", action="store_true", help="offer only the read tools")
 
     commands.add_parser("migrate", help="create or upgrade the database schema")
 
@@ -379,8 +383,19 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
+def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
+    """MCP over stdio (``flagd.mcp.stdio``): the same tools as ``/mcp``, on the store the settings name."""
+    from flagd.logging import configure_logging
+    from flagd.mcp.stdio import serve_stdio
+
+    configure_logging(settings.log_format, settings.log_level)  # stderr: stdout carries the protocol
+    asyncio.run(serve_stdio(settings, read_only=args.read_only))
+    return 0
+
+
 _COMMANDS = {
     "serve": cmd_serve,
+    "mcp": cmd_mcp,
     "migrate": cmd_migrate,
     "import": cmd_import,
     "export": cmd_export,

@@ -7,11 +7,12 @@ everything else (and the lifespan) to this app.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
 
 from flagd.admin.access_log import AdminAccessLog
 from flagd.admin.errors import EXCEPTION_HANDLERS
@@ -23,10 +24,11 @@ __all__ = ["AdminServices", "create_admin_app"]
 Lifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
 
 
-def create_admin_app(lifespan: Lifespan | None = None) -> Starlette:
-    """The admin API as a Starlette app (``lifespan`` opens the backend and sets ``app.state.services``)."""
+def create_admin_app(lifespan: Lifespan | None = None, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
+    """The admin API as a Starlette app (``lifespan`` opens the backend and sets ``app.state.services``);
+    ``extra_routes`` are served beside it, behind the same middleware (``/mcp``)."""
     return Starlette(
-        routes=admin_routes(),
+        routes=[*admin_routes(), *extra_routes],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[Middleware(AdminAccessLog)],
         lifespan=lifespan,

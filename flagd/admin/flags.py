@@ -17,9 +17,11 @@ from starlette.responses import Response
 
 from evaluator import Context
 from flagd.admin.access import project_caller
+from flagd.admin.changes import proposed_fields
 from flagd.admin.errors import ApiError, invalid, not_found
 from flagd.admin.inputs import expected_version, page_params, path_id, read_json, take_deleted, text_param
 from flagd.admin.outputs import JSON, envelope, plain
+from flagd.admin.reasoning import check_ids, check_limit, what_if
 from store.records import FlagRecord
 
 
@@ -151,3 +153,24 @@ def _explain_invalid(exc: msgspec.ValidationError) -> ApiError:
     elif "Object missing required field `" in message:
         attr = message.split("`")[1]
     return invalid(attr, message)
+
+
+WHAT_IF_FIELDS = ("rollout_percentage", "condition_index", "filters", "variants", "active")
+
+
+async def what_if_flag(request: Request) -> Response:
+    """``POST .../feature_flags/{id}/what_if/``: who turns on or off if the proposed change were made
+    (``flagd.admin.reasoning.what_if``); nothing is written."""
+    who, project_id = await project_caller(request, write=False)
+    flag = await who.services.repository.get_flag(project_id, path_id(request, "flag_id"))
+    body = await read_json(request, who.services.max_body_bytes)
+    unknown = sorted(set(body) - {*WHAT_IF_FIELDS, "distinct_ids", "limit"})
+    if unknown:
+        raise invalid(unknown[0], "unknown field")
+    distinct_ids = check_ids(body.pop("distinct_ids", None))
+    limit = check_limit(body.pop("limit", None))
+    changes = proposed_fields(flag, **body)
+    result = await what_if(
+        who.services, flag, changes, actor=who.actor, distinct_ids=distinct_ids, limit=limit
+    )
+    return JSON(result)

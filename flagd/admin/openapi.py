@@ -145,6 +145,15 @@ def _paths() -> dict[str, Any]:
                 errors=w,
             ),
         },
+        f"{flag}what_if/": {
+            "post": _op(
+                "Who turns on or off if the proposed change were made (over the persons seen in the last"
+                " 7 days, or distinct_ids); nothing is written",
+                _json(_ref("WhatIfResult")),
+                body="WhatIfInput",
+                errors=w,
+            ),
+        },
         f"{flag}activity/": {
             "get": _op("The flag's audit entries", _json(_page("AuditEntry")), params=_PAGING)
         },

@@ -25,6 +25,7 @@ def admin_routes() -> list[Route]:
         (f"{_P}/feature_flags/{{flag_id}}/", flags.delete_flag, ["DELETE"]),
         (f"{_P}/feature_flags/{{flag_id}}/explain/", flags.explain_flag, ["POST"]),
         (f"{_P}/feature_flags/{{flag_id}}/activity/", flags.flag_activity, ["GET"]),
+        (f"{_P}/feature_flags/{{flag_id}}/what_if/", flags.what_if_flag, ["POST"]),
         (f"{_P}/cohorts/", cohorts.list_cohorts, ["GET"]),
         (f"{_P}/cohorts/", cohorts.create_cohort, ["POST"]),
         (f"{_P}/cohorts/{{cohort_id}}/", cohorts.get_cohort, ["GET"]),

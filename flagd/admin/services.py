@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from flagd.auth import Authenticator
+from flagd.sdk.persons import Persons
 from store.catalog import Catalog
 from store.persons import PersonStore
 from store.sql.repository import AdminRepository
@@ -20,7 +21,8 @@ class AdminServices:
     catalog: Catalog
     authenticator: Authenticator
     max_body_bytes: int = 1_048_576
-    persons: PersonStore | None = None  # for cohorts' tracking_since
+    persons: PersonStore | None = None  # for cohorts' tracking_since and the persons seen (what-if)
+    enricher: Persons | None = None  # reads stored person data for a flag exactly as /flags does
     max_behavioural_conditions: int = 200  # distinct behavioural counters per project
 
 

@@ -19,8 +19,8 @@ Every write follows the same steps, in one transaction:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
 import msgspec
@@ -51,11 +51,27 @@ async def _peers(tx: Transaction, project_id: int, values: writes.FlagValues) ->
     return await tx.live_flags(project_id) if writes.flag_refs(values.filters) else []
 
 
+class _RollBack(Exception):  # noqa: N818 - control flow, never seen outside this module
+    """Ends a dry run's transaction: everything it did is rolled back."""
+
+
 class WriteOperations:
     """Every ``AdminRepository`` write, over the backend's ``_transaction()``."""
 
     def _transaction(self) -> AbstractAsyncContextManager[Transaction]:
         raise NotImplementedError
+
+    @asynccontextmanager
+    async def _write(self, dry_run: bool) -> AsyncIterator[Transaction]:
+        """``_transaction()``, rolled back at the end when ``dry_run``: a dry run takes every step of the real
+        write (locks, version check, validation, the row as it would be) and leaves nothing behind."""
+        try:
+            async with self._transaction() as tx:
+                yield tx
+                if dry_run:
+                    raise _RollBack
+        except _RollBack:
+            pass
 
     # Projects -------------------------------------------------------------------------------------------
     @staticmethod
@@ -239,10 +255,15 @@ class WriteOperations:
         current = await tx.get_flag(project_id, flag_id)
         return _require_live(current, "flag", flag_id, project_id, expected_version)
 
-    async def create_flag(self, project_id: int, data: Mapping[str, Any], *, actor: str) -> FlagRecord:
-        """``data`` is PostHog-shaped: key, name, filters, active, bucketing, ensure_experience_continuity."""
+    async def create_flag(
+        self, project_id: int, data: Mapping[str, Any], *, actor: str, dry_run: bool = False
+    ) -> FlagRecord:
+        """``data`` is PostHog-shaped: key, name, filters, active, bucketing, ensure_experience_continuity.
+
+        ``dry_run`` (every flag write and ``create_cohort`` take it): every step of the write, validation and
+        version check included, then a rollback; returns the record as it would have been, writes nothing."""
         values = writes.flag_values(data)
-        async with self._transaction() as tx:
+        async with self._write(dry_run) as tx:
             project = await self._project(tx, project_id)
             writes.check_flag(
                 values,
@@ -264,9 +285,10 @@ class WriteOperations:
         *,
         actor: str,
         expected_version: int | None = None,
+        dry_run: bool = False,
     ) -> FlagRecord:
         """Partial update; ``Conflict`` (with the current version) when ``expected_version`` is stale."""
-        async with self._transaction() as tx:
+        async with self._write(dry_run) as tx:
             project = await self._project(tx, project_id)
             current = await self._live_flag(tx, project_id, flag_id, expected_version)
             values = writes.flag_values(changes, current=current)
@@ -297,10 +319,16 @@ class WriteOperations:
         return flag
 
     async def delete_flag(
-        self, project_id: int, flag_id: int, *, actor: str, expected_version: int | None = None
+        self,
+        project_id: int,
+        flag_id: int,
+        *,
+        actor: str,
+        expected_version: int | None = None,
+        dry_run: bool = False,
     ) -> FlagRecord:
         """Soft delete; the record comes back with ``deleted=True`` and a new version."""
-        async with self._transaction() as tx:
+        async with self._write(dry_run) as tx:
             await self._project(tx, project_id)
             current = await self._live_flag(tx, project_id, flag_id, expected_version)
             dependents = writes.flag_dependents(current, await tx.live_flags(project_id))
@@ -345,10 +373,12 @@ class WriteOperations:
         current = await tx.get_cohort(project_id, cohort_id)
         return _require_live(current, "cohort", cohort_id, project_id, expected_version)
 
-    async def create_cohort(self, project_id: int, data: Mapping[str, Any], *, actor: str) -> CohortRecord:
+    async def create_cohort(
+        self, project_id: int, data: Mapping[str, Any], *, actor: str, dry_run: bool = False
+    ) -> CohortRecord:
         """``data``: name, description, filters, is_static, and for static cohorts ``members`` (ids)."""
         values = writes.cohort_values(data)
-        async with self._transaction() as tx:
+        async with self._write(dry_run) as tx:
             await self._project(tx, project_id)
             writes.check_cohort(values, cohort_id=0, cohort_ids=await tx.live_cohort_ids(project_id))
             cohort = await tx.insert_cohort(project_id, values, actor)
