@@ -6,12 +6,14 @@ pytest puts the repository root on ``sys.path`` (``bench/`` is a package), so ``
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 
 import pytest
 
-# (flag count, engine) -> median seconds per user evaluation, filled by bench/test_evaluator.py.
-MEDIANS: dict[tuple[int, str], float] = {}
+# (workload label, engine) -> median seconds per user evaluation, filled by bench/test_evaluator.py.
+# The label's number is its flag count ("50 flags", "plain 20 flags").
+MEDIANS: dict[tuple[str, str], float] = {}
 
 # Engines that are neither flagd nor the floor: the ratio is taken against the fastest of these.
 PEERS = ("flagsmith-flag-engine", "growthbook", "posthog-local")
@@ -19,20 +21,25 @@ PEERS = ("flagsmith-flag-engine", "growthbook", "posthog-local")
 
 def summary_lines() -> list[str]:
     """Markdown table rows of the medians recorded so far, grouped by flag count."""
-    by_size: dict[int, dict[str, float]] = defaultdict(dict)
-    for (size, engine), seconds in MEDIANS.items():
-        by_size[size][engine] = seconds
+    by_label: dict[str, dict[str, float]] = defaultdict(dict)
+    for (label, engine), seconds in MEDIANS.items():
+        by_label[label][engine] = seconds
     lines: list[str] = []
-    for size in sorted(by_size):
-        row = by_size[size]
+    for label in sorted(by_label):
+        row = by_label[label]
+        size = int(re.findall(r"\d+", label)[0])
         peers = [row[p] for p in PEERS if p in row]
         fastest_peer = min(peers) if peers else None
-        lines.append(f"\n{size} flags, one user (median):")
-        lines.append("| engine | µs / user | µs / flag | fastest peer ÷ engine |")
-        lines.append("|---|---:|---:|---:|")
+        flagsmith = row.get("flagsmith-flag-engine")
+        lines.append(f"\n{label}, one user (median):")
+        lines.append("| engine | µs / user | µs / flag | fastest peer ÷ engine | flagsmith ÷ engine |")
+        lines.append("|---|---:|---:|---:|---:|")
         for engine, seconds in sorted(row.items(), key=lambda item: item[1]):
             ratio = f"{fastest_peer / seconds:.2f}×" if fastest_peer else "n/a"
-            lines.append(f"| {engine} | {seconds * 1e6:.2f} | {seconds * 1e6 / size:.3f} | {ratio} |")
+            vs_flagsmith = f"{flagsmith / seconds:.2f}×" if flagsmith else "n/a"
+            lines.append(
+                f"| {engine} | {seconds * 1e6:.2f} | {seconds * 1e6 / size:.3f} | {ratio} | {vs_flagsmith} |"
+            )
     return lines
 
 

@@ -9,6 +9,9 @@ evaluator), a Flagsmith evaluation context (segments with overrides, percentage 
 weights, a ``$.flags`` dependency) and GrowthBook features (force rules with conditions, coverage, an
 experiment rule, ``parentConditions``). Each peer therefore evaluates every flag for one user, doing the same
 work: match properties, hash for rollouts and variants, resolve a dependency and a cohort.
+
+``mix="plain"`` is the simpler workload most flag sets look like: per block of ten, five property-targeted
+flags (any-of, substring, numeric) and five 30 % rollouts, nothing else.
 """
 
 from __future__ import annotations
@@ -50,8 +53,20 @@ class Workload:
         return itertools.cycle(self.users)
 
 
-def _kind(index: int) -> str:
+PLAIN = (
+    "targeted-in",
+    "targeted-contains",
+    "targeted-gt",
+    "targeted-in",
+    "targeted-contains",
+    *["rollout"] * 5,
+)
+
+
+def _kind(index: int, mix: str = "project") -> str:
     slot = index % BLOCK
+    if mix == "plain":
+        return PLAIN[slot]
     return {
         0: "static",
         1: "static",
@@ -86,10 +101,11 @@ def _person(key: str, value: Any, operator: str) -> dict[str, Any]:
     return {"key": key, "value": value, "operator": operator, "type": "person"}
 
 
-def build(size: int, users: list[User] | None = None) -> Workload:
-    """The workload with ``size`` flags (a multiple of ten)."""
+def build(size: int, users: list[User] | None = None, mix: str = "project") -> Workload:
+    """The workload with ``size`` flags (a multiple of ten); ``mix`` "project" or "plain" (see above)."""
     assert size % BLOCK == 0, "the mix is defined per block of ten flags"
-    kinds = {f"flag-{i:03d}-{_kind(i)}": _kind(i) for i in range(size)}
+    assert mix in ("project", "plain"), mix
+    kinds = {f"flag-{i:03d}-{_kind(i, mix)}": _kind(i, mix) for i in range(size)}
     keys = list(kinds)
     cohorts: dict[str, dict[str, Any]] = {}
     posthog_flags: list[dict[str, Any]] = []

@@ -11,7 +11,9 @@ local upstream), it measures:
   half the measured saturation rate with random arrivals; p50/p90/p99 of what was served.
 
 In the same run, bare Granian ASGI and RSGI stubs (``bench/stubs.py``) answer every request with the
-bytes of a real flagd answer: the ceiling of the server itself here, with ``wrk`` on the same cores.
+bytes of a real flagd answer: the ceiling of the server itself here, with ``wrk`` on the same cores; and a
+bare RSGI handler does the same work as ``/flags`` (decode, the same 50 flags with the same evaluator build,
+render) with nothing around it: flagd's serving costs the gap between the two.
 
 Everything binds to 127.0.0.1, every run is bounded by ``--duration``, and every process started is stopped.
 Needs ``wrk`` (``apt-get install -y wrk``) and, for the peer, ``node``/``npm`` (installs
@@ -277,12 +279,18 @@ def flagd_bodies(people: list[dict[str, Any]]) -> list[str]:
 
 
 @contextlib.contextmanager
-def granian_stub(interface: str, body: bytes, workers: int) -> Iterator[str]:
-    """A bare Granian app (``bench/stubs.py``) answering every request with ``body``."""
+def granian_stub(interface: str, body: bytes, workers: int, app: str | None = None) -> Iterator[str]:
+    """A bare Granian app (``bench/stubs.py``): ``<interface>_app`` answering every request with ``body``,
+    or ``app`` (``rsgi_work_app``: the bare work of ``/flags``)."""
     workdir = Path(tempfile.mkdtemp(prefix="flagd-stub-"))
     (workdir / "body.json").write_bytes(body)
     port = free_port()
-    env = {**os.environ, "FLAGD_STUB_BODY": str(workdir / "body.json"), "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "FLAGD_STUB_BODY": str(workdir / "body.json"),
+        "FLAGD_STUB_TOKEN": TOKEN,
+        "PYTHONPATH": str(ROOT),
+    }
     proc = subprocess.Popen(
         [
             str(ROOT / ".venv" / "bin" / "granian"),
@@ -295,7 +303,7 @@ def granian_stub(interface: str, body: bytes, workers: int) -> Iterator[str]:
             "--no-ws",
             "--log-level",
             "error",
-            f"bench.stubs:{interface}_app",
+            f"bench.stubs:{app or interface + '_app'}",
         ],
         env=env,
         cwd=ROOT,
@@ -409,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--workers", default="1,2", help="flagd worker counts to measure (default 1,2)")
     ap.add_argument("--skip-unleash", action="store_true")
-    ap.add_argument("--skip-stubs", action="store_true", help="skip the bare Granian stubs (the ceiling)")
+    ap.add_argument("--skip-stubs", action="store_true", help="skip the bare Granian stubs (the ceilings)")
+    ap.add_argument("--only-work-stub", action="store_true", help="of the stubs, run only the same-work one")
     args = ap.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
@@ -437,7 +446,13 @@ def main(argv: list[str] | None = None) -> int:
             results += post_flags(f"flagd, {workers} worker(s)", f"{base}/flags/?v=2")
     if not args.skip_stubs:
         workers = max(int(w) for w in args.workers.split(","))
-        for interface in ("asgi", "rsgi"):
+        with granian_stub("rsgi", sample, workers, app="rsgi_work_app") as base:
+            answer = httpx.post(f"{base}/flags/", content=bodies[0], timeout=5).json()
+            assert len(answer["flags"]) == 50, answer
+            results += post_flags(
+                f"bare Granian RSGI handler, {workers} worker(s), same work", f"{base}/flags/"
+            )
+        for interface in () if args.only_work_stub else ("asgi", "rsgi"):
             with granian_stub(interface, sample, workers) as base:
                 results += post_flags(
                     f"bare Granian {interface.upper()} stub, {workers} worker(s), same bytes",
@@ -470,6 +485,13 @@ def main(argv: list[str] | None = None) -> int:
         for stub, ceiling in sats.items():
             if k.startswith("flagd") and stub.startswith("bare"):
                 print(f"{k}: {v / ceiling:.0%} of the {stub.split(',')[0]}")
+    halves = {r.target: r.p99_ms for r in results if r.mode.startswith("~half")}
+    work = next((v for k, v in halves.items() if k.endswith("same work")), None)
+    for k, v in halves.items():
+        if k.startswith("flagd") and work is not None:
+            print(
+                f"{k}: p99 at half load {v:.2f} ms = the same-work handler's {work:.2f} ms {v - work:+.2f} ms"
+            )
     return 0
 
 

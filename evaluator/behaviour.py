@@ -129,21 +129,42 @@ class StoreNeeds(msgspec.Struct, frozen=True):
     person_properties: bool = False
     group_types: frozenset[str] = frozenset()
     queries: tuple[BehaviourQuery, ...] = ()
+    # The person property names those flags read, or None when that is not known (a cohort reads person
+    # properties): stored properties cannot change an answer when the request already sends all of them.
+    person_keys: frozenset[str] | None = frozenset()
 
     def __bool__(self) -> bool:
         return self.person_properties or bool(self.group_types) or bool(self.queries)
+
+    def covered_by(self, person_properties: Mapping[str, Any]) -> bool:
+        """Whether the store has nothing to add: only person properties needed, and all of them sent."""
+        keys = self.person_keys
+        return (
+            keys is not None
+            and not self.queries
+            and not self.group_types
+            and all(key in person_properties for key in keys)
+        )
 
     def union(self, others: Iterable[StoreNeeds]) -> StoreNeeds:
         """Everything this and ``others`` need together (queries deduplicated by key, order kept)."""
         person = self.person_properties
         groups = set(self.group_types)
         queries = {q.key: q for q in self.queries}
+        keys = None if self.person_keys is None else set(self.person_keys)
         for other in others:
             person = person or other.person_properties
             groups |= other.group_types
             for q in other.queries:
                 queries.setdefault(q.key, q)
-        return StoreNeeds(person, frozenset(groups), tuple(queries.values()))
+            if keys is not None:
+                if other.person_keys is None:
+                    keys = None
+                else:
+                    keys |= other.person_keys
+        return StoreNeeds(
+            person, frozenset(groups), tuple(queries.values()), None if keys is None else frozenset(keys)
+        )
 
 
 NOTHING = StoreNeeds()

@@ -92,7 +92,9 @@ class BucketingScheme(Protocol):
 
 _TWO_32 = 4294967296.0
 _CACHE_LIMIT = 65536  # flag keys, holdout ids and variant lists: bounded, each entry a few hundred bytes
-_mmh3_hash: Callable[[bytes, int, bool], int] = mmh3.hash
+# MurmurHash3 x86_32, seed 0, unsigned: ``mmh3.hash(data)``; this entry point skips the
+# argument parsing and sign handling, about half the cost per call.
+_mmh3_hash: Callable[[bytes], int] = mmh3.mmh3_32_uintdigest
 _SHORT_TEXT = tuple(bytes((0x60 | size,)) for size in range(24))  # CBOR text headers for 0-23 bytes
 
 
@@ -167,14 +169,14 @@ class Murmur3Bucketing:
     def variant_hash(self, flag_key: str, bucketing_id: str) -> int:
         """flagd's ``fractional`` hash for ``targetingKey=bucketing_id``: unsigned 32-bit."""
         head = self._pair_prefix.get(flag_key) or self._pair(flag_key)
-        return _mmh3_hash(head + self._encoded_id(bucketing_id), 0, False)
+        return _mmh3_hash(head + self._encoded_id(bucketing_id))
 
     def rollout_value(self, flag_key: str, bucketing_id: str) -> float:
         """``mmh3(cbor([flag_key, bucketing_id, "rollout"])) / 2**32``, in [0, 1)."""
         last = self._last_id
         encoded = last[1] if last[0] is bucketing_id else self._encoded_id(bucketing_id)
         head = self._triple_prefix.get(flag_key) or self._triple(flag_key)
-        return _mmh3_hash(head + encoded + _ROLLOUT_SALT, 0, False) / _TWO_32
+        return _mmh3_hash(head + encoded + _ROLLOUT_SALT) / _TWO_32
 
     def in_rollout(self, value: float, percentage: float) -> bool:
         """In iff ``value < percentage / 100``; 100 or more is everyone, 0 or less is nobody."""
@@ -185,7 +187,7 @@ class Murmur3Bucketing:
         last = self._last_id
         encoded = last[1] if last[0] is bucketing_id else self._encoded_id(bucketing_id)
         head = self._pair_prefix.get(flag_key) or self._pair(flag_key)
-        return _mmh3_hash(head + encoded, 0, False) / _TWO_32
+        return _mmh3_hash(head + encoded) / _TWO_32
 
     def pick_variant(self, value: float, variants: Sequence[tuple[str, float]]) -> str | None:
         """flagd's walk: weights in 1/100 %, ``bucket = (h * total) >> 32``, first cumulative above it."""
@@ -219,7 +221,7 @@ class Murmur3Bucketing:
         """``mmh3(cbor([str(holdout_id), bucketing_id, "holdout"])) / 2**32``, in [0, 1)."""
         key = str(holdout_id)
         head = self._triple_prefix.get(key) or self._triple(key)
-        return _mmh3_hash(head + self._encoded_id(bucketing_id) + _HOLDOUT_SALT, 0, False) / _TWO_32
+        return _mmh3_hash(head + self._encoded_id(bucketing_id) + _HOLDOUT_SALT) / _TWO_32
 
     def in_holdout(self, value: float, exclusion_percentage: float) -> bool:
         """In iff ``value < exclusion_percentage / 100``; 100 or more is everyone, 0 or less is nobody."""
@@ -282,11 +284,10 @@ class PostHogBucketing:
 _SCHEMES: dict[str, BucketingScheme] = {"murmur3": Murmur3Bucketing(), "posthog": PostHogBucketing()}
 
 
-def get_scheme(name: str) -> BucketingScheme:
-    """The shared scheme instance for ``name`` (one of ``SCHEME_NAMES``); ValueError on an unknown name."""
-    try:
-        return _SCHEMES[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown bucketing scheme {name!r}; expected one of {', '.join(SCHEME_NAMES)}"
-        ) from None
+def get_scheme(name: object) -> BucketingScheme:
+    """The shared scheme instance for ``name`` (one of ``SCHEME_NAMES``); ValueError on anything else (a
+    definition's ``"bucketing"`` may be any JSON value)."""
+    scheme = _SCHEMES.get(name) if isinstance(name, str) else None
+    if scheme is None:
+        raise ValueError(f"unknown bucketing scheme {name!r}; expected one of {', '.join(SCHEME_NAMES)}")
+    return scheme

@@ -81,11 +81,11 @@ def _compare(operator: str, expected: Any, key: str, missing: object) -> Check |
     if threshold is None:
         return None
 
-    def number_of(props: Mapping[str, Any]) -> float | None:
+    def number_of(props: Mapping[str, Any]) -> int | float | None:
         value = props.get(key, missing)
         kind = value.__class__
         if kind is int:
-            exact: float = value
+            exact: int = value
             return exact
         return None if value is missing else to_number(value)
 

@@ -3,9 +3,10 @@
 A flag needs stored person properties when a live person-property filter, a cohort reading the person's
 properties, feature enrollment or a behavioural condition can be evaluated for it; a group type's stored
 properties when a live filter reads them; and the behaviour queries of every behavioural condition in the
-cohorts it uses. A flag whose answer never depends on the request needs nothing. A flag's total adds what
-its dependencies need. Equal needs are one shared object, so unions on the hot path are mostly identity
-checks.
+cohorts it uses. With person properties come the names read (unknown when a cohort reads them), so a
+request sending all of them needs no read. A flag whose answer never depends on the request needs nothing.
+A flag's total adds what its dependencies need. Equal needs are one shared object, so unions on the hot
+path are mostly identity checks.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def own_needs(
     if flag.static is not None:
         return NOTHING
     person = flag.enrollment_key is not None
+    keys: set[str] | None = set() if flag.enrollment_key is None else {flag.enrollment_key}
     groups: set[str] = set()
     queries: dict[str, BehaviourQuery] = {}
     for condition in flag.conditions:
@@ -37,13 +39,17 @@ def own_needs(
                     groups.add(info.source[6:])
                 else:
                     person = True
+                    if keys is not None and info.source == "person":
+                        keys.add(info.key)
+                    else:
+                        keys = None
             elif info.kind == "cohort":
                 entry = cohort(info.key)
                 if entry is None:
                     continue
                 if entry.reads_props:
                     if condition.group is None:
-                        person = True
+                        person, keys = True, None
                     else:
                         groups.add(condition.group)
                 groups |= entry.groups
@@ -54,7 +60,7 @@ def own_needs(
     if not person and not known and not queries:
         return NOTHING
     ordered = tuple(queries[key] for key in sorted(queries))
-    return StoreNeeds(person, known, ordered)
+    return StoreNeeds(person, known, ordered, None if keys is None else frozenset(keys))
 
 
 class NeedsTable:
@@ -108,7 +114,9 @@ def _normal(needs: StoreNeeds) -> StoreNeeds:
     """Queries sorted by key, so equal needs compare equal whatever order they were gathered in."""
     if not needs:
         return NOTHING
-    return StoreNeeds(needs.person_properties, needs.group_types, tuple(sorted(needs.queries, key=_key)))
+    return StoreNeeds(
+        needs.person_properties, needs.group_types, tuple(sorted(needs.queries, key=_key)), needs.person_keys
+    )
 
 
 def _key(q: BehaviourQuery) -> str:

@@ -61,9 +61,9 @@ def ascii_lower(text: str) -> str:
     return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
 
 
-def to_number(value: Any) -> float | None:
+def to_number(value: Any) -> int | float | None:
     """A finite number from an int (kept exact), float or numeric string; None otherwise (bools are not
-    numbers)."""
+    numbers). ``int | float``, not ``float``: compiled, a ``float`` would turn a large int into a double."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):

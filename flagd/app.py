@@ -24,6 +24,7 @@ import msgspec
 import structlog
 from starlette.applications import Starlette
 
+import evaluator
 from flagd.admin import AdminServices, create_admin_app
 from flagd.auth import Authenticator
 from flagd.bootstrap import bootstrap
@@ -280,7 +281,10 @@ def create_app(settings: Settings, *, run_bootstrap: bool = True, metrics: Metri
             gc.collect()
             gc.freeze()
             _log.info(
-                "flagd.started", **{k: v for k, v in backend.health().items() if k in ("mode", "version")}
+                "flagd.started",
+                **{k: v for k, v in backend.health().items() if k in ("mode", "version")},
+                evaluator_compiled=evaluator.COMPILED,
+                evaluator_pure_reason=evaluator.PURE_REASON,
             )
             try:
                 async with mcp_server.session_manager.run():

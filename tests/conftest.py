@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 from collections.abc import Iterator
 
 import pytest
 import redis
+from hypothesis import settings
 
 from tests.servers import PostgresServer, RedisServer, postgres_server, redis_server
 
 _db_counter = itertools.count()
+
+# `make mutation` runs the evaluator suite once per mutant: the same examples every run, no example database.
+settings.register_profile("mutation", derandomize=True, database=None)
+if os.environ.get("FLAGD_HYPOTHESIS_PROFILE"):
+    settings.load_profile(os.environ["FLAGD_HYPOTHESIS_PROFILE"])
 
 
 @pytest.fixture(scope="session")
@@ -75,3 +82,12 @@ def own_postgres() -> Iterator[PostgresServer]:
         if not server.controllable:
             pytest.skip("fault injection needs a throwaway PostgreSQL (FLAGD_TEST_DATABASE_URL is set)")
         yield server
+
+
+def pytest_report_header() -> str:
+    """Say which evaluator the run tests: the compiled build or the pure sources (and why)."""
+    import evaluator
+
+    if evaluator.COMPILED:
+        return "evaluator: compiled (mypyc)"
+    return f"evaluator: pure Python ({evaluator.PURE_REASON or 'not compiled'})"

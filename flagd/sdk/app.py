@@ -36,7 +36,14 @@ from collections.abc import Awaitable, Callable
 import msgspec
 import structlog
 
-from flagd.errors import BodyTimeout, ClientDisconnected, MethodNotAllowed, Overloaded, RequestRejected
+from flagd.errors import (
+    BodyTimeout,
+    ClientDisconnected,
+    MethodNotAllowed,
+    Overloaded,
+    PayloadTooLarge,
+    RequestRejected,
+)
 from flagd.limits import Limits
 from flagd.logging import RequestIds
 from flagd.metrics import Metrics
@@ -409,6 +416,9 @@ class SdkApp:
             )
         except RequestRejected as rejected:
             exc = rejected
+            if isinstance(rejected, PayloadTooLarge) and route.name == "events":
+                # The shared body readers name the /flags limit; the event intake has its own.
+                exc = PayloadTooLarge(rejected.detail.replace("max_body_bytes=", "max_event_body_bytes="))
         except ClientDisconnected as gone:
             # Routine on the internet (a closed tab, a lost network): no answer can be sent, nothing failed.
             _log.debug("client disconnected", route=route.name, detail=str(gone), request_id=request_id)

@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from flagd.errors import BadRequest, LimitExceeded, StoreFailed, Unauthorized
+from flagd.errors import BadRequest, LimitExceeded, PayloadTooLarge, StoreFailed, Unauthorized
 from flagd.limits import Limits
 from flagd.sdk.bodies import check_prefix, decode, unwrap
 from flagd.sdk.http import JSON, Answer, Headers, Request, parse_query
@@ -153,10 +153,16 @@ class EventsEndpoint:
         limits = self._limits
         limit = limits.max_event_body_bytes
         query = parse_query(request.query_string)
-        raw = await request.body(limit)
+        try:
+            raw = await request.body(limit)
+            unwrapped = unwrap(raw, query, request.headers, limit, self._probe)
+        except PayloadTooLarge as exc:
+            # The shared body readers name the /flags limit; this endpoint's limit is another one.
+            detail = exc.detail.replace("max_body_bytes=", "max_event_body_bytes=")
+            raise PayloadTooLarge(detail) from None
         payload = decode(
             _decoder,
-            unwrap(raw, query, request.headers, limit, self._probe),
+            unwrapped,
             limits.max_json_depth,
             limits.max_event_json_elements,
             "max_event_json_elements",

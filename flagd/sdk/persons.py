@@ -8,7 +8,9 @@
   data (``Snapshot.store_needs``), read it once and merge stored person/group properties *under* the
   request's (the request wins key by key) and set ``Context.behaviour``. No read when nothing is needed. A
   store failure leaves the context as the request made it (``behaviour=None``): flags needing stored counts
-  fail on their own, the others answer normally.
+  fail on their own, the others answer normally. No read either when only person properties are needed and
+  the request sends every one the flags read (``StoreNeeds.covered_by``): stored values could not change
+  an answer.
 
 Per ``ProjectState`` (i.e. per compiled snapshot) the counters by event name and the retention are derived
 once and cached.
@@ -148,7 +150,7 @@ class Persons:
         if store is None:
             return ctx
         needs = store_needs(state, keys)
-        if not needs:
+        if not needs or needs.covered_by(ctx.person_properties):
             return ctx
         groups = tuple((t, ctx.groups[t]) for t in sorted(needs.group_types) if t in ctx.groups)
         request = ReadRequest(

@@ -74,6 +74,21 @@ def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: floa
     return value
 
 
+def flags_requests_by_worker(metrics_dir: Path) -> dict[str, float]:
+    """/flags requests each worker process has published so far, read from its own Prometheus multiprocess
+    file (``counter_<pid>.db`` in ``FLAGD_METRICS_DIR``): which workers really served requests."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    counts: dict[str, float] = {}
+    for path in metrics_dir.glob("counter_*.db"):
+        total = 0.0
+        for key, value, *_ in MmapedDict.read_all_values_from_file(str(path)):
+            if '"flagd_requests_total"' in key and '"flags"' in key:
+                total += value
+        counts[path.stem.rsplit("_", 1)[-1]] = total
+    return counts
+
+
 @dataclass
 class FlagdServer:
     """One running ``flagd serve`` process and clients for it."""

@@ -5,13 +5,14 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import FlagdServer, distributed_env, server_env, wait_until
+from tests.e2e.conftest import FlagdServer, distributed_env, flags_requests_by_worker, server_env, wait_until
 from tests.servers import PostgresServer
 
 pytestmark = pytest.mark.e2e
@@ -88,19 +89,46 @@ def test_edit_on_one_node_reaches_the_other(flagd_cluster: list[FlagdServer]) ->
 def test_embedded_workers_converge_on_an_edit(
     start_flagd: Callable[..., FlagdServer], tmp_path: Path
 ) -> None:
-    """With two embedded workers, an edit made through one reaches every worker within a poll interval."""
-    env = server_env(FLAGD_DATA_PATH=str(tmp_path / "workers.db"), FLAGD_EMBEDDED_POLL_SECONDS="0.2")
+    """With two embedded workers, an edit made through one reaches every worker: both workers, each seen
+    answering through its own metrics file, answer the edited flag as off."""
+    metrics_dir = tmp_path / "metrics"
+    env = server_env(
+        FLAGD_DATA_PATH=str(tmp_path / "workers.db"),
+        FLAGD_EMBEDDED_POLL_SECONDS="0.2",
+        FLAGD_METRICS_DIR=str(metrics_dir),
+    )
     server = start_flagd(env=env, args=("--workers", "2"))
     flag = server.create_flag("everywhere")
     server.update_flag(flag, active=False)
+    asked = 0
+
+    def answer(distinct_id: str) -> bool | None:
+        nonlocal asked
+        asked += 1
+        return _enabled(server, "everywhere", distinct_id)
 
     def all_answers_off() -> bool:
         # Fresh connections spread over both workers.
-        return all(_enabled(server, "everywhere", f"user-{i}") is False for i in range(12))
+        return all(answer(f"user-{i}") is False for i in range(12))
+
+    def published() -> dict[str, float] | None:
+        counts = flags_requests_by_worker(metrics_dir)  # every /flags answer so far, by worker
+        return counts if sum(counts.values()) == asked else None
 
     wait_until(all_answers_off, timeout=5)
-    metrics = httpx.get(f"{server.url}/metrics", timeout=5)
-    assert metrics.status_code == 200
+    # Then keep asking on fresh connections until each of the two workers has answered more: every answer
+    # is off, whichever worker gave it.
+    before = wait_until(published, timeout=10)
+    deadline = time.monotonic() + 30
+    n = 0
+    while True:
+        n += 1
+        assert answer(f"later-{n}") is False
+        now = wait_until(published, timeout=10)
+        grown = [pid for pid, count in now.items() if count > before.get(pid, 0)]
+        if len(grown) >= 2:
+            break
+        assert time.monotonic() < deadline, f"only one worker answered after the edit: {before} -> {now}"
 
 
 @pytest.mark.integration

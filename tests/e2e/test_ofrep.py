@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from openfeature import api
 from openfeature.client import OpenFeatureClient
@@ -119,7 +120,14 @@ def test_type_mismatch_is_caught_by_the_sdk(client: OpenFeatureClient) -> None:
 
 
 def test_wrong_token_falls_back_to_defaults(server: FlagdServer) -> None:
-    """A provider with an unknown token gets 401 and every evaluation returns the default."""
+    """A provider with an unknown token gets the running server's 401 and every evaluation returns the
+    default (the right token, on the same server, gets the flag)."""
+    url = f"{server.url}/ofrep/v1/evaluate/flags/new-checkout"
+    body = {"context": {"targetingKey": "u1", "country": "DE"}}
+    assert httpx.post(url, json=body, headers={"Authorization": "Bearer phc_wrong"}).status_code == 401
+    right = httpx.post(url, json=body, headers={"Authorization": f"Bearer {server.project_token}"})
+    assert right.status_code == 200
+    assert right.json()["value"] is True
     provider = OFREPProvider(server.url, headers_factory=lambda: {"Authorization": "Bearer phc_wrong"})
     api.set_provider(provider, domain="flagd-e2e-bad")
     try:

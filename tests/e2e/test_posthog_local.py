@@ -184,8 +184,14 @@ def test_server_only_flags_are_not_evaluated_locally(server: FlagdServer, local_
     assert "server-only" in server.flags("u1")["flags"]
 
 
-def test_wrong_secret_loads_nothing(server: FlagdServer) -> None:
-    """With a wrong secret the SDK gets 401 and has no local flags."""
+def test_wrong_secret_loads_nothing(server: FlagdServer, local_client: Posthog) -> None:
+    """With a wrong secret the running server answers 401 and the SDK has no local flags, while the right
+    secret on the same server loads them."""
+    url = f"{server.url}/api/feature_flag/local_evaluation?token={server.project_token}"
+    assert httpx.get(url, headers={"Authorization": "Bearer phs_wrong_secret"}).status_code == 401
+    assert httpx.get(url, headers={"Authorization": f"Bearer {server.project_secret}"}).status_code == 200
+    local_client.load_feature_flags()
+    assert local_client.feature_flags
     client = Posthog(
         server.project_token,
         host=server.url,

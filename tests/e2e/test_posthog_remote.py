@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from posthog import Posthog
 
-from tests.e2e.conftest import FlagdServer, wait_until
+from tests.e2e.conftest import FlagdServer, flags_requests_by_worker, server_env, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -182,13 +184,21 @@ def test_feature_flag_called_events_are_accepted(server: FlagdServer) -> None:
 
 
 def test_wrong_token_gets_no_flags(server: FlagdServer) -> None:
-    """A client with an unknown project token gets None (the server answered 401)."""
+    """A client with an unknown project token gets None, because the running server answers 401 to that
+    token (and the right token, on the same server, gets the flag)."""
+    raw = httpx.post(f"{server.url}/flags/?v=2", json={"api_key": "phc_not_a_project", "distinct_id": "u1"})
+    assert raw.status_code == 401
     client = Posthog("phc_not_a_project", host=server.url, feature_flags_request_timeout_seconds=5)
+    right = Posthog(
+        server.project_token, host=server.url, send=False, feature_flags_request_timeout_seconds=5
+    )
     try:
         flags = client.evaluate_flags("u1", person_properties={"plan": "pro"})
         assert flags.get_flag("pro-feature") is None
+        assert right.evaluate_flags("u1", person_properties={"plan": "pro"}).get_flag("pro-feature") is True
     finally:
         client.shutdown()
+        right.shutdown()
 
 
 @pytest.mark.integration
@@ -209,16 +219,34 @@ def test_distributed_node_serves_the_client(request: pytest.FixtureRequest) -> N
         client.shutdown()
 
 
-def test_two_workers_count_every_request_in_metrics(start_flagd: Callable[..., FlagdServer]) -> None:
-    """With 2 Granian workers, /metrics on any worker adds up every /flags request and evaluation."""
-    server = start_flagd(args=("--workers", "2"))
+def test_two_workers_count_every_request_in_metrics(
+    start_flagd: Callable[..., FlagdServer], tmp_path: Path
+) -> None:
+    """With 2 Granian workers, both of which served /flags requests, /metrics on any worker adds up every
+    request and evaluation."""
+    metrics_dir = tmp_path / "metrics"
+    env = server_env(FLAGD_DATA_PATH=str(tmp_path / "flagd.db"), FLAGD_METRICS_DIR=str(metrics_dir))
+    server = start_flagd(env=env, args=("--workers", "2"))
     server.create_flag("pro-feature", TARGETED)
-    sent, returned = 40, 0
-    for n in range(sent):  # a fresh connection each time, so both workers get some
-        body = {"api_key": server.project_token, "distinct_id": f"u{n}"}
-        response = httpx.post(f"{server.url}/flags/?v=2", json=body)
+    sent, returned = 0, 0
+
+    def one_request() -> None:
+        nonlocal sent, returned
+        body = {"api_key": server.project_token, "distinct_id": f"u{sent}"}
+        response = httpx.post(f"{server.url}/flags/?v=2", json=body)  # a fresh connection each time
         assert response.status_code == 200
+        sent += 1
         returned += len(response.json()["flags"])
+
+    for _ in range(40):
+        one_request()
+    deadline = time.monotonic() + 30
+    while sum(1 for n in flags_requests_by_worker(metrics_dir).values() if n > 0) < 2:
+        assert time.monotonic() < deadline, (
+            f"only one worker served /flags: {flags_requests_by_worker(metrics_dir)}"
+        )
+        one_request()
+        time.sleep(0.05)
 
     def series(prefix: str) -> float:
         lines = httpx.get(f"{server.url}/metrics").text.splitlines()

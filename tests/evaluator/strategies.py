@@ -3,6 +3,7 @@ well-formed and arbitrary (malformed)."""
 
 from __future__ import annotations
 
+from datetime import UTC, timedelta, timezone
 from typing import Any
 
 from hypothesis import strategies as st
@@ -10,7 +11,19 @@ from hypothesis import strategies as st
 from evaluator import Context
 from evaluator.operators import OPERATORS
 
-KEYS = st.sampled_from(["plan", "email", "age", "version", "signup", "tags", "distinct_id", "$group_key"])
+KEYS = st.sampled_from(
+    [
+        "plan",
+        "email",
+        "age",
+        "version",
+        "signup",
+        "tags",
+        "distinct_id",
+        "$group_key",
+        "$feature_enrollment/flag-0",
+    ]
+)
 
 scalars = st.one_of(
     st.none(),
@@ -111,6 +124,8 @@ def flags(draw: st.DrawFn, key: str, malformed: bool = False) -> dict[str, Any]:
         filters["holdout"] = {"id": 3, "exclusion_percentage": draw(st.integers(0, 100))}
     if draw(st.integers(0, 4)) == 0:
         filters["feature_enrollment"] = True
+    if draw(st.integers(0, 4)) == 0:
+        filters["early_exit"] = True
     definition: dict[str, Any] = {
         "id": draw(st.integers(1, 10)),
         "key": key,
@@ -118,6 +133,8 @@ def flags(draw: st.DrawFn, key: str, malformed: bool = False) -> dict[str, Any]:
         "bucketing": draw(st.sampled_from(["murmur3", "posthog"])),
         "filters": filters,
     }
+    if draw(st.integers(0, 5)) == 0:
+        definition["bucketing_identifier"] = "device_id"
     if malformed and draw(st.booleans()):
         path = draw(
             st.sampled_from(["filters", "bucketing", "active", "multivariate", "holdout", "payloads"])
@@ -143,3 +160,68 @@ COHORTS = {
         ],
     },
 }
+
+
+# --- fused vs generic: operator-shaped values; a property present, absent, null or of any JSON type ---
+
+numeric_texts = st.one_of(
+    st.integers(-1000, 1000).map(str),
+    st.floats(-1e6, 1e6, allow_nan=False).map(repr),
+    st.sampled_from(["1e3", "-0.5", ".5", "5.", " 12", "nan", "inf", "1_000", "0x10", ""]),
+)
+numbers = st.one_of(
+    st.integers(-1000, 1000),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0, 1, -1, 5, 5.0, 0.1 + 0.2, 2**53 + 1, 2**70]),
+)
+texts = st.one_of(
+    st.text(max_size=12),
+    st.text(alphabet="aAbBßİıéÉ\u212a\ud800 .-", max_size=8),
+    st.sampled_from(["pro", "PRO", "Pro", "true", "TRUE", "false", "null", "ß", "SS", "İ", "i̇"]),
+)
+dates = st.one_of(
+    st.datetimes(timezones=st.sampled_from([None, UTC, timezone(timedelta(hours=-5, minutes=-30))])).map(
+        lambda d: d.isoformat()
+    ),
+    st.dates().map(lambda d: d.isoformat()),
+    st.integers(-(10**10), 10**10),
+    st.sampled_from(["-7d", "-24h", "-2w", "-1m", "-1y", "2024-01-01 10:00:00 UTC", "1718452800"]),
+)
+versions = st.one_of(
+    st.tuples(st.integers(0, 12), st.integers(0, 12), st.integers(0, 12)).map(
+        lambda v: ".".join(map(str, v))
+    ),
+    st.sampled_from(
+        ["v1.2.3", "1.2", "1", "1.2.3-rc.1", "1.2.3+b", "1.2.*", "1.*", "x.y", "1..3", " 2.0.0 "]
+    ),
+)
+
+
+def operator_values(operator: str) -> st.SearchStrategy[Any]:
+    """Filter values for ``operator``: mostly of its own kind (the filter is usable), sometimes any JSON."""
+    if operator in ("gt", "gte", "lt", "lte"):
+        own: st.SearchStrategy[Any] = numbers | numeric_texts
+    elif operator in ("between", "not_between"):
+        bound = numbers | numeric_texts
+        own = st.lists(bound, min_size=2, max_size=2) | st.fixed_dictionaries({"min": bound, "max": bound})
+    elif operator.startswith("is_date"):
+        own = dates
+    elif operator.startswith("semver"):
+        own = versions
+    elif operator in ("exact", "is_not"):
+        own = scalars | st.lists(scalars, max_size=4)
+    else:
+        own = texts
+    return st.one_of(own, own, own, json_values)
+
+
+def property_values(operator: str) -> st.SearchStrategy[Any]:
+    """A property value an ``operator`` filter may meet: its own kind, numbers, text, or any JSON."""
+    return st.one_of(operator_values(operator), numbers, texts, json_values)
+
+
+def person_properties(operator: str) -> st.SearchStrategy[dict[str, Any]]:
+    """Properties where "plan" is absent, null, or present with a value of any JSON type."""
+    present = st.builds(lambda value: {"plan": value, "other": 1}, property_values(operator))
+    return st.one_of(st.just({}), st.just({"plan": None}), present, present, present)

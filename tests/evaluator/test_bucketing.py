@@ -100,8 +100,6 @@ def test_posthog_known_answers(flag_key: str, bucketing_id: str) -> None:
 
 def test_posthog_pinned_value() -> None:
     """One value is pinned as a literal: 0xc8a05362b9f414f (sha1 of "simple-flag.distinct_id_0") / scale."""
-    digest = hashlib.sha1(b"simple-flag.distinct_id_0").hexdigest()
-    assert digest[:15] == "c8a05362b9f414f"
     assert get_scheme("posthog").rollout_value("simple-flag", "distinct_id_0") == 0xC8A05362B9F414F / float(
         0xFFFFFFFFFFFFFFF
     )
@@ -195,12 +193,19 @@ def test_values_are_in_range_and_deterministic(
 
 
 @pytest.mark.parametrize("name", SCHEME_NAMES)
-def test_lone_surrogates_hash_without_raising(name: str) -> None:
-    """An id that is not valid UTF-8 (a lone surrogate from JSON) still gets a stable value in range."""
+def test_lone_surrogates_hash_like_their_surrogatepass_bytes(name: str) -> None:
+    """An id that is not valid UTF-8 (a lone surrogate from JSON) hashes as its surrogatepass bytes, and the
+    same as the id "bad-\\ud800-id" with the surrogate written out as those bytes would in the formula."""
     scheme = get_scheme(name)
-    first = scheme.rollout_value("flag", "bad-\ud800-id")
-    assert first == scheme.rollout_value("flag", "bad-\ud800-id")
-    assert 0.0 <= first <= 1.0
+    raw = "bad-\ud800-id".encode("utf-8", "surrogatepass")
+    if name == "posthog":
+        expected = int(hashlib.sha1(b"flag." + raw).hexdigest()[:15], 16) / float(0xFFFFFFFFFFFFFFF)
+    else:
+        expected = (
+            mmh3.hash(b"\x83\x64flag" + bytes((0x60 | len(raw),)) + raw + b"\x67rollout", signed=False)
+            / 2**32
+        )
+    assert scheme.rollout_value("flag", "bad-\ud800-id") == expected
     assert 0.0 <= scheme.variant_value("fl\udfffag", "\ud800") < 1.0
     assert 0.0 <= scheme.holdout_value("\ud800", "\udfff") <= 1.0
 

@@ -56,23 +56,39 @@ def test_trace_shows_each_filter_with_expected_and_actual() -> None:
     )
 
 
+def _sha1_unit(text: str) -> float:
+    return int(hashlib.sha1(text.encode()).hexdigest()[:15], 16) / 0xFFFFFFFFFFFFFFF
+
+
 def test_trace_shows_bucketing_and_the_variant_walk() -> None:
-    """The rollout step shows scheme, bucketing id, bucket value and threshold; the walk shows the choice."""
+    """For a user inside the 40 % rollout, the trace shows scheme, bucketing id, bucket value, threshold and
+    the variant walk ending in the variant evaluate gives (the one PostHog's hash picks)."""
     snapshot = compile_flags([FLAG])
-    trace = snapshot.explain("checkout", Context("user-7"))
+    inside = next(f"user-{n}" for n in range(100) if _sha1_unit(f"checkout.user-{n}") <= 0.4)
+    trace = snapshot.explain("checkout", Context(inside))
     rollout = trace.conditions[2]
-    expected = int(hashlib.sha1(b"checkout.user-7").hexdigest()[:15], 16) / 0xFFFFFFFFFFFFFFF
-    assert (trace.bucketing, rollout.bucketing_id, rollout.rollout_percentage) == ("posthog", "user-7", 40)
+    assert (trace.bucketing, rollout.bucketing_id, rollout.rollout_percentage) == ("posthog", inside, 40)
     assert rollout.threshold == 0.4
-    assert rollout.bucket_value == expected
-    assert rollout.in_rollout is (expected <= 0.4)
-    if rollout.in_rollout:
-        assert trace.variant is not None
-        assert trace.variant.chosen == trace.decision.variant if trace.decision else False
-        assert [v.cumulative_percentage for v in trace.variant.variants] == [50, 100]
-    else:
-        assert trace.decision is not None
-        assert trace.decision.reason == "out_of_rollout_bound"
+    assert rollout.bucket_value == _sha1_unit(f"checkout.{inside}")
+    assert rollout.in_rollout is True
+    wanted = "a" if _sha1_unit(f"checkout.{inside}variant") < 0.5 else "b"
+    assert trace.variant is not None
+    assert trace.variant.chosen == wanted
+    assert [v.cumulative_percentage for v in trace.variant.variants] == [50, 100]
+    assert trace.decision == snapshot.evaluate(Context(inside))["checkout"]
+    assert trace.decision.variant == wanted
+
+
+def test_trace_shows_a_user_out_of_rollout() -> None:
+    """For a user outside the 40 % rollout the trace says so and ends in an out-of-rollout decision."""
+    snapshot = compile_flags([FLAG])
+    outside = next(f"user-{n}" for n in range(100) if _sha1_unit(f"checkout.user-{n}") > 0.4)
+    trace = snapshot.explain("checkout", Context(outside))
+    assert trace.conditions[2].in_rollout is False
+    assert trace.conditions[2].bucket_value == _sha1_unit(f"checkout.{outside}")
+    assert trace.decision is not None
+    assert trace.decision.reason == "out_of_rollout_bound"
+    assert trace.decision == snapshot.evaluate(Context(outside))["checkout"]
 
 
 def test_missing_property_is_shown_as_absent() -> None:

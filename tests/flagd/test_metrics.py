@@ -63,6 +63,13 @@ def test_snapshot_gauges_come_from_health() -> None:
     assert samples[("flagd_snapshot_lag_seconds", ())] == 0.125
 
 
+def test_staleness_is_published_and_cleared() -> None:
+    """A node serving a snapshot it cannot keep current says so in flagd_snapshot_stale (1), and 0 after."""
+    metrics = Metrics()
+    assert _samples(metrics.render({"ready": True, "stale": True}))[("flagd_snapshot_stale", ())] == 1
+    assert _samples(metrics.render({"ready": True, "stale": False}))[("flagd_snapshot_stale", ())] == 0
+
+
 def test_two_instances_do_not_share_series() -> None:
     """Each Metrics has its own registry, so building one per app (or per test) never collides."""
     first, second = Metrics(), Metrics()
@@ -124,5 +131,8 @@ async def test_an_idle_worker_publishes_within_flush_seconds() -> None:
     key = ("flagd_requests_total", (("route", "flags"), ("status", "200")))
     metrics.observe(route, 200, 0.001)
     assert _samples(generate_latest(metrics.registry)).get(key) is None
-    await asyncio.sleep(0.05)
+    for _ in range(500):  # no traffic, no render: only the timer can publish it
+        if _samples(generate_latest(metrics.registry)).get(key) is not None:
+            break
+        await asyncio.sleep(0.01)
     assert _samples(generate_latest(metrics.registry))[key] == 1

@@ -83,19 +83,24 @@ _props = st.dictionaries(
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(distinct_id=st.text(min_size=1, max_size=40), props=_props)
 async def test_every_encoding_gives_the_same_answer(distinct_id: str, props: dict[str, Any]) -> None:
-    """JSON, gzip and base64-form encodings of one request get identical flag answers."""
+    """JSON, gzip (announced by header, by ?compression=gzip, or not at all) and base64 forms (with or
+    without ?compression=base64) of one request get identical flag answers."""
     body = json.dumps({"api_key": TOKEN_A, "distinct_id": distinct_id, "person_properties": props}).encode()
+    zipped = gzip.compress(body)
+    form = ("data=" + quote(base64.b64encode(body).decode())).encode()
+    form_type = {"Content-Type": "application/x-www-form-urlencoded"}
     async with client(make_app()) as http:
-        plain = await http.post("/flags?v=2", content=body)
-        zipped = await http.post(
-            "/flags?v=2", content=gzip.compress(body), headers={"Content-Encoding": "gzip"}
-        )
-        form = await http.post(
-            "/flags?v=2&compression=base64",
-            content=("data=" + quote(base64.b64encode(body).decode())).encode(),
-        )
+        responses = [
+            await http.post("/flags?v=2", content=body),
+            await http.post("/flags?v=2", content=zipped, headers={"Content-Encoding": "gzip"}),
+            await http.post("/flags?v=2&compression=gzip", content=zipped),
+            await http.post("/flags?v=2", content=zipped),
+            await http.post("/flags?v=2&compression=base64", content=form),
+            await http.post("/flags?v=2", content=form, headers=form_type),
+        ]
     answers = []
-    for response in (plain, zipped, form):
+    for response in responses:
         assert response.status_code == 200, response.text
         answers.append({k: (r["enabled"], r["variant"]) for k, r in response.json()["flags"].items()})
-    assert answers[0] == answers[1] == answers[2]
+    assert all(answer == answers[0] for answer in answers)
+    assert "always-on" in answers[0]

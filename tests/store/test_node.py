@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -149,7 +150,9 @@ async def test_node_that_loses_redis_keeps_its_snapshot_and_recovers(
         await own_env.repo.update_flag(
             project.id, flag.id, {"filters": flag_data(rollout=0)["filters"]}, actor="test"
         )
-        await asyncio.sleep(0.3)
+        # The follower keeps retrying Redis (two more failed attempts after the edit) and keeps serving.
+        attempts = node.follower._backoff.attempt
+        await wait_until(lambda: node.follower._backoff.attempt >= attempts + 2, timeout=15)
         assert catalog_flags(node.catalog, project.id) == {"kept": True}
         own_redis.start()
         await wait_until(lambda: catalog_flags(node.catalog, project.id) == {"kept": False}, timeout=10)
@@ -166,8 +169,19 @@ async def test_node_does_not_trust_an_unsynced_redis(env: StreamEnv) -> None:
         assert await node.follower.start()
         assert node.follower.status.source == "postgres"
         assert catalog_flags(node.catalog, project.id) == {"from-pg": True}
+        # Count the follower's looks at Redis (the real store answers; the count only observes).
+        looks: list[object] = []
+        load_all = node.follower._store.load_all
+
+        async def counted_load_all() -> Any:
+            result = await load_all()
+            looks.append(result)
+            return result
+
+        node.follower._store.load_all = counted_load_all  # type: ignore[method-assign]
         node.run()
-        await asyncio.sleep(0.3)
+        await wait_until(lambda: len(looks) >= 1)
+        assert looks[0] is None  # Redis answered "never synced"
         assert catalog_flags(node.catalog, project.id) == {"from-pg": True}
         env.start(env.syncer())
         await wait_until(lambda: node.follower.status.source == "redis")

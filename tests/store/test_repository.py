@@ -363,17 +363,29 @@ async def test_dependency_cycle_is_rejected(repo: Repo) -> None:
 
 
 async def test_a_cancelled_write_is_all_or_nothing(repo: Repo) -> None:
-    """Cancelling writes at many points leaves each one fully applied or absent, and the store usable."""
+    """Cancelling a write at every event-loop step from before it starts to after it finishes leaves each
+    one fully applied or absent, and the store usable; several cancels land inside a running write."""
     pid = await project(repo)
-    for step in range(0, 30, 2):
+    inside = 0  # cancels that interrupted a write already running (the task had started, not finished)
+    finished = False
+    for step in range(2000):
         task = asyncio.create_task(repo.create_flag(pid, flag(f"c{step}"), actor="t"))
         for _ in range(step):
             await asyncio.sleep(0)
+        if task.done():
+            finished = True  # the whole write fits in this many steps: every earlier step was covered
+            break
         task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-    keys = {f.key for f in (await repo.list_flags(pid, limit=1000)).items}
-    logged = {c.payload["key"] for c in await repo.changes_since(0, 1000) if c.entity_type == "flag"}
-    audited = {e.after["key"] for e in (await repo.audit_log(pid, entity_type="flag")).items if e.after}
+        (outcome,) = await asyncio.gather(task, return_exceptions=True)
+        if step > 0 and isinstance(outcome, asyncio.CancelledError):
+            inside += 1
+    assert finished
+    assert inside >= 3
+    keys = {f.key for f in (await repo.list_flags(pid, limit=3000)).items}
+    logged = {c.payload["key"] for c in await repo.changes_since(0, 3000) if c.entity_type == "flag"}
+    audited = {
+        e.after["key"] for e in (await repo.audit_log(pid, entity_type="flag", limit=3000)).items if e.after
+    }
     assert keys == logged == audited
     assert (await repo.create_flag(pid, flag("after"), actor="t")).version == 1
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evaluator import compile_flags
+from evaluator import Context, compile_flags
 from evaluator.behaviour import NOTHING, counter_id
 from tests.evaluator.behaviour.strategies import cohort_flag, group, leaf, person, trees
 
@@ -265,3 +265,69 @@ def test_event_filters_use_every_property_operator(
     cohort = group("AND", leaf(event_filters=[{**event_filter, "type": "event"}]))
     (counter,) = compile_flags([], cohorts={"1": cohort}).counters
     assert counter.matches(properties) is counted
+
+
+def test_needs_name_the_person_properties_read() -> None:
+    """Person filters, dependencies and enrollment name what they read; a property cohort makes it unknown."""
+    flags = [
+        {"id": 1, "key": "p", "filters": {"groups": [{"properties": [person("plan", "pro")]}]}},
+        {
+            "id": 2,
+            "key": "dep",
+            "filters": {
+                "groups": [
+                    {
+                        "properties": [
+                            person("age", 30, "gt"),
+                            {"key": "p", "type": "flag", "value": True, "operator": "flag_evaluates_to"},
+                        ]
+                    }
+                ]
+            },
+        },
+        {"id": 3, "key": "enrolled", "filters": {"groups": [], "feature_enrollment": True}},
+        cohort_flag("c", 9, flag_id=4),
+    ]
+    snapshot = compile_flags(flags, cohorts={"9": group("AND", person("tier", "gold"))})
+    assert snapshot.store_needs(["p"]).person_keys == {"plan"}
+    assert snapshot.store_needs(["dep"]).person_keys == {"plan", "age"}
+    assert snapshot.store_needs(["enrolled"]).person_keys == {"$feature_enrollment/enrolled"}
+    assert snapshot.store_needs(["c"]).person_keys is None
+    assert snapshot.store_needs(["p", "c"]).person_keys is None
+    assert snapshot.store_needs(["dep"]).covered_by({"plan": "pro", "age": 40, "other": 1})
+    assert not snapshot.store_needs(["dep"]).covered_by({"plan": "pro"})
+    assert not snapshot.store_needs(["c"]).covered_by({"tier": "gold", "plan": "pro"})
+
+
+PLANS = st.sampled_from(["free", "pro", "enterprise", None, 3])
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    sent=st.fixed_dictionaries({"plan": PLANS, "age": st.integers(0, 90)}, optional={"x": st.integers()}),
+    stored=st.dictionaries(st.sampled_from(["plan", "age", "x", "y"]), st.one_of(PLANS, st.integers(0, 90))),
+)
+def test_stored_properties_change_nothing_when_the_request_covers_the_needs(
+    sent: dict[str, Any], stored: dict[str, Any]
+) -> None:
+    """When ``covered_by`` says the request sends every property read, merging stored ones under it (as the
+    server does after a read) gives the same decisions: skipping the read is safe."""
+    flags = [
+        {
+            "id": 1,
+            "key": "p",
+            "filters": {"groups": [{"properties": [person("plan", ["pro", "enterprise"])]}]},
+        },
+        {
+            "id": 2,
+            "key": "a",
+            "filters": {"groups": [{"properties": [person("age", 30, "gt")], "rollout_percentage": 50}]},
+        },
+        {"id": 3, "key": "r", "filters": {"groups": [{"properties": [], "rollout_percentage": 50}]}},
+    ]
+    snapshot = compile_flags(flags)
+    needs = snapshot.store_needs()
+    assert needs.covered_by(sent)
+    alone = snapshot.evaluate(Context(distinct_id="u", person_properties=sent))
+    merged = snapshot.evaluate(Context(distinct_id="u", person_properties={**stored, **sent}))
+    assert alone == merged
