@@ -1,15 +1,21 @@
-"""Overload: ``POST /flags`` at 3× the saturating rate, with the load shedder on and off, same run.
+"""Overload: ``POST /flags`` at 3× the saturating rate, three servers side by side, same run.
 
-Run: ``.venv/bin/python -m bench.overload [--workers 2] [--duration 15] [--connections 1000] [--factor 3]``
+Run: ``.venv/bin/python -m bench.overload [--workers 2] [--duration 15] [--connections 1000] [--factor 3]
+[--rounds 3] [--backpressure 256]``
 
-1. **Peak**: ``wrk`` closed loop (64 connections, as ``bench/load.py``): the rate flagd sustains, all 200.
-2. **Overload**, for flagd with the default shedder and for flagd with shedding off
-   (``FLAGD_SHED_TARGET_DELAY=0``, ``FLAGD_SHED_MAX_IN_FLIGHT`` = 10⁶): ``wrk`` with ``--connections``
-   connections and exponential think time aimed at ``--factor`` × the peak rate (random arrivals; a connection
-   whose answer came back quickly sends its next request sooner, so the offered load holds while requests are
-   shed). Goodput = 200 answers per second. Alongside, a probe client sends one request at a time and records
-   the client-side latency of each answer by status: the latency of *admitted* requests (wrk's own percentiles
-   mix 200s and 503s).
+Servers (all up for the whole run; rounds alternate between them, so drifting machine load hits all alike):
+shedding on with ``FLAGD_BACKPRESSURE=--backpressure``; shedding on with Granian's backpressure; shedding
+off (``FLAGD_SHED_TARGET_DELAY=0``, ``FLAGD_SHED_MAX_IN_FLIGHT`` = 10⁶) with Granian's backpressure.
+
+1. **Peak** of each: ``wrk`` closed loop (64 connections, as ``bench/load.py``); the largest is "peak".
+2. **Overload**: ``wrk`` with ``--connections`` connections and exponential think time aimed at ``--factor`` ×
+   peak (a connection whose answer came back quickly sends its next request sooner, so the offered load holds
+   while requests are shed; it is still a closed system: 1,000 connections cannot offer more than
+   1,000 / (think + latency)). Goodput = 200 answers per second. Alongside, a probe client sends one request
+   at a time and records the client-side latency of each answer by status: the latency of *admitted*
+   requests (wrk's own percentiles mix 200s and 503s, and count only connections that were served at all).
+   Per round: the 1-minute load average and the CPU wrk itself used (cores), to tell a starved generator
+   from a starved server.
 
 Everything binds to 127.0.0.1, every run is bounded by ``--duration``, and every process started is stopped.
 """
@@ -17,6 +23,9 @@ Everything binds to 127.0.0.1, every run is bounded by ``--duration``, and every
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import resource
 import shutil
 import statistics
 import sys
@@ -30,6 +39,16 @@ from bench.load import _lua_bodies, flagd_bodies, flagd_server, load_flags, run_
 from bench.load_workload import users
 
 SHED_OFF = {"FLAGD_SHED_TARGET_DELAY": "0", "FLAGD_SHED_MAX_IN_FLIGHT": "1000000"}
+GRANIAN_DEFAULT = {"FLAGD_BACKPRESSURE": "0"}  # Granian's own cap: backlog / workers = 1,024 per worker
+
+
+def configs(backpressure: int) -> dict[str, dict[str, str]]:
+    """The servers compared in one run, by label: their extra environment."""
+    return {
+        f"shedding on, backpressure {backpressure}": {"FLAGD_BACKPRESSURE": str(backpressure)},
+        "shedding on, Granian's backpressure (1,024)": GRANIAN_DEFAULT,
+        "shedding off, Granian's backpressure (1,024)": {**SHED_OFF, **GRANIAN_DEFAULT},
+    }
 
 
 @dataclass
@@ -71,6 +90,7 @@ def overload(base: str, bodies: list[str], rate: float, connections: int, durati
     probe = Probe(url, bodies[0])
     thread = threading.Thread(target=probe.run, daemon=True)
     thread.start()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         result = run_wrk(
             url,
@@ -81,6 +101,8 @@ def overload(base: str, bodies: list[str], rate: float, connections: int, durati
     finally:
         probe.stop()
         thread.join(timeout=10)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_cores = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / duration
     ok = probe.by_status.get(200, [])
     shed = probe.by_status.get(503, [])
     total = result["rps"] * duration
@@ -96,6 +118,9 @@ def overload(base: str, bodies: list[str], rate: float, connections: int, durati
         "p99_shed": pct(shed, 0.99),
         "probe_errors": probe.errors,
         "wrk_errors": result["errors"],
+        "wrk_cores": wrk_cores,
+        "wrk_p50": result["p50"],
+        "wrk_p99": result["p99"],
     }
 
 
@@ -105,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=int, default=15)
     ap.add_argument("--connections", type=int, default=1000)
     ap.add_argument("--factor", type=float, default=3.0)
+    ap.add_argument("--backpressure", type=int, default=256, help="FLAGD_BACKPRESSURE of the first server")
     ap.add_argument(
         "--rounds", type=int, default=3, help="alternating on/off rounds (the machine's load drifts)"
     )
@@ -114,34 +140,50 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     bodies = flagd_bodies(users(1000))
     script = _lua_bodies(bodies, method="POST", headers={"Content-Type": "application/json"}, think_ms=None)
-    labels = ("shedding on (default)", "shedding off")
+    servers = configs(args.backpressure)
     rows: list[tuple[str, dict[str, float]]] = []
-    with flagd_server(args.workers) as on, flagd_server(args.workers, SHED_OFF) as off:
-        load_flags(on)
-        load_flags(off)
-        run_wrk(f"{on}/flags/?v=2", script, connections=64, duration=2)  # warm-up
-        sat = run_wrk(f"{on}/flags/?v=2", script, connections=64, duration=args.duration)
-        peak = sat["rps"] - sat["non2xx"] / args.duration
-        print(f"peak (64 connections, closed loop): {peak:,.0f} req/s of 200, p99 {sat['p99']:.2f} ms")
+    with contextlib.ExitStack() as stack:
+        bases = {
+            label: stack.enter_context(flagd_server(args.workers, env)) for label, env in servers.items()
+        }
+        for base in bases.values():
+            load_flags(base)
+        first = next(iter(bases.values()))
+        run_wrk(f"{first}/flags/?v=2", script, connections=64, duration=2)  # warm-up
+        print(f"load average before peak: {os.getloadavg()[0]:.2f}")
+        peaks = []
+        for base in bases.values():  # the peak of each (backpressure must not cost throughput)
+            sat = run_wrk(f"{base}/flags/?v=2", script, connections=64, duration=args.duration)
+            peaks.append(sat["rps"] - sat["non2xx"] / args.duration)
+        peak = max(peaks)
+        print(
+            "peak (64 connections, closed loop): "
+            + ", ".join(f"{label}: {p:,.0f}" for label, p in zip(servers, peaks, strict=True))
+            + " req/s of 200"
+        )
         for _ in range(args.rounds):
-            for label, base in zip(labels, (on, off), strict=True):
-                rows.append(
-                    (label, overload(base, bodies, args.factor * peak, args.connections, args.duration))
-                )
+            for label, base in bases.items():
+                row = overload(base, bodies, args.factor * peak, args.connections, args.duration)
+                row["load"] = os.getloadavg()[0]
+                rows.append((label, row))
     print()
     print(
         "| flagd | offered req/s | answered req/s | goodput (200/s) | goodput ÷ peak | admitted p50 / p99 ms "
-        "| shed p50 / p99 ms | probe 200 / 503 |"
+        "| shed p50 / p99 ms | wrk p50 / p99 ms (all answers) | probe 200 / 503 / errors | wrk socket errors "
+        "| wrk CPU (cores) "
+        "| load avg (1 min) |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for label, r in rows:
         print(
             f"| {label} | {r['offered']:,.0f} | {r['answered']:,.0f} | {r['goodput']:,.0f} | "
             f"{r['goodput'] / peak:.0%} | {r['p50_ok']:.2f} / {r['p99_ok']:.2f} | "
-            f"{r['p50_shed']:.2f} / {r['p99_shed']:.2f} | {r['probe_ok']} / {r['probe_shed']} |"
+            f"{r['p50_shed']:.2f} / {r['p99_shed']:.2f} | {r['wrk_p50']:.1f} / {r['wrk_p99']:.1f} | "
+            f"{r['probe_ok']} / {r['probe_shed']} / {r['probe_errors']} | "
+            f"{r['wrk_errors']:.0f} | {r['wrk_cores']:.2f} | {r['load']:.1f} |"
         )
     print()
-    for label in labels:
+    for label in servers:
         mine = [r for name, r in rows if name == label]
         print(
             f"{label}: median goodput {statistics.median(r['goodput'] for r in mine):,.0f}/s "

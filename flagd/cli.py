@@ -162,6 +162,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         log_level=_granian_level(settings.log_level),
         websockets=False,
         backlog=2048,
+        # Per worker; 0 = Granian's default (backlog / workers). See flagd/settings.py.
+        backpressure=settings.backpressure or None,
     )
     try:
         server.serve()

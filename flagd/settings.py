@@ -29,6 +29,12 @@ Request limits and load-shedding knobs are passed through by name: ``FLAGD_LIMIT
 ``<field>`` of ``flagd.limits.Limits`` and ``FLAGD_SHED_<ARG>`` the argument ``<arg>`` of
 ``flagd.shedding.LoadShedder``; unknown names and non-numeric values are rejected here, at start-up. For an
 argument that may be None (e.g. ``target_delay``), 0 means None: that mechanism switched off.
+
+``FLAGD_BACKPRESSURE`` (default 0 = Granian's own, backlog 2048 ÷ workers): Granian's per-worker cap on
+what it serves at once. Measured (``bench/overload.py``): the cap holds per *connection* — a kept-alive
+connection keeps its slot between requests — so connections beyond it are not served at all (they wait in
+the kernel's listen queue until a served one closes) rather than queueing on the event loop. Set it above
+the number of kept-alive clients a worker should serve; a small value starves the rest.
 """
 
 from __future__ import annotations
@@ -73,6 +79,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
+    backpressure: int = 0  # 0: Granian's default, backlog / workers
     log_format: LogFormat = "auto"
     log_level: str = "info"
     bootstrap_project_token: str | None = None
@@ -120,6 +127,7 @@ class Settings:
             "FLAGD_HOST": self.host,
             "FLAGD_PORT": str(self.port),
             "FLAGD_WORKERS": str(self.workers),
+            "FLAGD_BACKPRESSURE": str(self.backpressure),
             "FLAGD_LOG_FORMAT": self.log_format,
             "FLAGD_LOG_LEVEL": self.log_level,
             "FLAGD_DEMO": "1" if self.demo else "0",
@@ -185,6 +193,7 @@ class Settings:
             host=reader.get("FLAGD_HOST", _nonempty, "127.0.0.1"),
             port=reader.get("FLAGD_PORT", _int_between(1, 65535), 8000),
             workers=reader.get("FLAGD_WORKERS", _int_between(1, 256), 1),
+            backpressure=reader.get("FLAGD_BACKPRESSURE", _int_between(0, 1_000_000), 0),
             log_format=reader.get("FLAGD_LOG_FORMAT", _choice(LOG_FORMATS), "auto"),
             log_level=reader.get("FLAGD_LOG_LEVEL", _choice(LOG_LEVELS), "info"),
             bootstrap_project_token=reader.get("FLAGD_BOOTSTRAP_PROJECT_TOKEN", _token("phc_"), None),
