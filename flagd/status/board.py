@@ -5,7 +5,8 @@ The document (``document()``) has the shape the issue fixed, ``{"window_seconds"
 Prometheus ``route`` label, and around it: ``windows`` (the same figures over 5 and 15 minutes), ``chart``
 (p50/p90/p99 per 10 s over 15 minutes), ``store`` (reachability, breaker, reads/hedges/deadline misses/errors
 over 1 and 15 minutes), ``node`` (role, mode, uptime, workers, snapshot version, lag, staleness) and
-``projects`` (id, version, when installed — never a token, never a flag).
+``projects`` (id, version, when installed, propagation lag of its last change — never a token, never a
+flag).
 
 ``run()`` is the worker's ticker (started by the app's lifespan): just after every second it refreshes the
 health gauges, flushes the metrics' local tallies, closes the open slice and rewrites the worker's beat.
@@ -100,6 +101,7 @@ class StatusBoard:
         if health is None:
             health = self._health()
         projects = sorted(self._catalog.projects(), key=lambda p: p.project_id)
+        lags: dict[int, float] = health.get("project_lag_seconds") or {}
         return WorkerBeat(
             pid=self._pid,
             started_at=self._started_at,
@@ -112,7 +114,10 @@ class StatusBoard:
             source=health.get("source"),
             store_error=redact(health.get("last_error")),
             breaker=self._metrics.breaker_state,
-            projects=[ProjectBeat(p.project_id, p.version, p.installed_at) for p in projects[:MAX_PROJECTS]],
+            projects=[
+                ProjectBeat(p.project_id, p.version, p.installed_at, lags.get(p.project_id))
+                for p in projects[:MAX_PROJECTS]
+            ],
             project_count=len(projects),
         )
 
@@ -185,6 +190,7 @@ class StatusBoard:
                     "project_id": p.project_id,
                     "version": p.version,
                     "installed_seconds_ago": round(max(0.0, now - p.installed_at), 1),
+                    "lag_ms": None if p.lag_seconds is None else round(p.lag_seconds * 1000, 1),
                 }
                 for p in sorted(merged.values(), key=lambda p: p.project_id)
             ],

@@ -60,6 +60,7 @@ class ProjectBeat(msgspec.Struct, frozen=True, array_like=True):
     project_id: int
     version: int
     installed_at: float
+    lag_seconds: float | None = None  # commit -> installed of the last change applied (distributed nodes)
 
 
 class WorkerBeat(msgspec.Struct, frozen=True):

@@ -56,6 +56,8 @@ class NodeStatus(msgspec.Struct, frozen=True):
     last_error: str | None
     projects: int
     last_change_at: float | None  # time.time() of the last installation from the feed
+    # Per project: commit -> installed of the last change applied to it (the on-call page shows it).
+    project_lag_seconds: dict[int, float] = {}
 
 
 class NodeFollower:
@@ -86,6 +88,7 @@ class NodeFollower:
         self._lag: float | None = None
         self._last_error: str | None = None
         self._last_change_at: float | None = None
+        self._project_lag: dict[int, float] = {}
 
     @property
     def status(self) -> NodeStatus:
@@ -98,6 +101,7 @@ class NodeFollower:
             last_error=self._last_error,
             projects=sum(1 for _ in self.catalog.projects()),
             last_change_at=self._last_change_at,
+            project_lag_seconds=dict(self._project_lag),
         )
 
     # Lifecycle -----------------------------------------------------------------------------------------
@@ -200,8 +204,10 @@ class NodeFollower:
                 continue  # the project's own record has not arrived yet
             # Compiling is CPU work: in a thread, the event loop keeps answering requests meanwhile.
             state = await asyncio.to_thread(build_project_state, data, installed)
-            if self.catalog.install(state) and self._on_install is not None:
-                self._on_install(state, covered)
+            if self.catalog.install(state):
+                self._record_project_lag(project_id, covered)
+                if self._on_install is not None:
+                    self._on_install(state, covered)
         self._record_lag(entries)
         self._source, self._stale = "redis", False
 
@@ -225,6 +231,11 @@ class NodeFollower:
         if committed:
             self._lag = max(0.0, now - min(committed))
         self._last_change_at = now
+
+    def _record_project_lag(self, project_id: int, covered: Sequence[FeedEntry]) -> None:
+        committed = [e.committed_at for e in covered if e.committed_at > 0]
+        if committed:
+            self._project_lag[project_id] = max(0.0, time.time() - min(committed))
 
     def _failed(self, exc: StoreUnavailable) -> None:
         if not self._stale:

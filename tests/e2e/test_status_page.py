@@ -191,6 +191,9 @@ def test_status_shows_a_distributed_node_as_syncer_with_its_store_reachable(
     assert document["store"]["reachable"] is True
     assert document["node"]["version"] >= 1
     assert [p["project_id"] for p in document["projects"]["items"]] == [server.project_id]
+    server.create_flag("on-call-flag-2")  # arrives through the change feed: its propagation lag is measured
+    wait_until(lambda: status(server)["projects"]["items"][0]["lag_ms"] is not None, timeout=20, interval=0.2)
+    assert status(server)["projects"]["items"][0]["lag_ms"] >= 0
     body = httpx.get(f"{server.url}/status.json", timeout=10).text
     assert server.project_token not in body
     assert "on-call-flag" not in body

@@ -73,6 +73,16 @@ async def test_status_json_counts_every_request_with_the_issue_shape() -> None:
     assert [p["project_id"] for p in document["projects"]["items"]] == [1, 2]
 
 
+async def test_projects_show_their_own_propagation_lag() -> None:
+    """A project's last change lag from the node's health is shown in ms per project; unknown lag is null."""
+    health = Health()
+    health.state["project_lag_seconds"] = {1: 0.0123}
+    async with client(make_app(health=health)) as http:
+        document = await _document_when(http, lambda d: d["projects"]["count"] == 2)
+    lags = {p["project_id"]: p["lag_ms"] for p in document["projects"]["items"]}
+    assert lags == {1: 12.3, 2: None}
+
+
 async def test_shed_and_failed_answers_are_counted_per_route() -> None:
     """Requests the shedder refuses show up as shed (and as 5xx errors) on their route."""
     shedder = LoadShedder(max_in_flight=1)
