@@ -140,12 +140,7 @@ def compile_leaf(raw: dict[str, Any], path: str, problems: Problems, clock: Cloc
     event_type = raw.get("event_type")
     if event_type is not None and event_type != "events":
         problems.error(f"{path}.event_type", 'must be "events" (actions are not supported)')
-    negation = raw.get("negation")
-    if negation is None:
-        negation = False
-    elif not isinstance(negation, bool):
-        problems.error(f"{path}.negation", "must be true or false")
-        negation = False
+    negation = problems.negation(raw, path)
     compare, threshold = _threshold(raw, path, problems)
     window = _window(raw, path, problems)
     canonical, matches = compile_event_filters(

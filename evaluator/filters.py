@@ -95,12 +95,7 @@ def compile_filter(raw: Any, path: str, problems: Problems, scope: Scope, where:
         problems.error(path, "filter must be an object")
         return FilterInfo("property", "", "", None, False, "person", False, _read_nothing)
     kind = raw.get("type") or "person"
-    negation = raw.get("negation")
-    if negation is None:
-        negation = False
-    elif not isinstance(negation, bool):
-        problems.error(f"{path}.negation", "must be true or false")
-        negation = False
+    negation = problems.negation(raw, path)
     if kind == "cohort":
         return _cohort_filter(raw, path, problems, scope, negation)
     if kind == "flag":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from evaluator.model import Issue
 
 
@@ -28,6 +30,16 @@ class Problems:
 
     def warn(self, path: str, message: str) -> None:
         self.issues.append(Issue(path, message))
+
+    def negation(self, raw: dict[str, Any], path: str) -> bool:
+        """A filter's optional ``negation``: absent or null is False; anything but a bool is an error."""
+        negation = raw.get("negation")
+        if negation is None:
+            return False
+        if not isinstance(negation, bool):
+            self.error(f"{path}.negation", "must be true or false")
+            return False
+        return negation
 
     def __bool__(self) -> bool:
         return bool(self.fatal)
