@@ -187,9 +187,9 @@ async def open_person_store(settings: Settings, metrics: Metrics | None = None) 
         max_person_properties=make_limits(settings).max_person_properties,
     )
     if settings.distributed:
-        from store.connections import server_name
-        from store.hedging import HedgedReader
         from store.persons.redis import RedisPersonStore
+        from store.servers.connections import server_name
+        from store.servers.hedging import HedgedReader
 
         assert settings.redis_url is not None
         urls = [settings.redis_url, *settings.redis_replica_urls]

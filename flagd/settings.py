@@ -17,7 +17,7 @@ kept, so a new cohort on an event name sees that much history (counts live as lo
 use if that is longer). ``FLAGD_PERSON_STORE=0`` turns the store off: events are validated and dropped, flag
 checks use only what the request sends (behavioural flags then fail).
 
-Store reads on the flag path (``store.hedging``): ``FLAGD_REDIS_URL`` may name a Redis Cluster
+Store reads on the flag path (``store.servers.hedging``): ``FLAGD_REDIS_URL`` may name a Redis Cluster
 (``redis+cluster://host:port``, any node); ``FLAGD_REDIS_REPLICA_URLS`` (comma-separated ``redis://`` URLs,
 not with a cluster) adds read replicas of the primary for person/behaviour reads; ``FLAGD_STORE_DEADLINE_MS``
 (default 25) is each flag request's store deadline; ``FLAGD_STORE_HEDGING`` (default on),

@@ -1,10 +1,10 @@
-"""``StoreMetrics``: the ``store.hedging.Observer`` that turns what the person store's ``HedgedReader`` does
-into ``flagd.metrics`` series, labelled by store server (``host:port``)."""
+"""``StoreMetrics``: the ``store.servers.hedging.Observer`` that turns what the person store's
+``HedgedReader`` does into ``flagd.metrics`` series, labelled by store server (``host:port``)."""
 
 from __future__ import annotations
 
 from flagd.metrics import Metrics
-from store.breaker import BreakerState
+from store.servers.breaker import BreakerState
 
 __all__ = ["StoreMetrics"]
 

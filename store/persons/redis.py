@@ -23,8 +23,8 @@ cluster client would split the call by slot; flagd runs it on one Redis today). 
 merged elsewhere comes back as a redirect and is resent to the target (ids resolved once are cached).
 **Reads** are coalesced: every ``read`` issued during one event-loop turn goes out in one ``READ`` script
 call (measured: redis-py spends ~60 µs of client CPU per command, so one command per request would cost more
-than the whole flag evaluation). That call goes through a ``store.hedging.HedgedReader`` over the primary
-and the read replicas (``replicas=``): to the server answering best, hedged to another one when slow,
+than the whole flag evaluation). That call goes through a ``store.servers.hedging.HedgedReader`` over the
+primary and the read replicas (``replicas=``): to the server answering best, hedged to another one when slow,
 bounded by the latest deadline of the reads it carries, skipping servers whose circuit breaker is open.
 
 **Read-your-writes with replicas**: ``apply`` returns only after ``WAIT <replicas> <replica_wait_ms>`` on the
@@ -50,13 +50,13 @@ from redis import exceptions as redis_errors
 from redis.asyncio.cluster import RedisCluster
 
 from evaluator.behaviour import BehaviourQuery
-from store.connections import AnyRedis, redis_client, server_name
 from store.errors import PersonLimitExceeded, StoreTimeout, StoreUnavailable
-from store.hedging import HedgedReader
 from store.persons import lua
 from store.persons.model import Merge, PersonView, ReadRequest, Step, Writes, properties_of
 from store.persons.protocol import SeenPerson, StoreSettings
 from store.persons.windows import counter_token, firsts
+from store.servers.connections import AnyRedis, redis_client, server_name
+from store.servers.hedging import HedgedReader
 
 __all__ = ["RedisPersonStore"]
 

@@ -42,11 +42,11 @@ from redis import exceptions as redis_errors
 from redis.asyncio.cluster import RedisCluster
 
 from store.catalog import ProjectData
-from store.connections import AnyRedis, redis_client
 from store.errors import StoreTimeout, StoreUnavailable
 from store.records import ChangeRow
 from store.redis import scripts as scripts
 from store.redis.feed import Change, FeedEntry, FeedOp
+from store.servers.connections import AnyRedis, redis_client
 
 __all__ = ["APPLIED", "CURSOR_LOST", "CURSOR_MOVED", "SKIPPED", "RedisFlagStore"]
 
@@ -116,8 +116,8 @@ class RedisFlagStore:
         self._prefix = prefix
         self._socket_timeout = socket_timeout
         self.feed_maxlen = feed_maxlen
-        # A single server or a Redis Cluster (``redis+cluster://``, ``store.connections``): every key below
-        # is hash-tagged, so each script and multi-key command stays in one slot either way.
+        # A single server or a Redis Cluster (``redis+cluster://``, ``store.servers.connections``): every key
+        # below is hash-tagged, so each script and multi-key command stays in one slot either way.
         self._redis: AnyRedis = redis_client(
             url, timeout=socket_timeout, max_connections=max_connections, health_check_interval=30
         )

@@ -17,9 +17,9 @@ from flagd.sdk.app import SdkApp
 from flagd.sdk.persons import Persons
 from flagd.shedding import LoadShedder
 from flagd.store_metrics import StoreMetrics
-from store.connections import server_name
-from store.hedging import HedgedReader
 from store.persons.redis import RedisPersonStore
+from store.servers.connections import server_name
+from store.servers.hedging import HedgedReader
 from tests.flagd.sdk_support import TOKEN_A, client, make_app
 from tests.flagd.test_sdk_persons import _catalog
 from tests.redis_topology import ReplicaSet, client_pause, debug_sleep, kill, replica_set

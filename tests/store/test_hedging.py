@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from store.breaker import CircuitBreaker
 from store.errors import StoreTimeout, StoreUnavailable
-from store.hedging import HedgedReader, LatencyWindow
+from store.servers.breaker import CircuitBreaker
+from store.servers.hedging import HedgedReader, LatencyWindow
 from tests.store.strategies import BREAKER_EVENTS, ERROR, FAST, SLOW, STALL, read_rounds
 
 HEDGE_DELAY = 0.02

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from store.connections import server_name
-from store.hedging import HedgedReader
 from store.persons import lua
 from store.persons.model import ReadRequest
 from store.persons.redis import RedisPersonStore
+from store.servers.connections import server_name
+from store.servers.hedging import HedgedReader
 from tests.redis_topology import ReplicaSet, replica_set
 from tests.store.persons.conftest import feed
 from tests.store.test_hedging import Recorder

@@ -32,8 +32,8 @@ import random
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Protocol, TypeVar
 
-from store.breaker import BreakerState, CircuitBreaker
 from store.errors import StoreError, StoreTimeout, StoreUnavailable
+from store.servers.breaker import BreakerState, CircuitBreaker
 
 __all__ = ["HedgeBudget", "HedgedReader", "LatencyWindow", "Observer"]
 
