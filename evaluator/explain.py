@@ -79,7 +79,9 @@ class ConditionStep(msgspec.Struct, frozen=True):
     threshold: float | None  # rollout_percentage / 100: the scheme compares bucket_value with it
     in_rollout: bool | None
     variant_override: str | None
-    outcome: str  # match, no_match, out_of_rollout, no_group
+    # match, no_match, out_of_rollout, no_group, or no_device (a person condition of a device-bucketed flag
+    # whose request has no device id: skipped, as PostHog's server does)
+    outcome: str
     decisive: bool  # this condition decided the flag
 
 
@@ -139,7 +141,9 @@ def explain_flag(
     else:
         props = ctx.person_properties
         device = device_id_of(ctx) if flag.bucket_on_device else None
-        if flag.bucket_on_device and device is None and decision.reason != "super_condition_value":
+        person_only = all(c.group is None for c in flag.conditions)
+        skipped = flag.bucket_on_device and device is None and person_only
+        if skipped and decision.reason != "super_condition_value":
             summary = "The flag buckets on device_id and the request has none: person conditions are skipped"
             return Explanation(key, True, summary=summary, **base)
         bucketing_id = device or ctx.distinct_id
@@ -172,7 +176,8 @@ def explain_flag(
             decided = True
             step = msgspec.structs.replace(step, decisive=True)
             if isinstance(condition.outcome, dict):
-                walk = _walk(flag, step.bucketing_id or bucketing_id)
+                # An empty group key is a key (it is hashed): only a missing one falls back.
+                walk = _walk(flag, bucketing_id if step.bucketing_id is None else step.bucketing_id)
         steps.append(step)
     summary = decision.description
     return Explanation(key, True, holdout=holdout, conditions=steps, variant=walk, summary=summary, **base)
@@ -188,6 +193,11 @@ def _condition(
     cohorts: CohortLookup,
 ) -> ConditionStep:
     assert flag.scheme is not None
+    if condition.group is None and flag.bucket_on_device and device_id_of(ctx) is None:
+        return ConditionStep(
+            condition.condition_index, None, [], False, condition.rollout, None, None, None, None,
+            condition.variant, "no_device", False,
+        )  # fmt: skip
     if condition.group != flag.group:
         if condition.group is None:
             props, bucketing_id = ctx.person_properties, ctx.distinct_id

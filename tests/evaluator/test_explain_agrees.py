@@ -146,3 +146,41 @@ def test_traces_are_immutable() -> None:
         with pytest.raises(AttributeError):
             setattr(part, field, None)
     assert msgspec.json.decode(msgspec.json.encode(trace))["key"] == "f"
+
+
+def test_an_empty_group_key_and_a_device_flag_without_device_trace_as_evaluated() -> None:
+    """An empty group key is hashed like any key (the variant walk uses it), and a device-bucketed flag whose
+    condition aggregates on a group is evaluated and traced on that group even without a device id."""
+    split = {
+        "id": 1,
+        "key": "flag-0",
+        "bucketing": "murmur3",
+        "filters": {
+            "groups": [{"properties": [], "rollout_percentage": None, "aggregation_group_type_index": 1}],
+            "multivariate": {
+                "variants": [{"key": "a", "rollout_percentage": 60}, {"key": "b", "rollout_percentage": 40}]
+            },
+            "feature_enrollment": True,
+        },
+    }
+    device = {
+        "id": 1,
+        "key": "flag-0",
+        "bucketing": "murmur3",
+        "bucketing_identifier": "device_id",
+        "filters": {
+            "groups": [{"properties": [], "aggregation_group_type_index": 1}],
+            "feature_enrollment": True,
+        },
+    }
+    for definition in (split, device):
+        for key in ("", "acme"):
+            ctx = Context("0", groups={"team": key})
+            snapshot = compile_flags([definition], group_type_mapping=MAPPING)
+            decision = snapshot.evaluate(ctx)["flag-0"]
+            trace = snapshot.explain("flag-0", ctx)
+            assert decision.reason == "condition_match"
+            (step,) = [s for s in trace.conditions if s.decisive]
+            assert step.bucketing_id == key
+            if trace.variant is not None:
+                assert trace.variant.chosen == decision.variant
