@@ -198,7 +198,11 @@ def _regex(inverted: bool) -> Factory:
             text = value if value.__class__ is str else stringify(value)
             if text is None:
                 return False
-            return (search(text[:MAX_SEARCHED]) is None) is inverted
+            text = text[:MAX_SEARCHED]
+            try:
+                return (search(text) is None) is inverted
+            except UnicodeEncodeError:  # a lone surrogate RE2 can't take: it matches as "?", never raises
+                return (search(text.encode("utf-8", "replace").decode()) is None) is inverted
 
         return test
 

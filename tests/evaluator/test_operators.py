@@ -168,3 +168,27 @@ def test_large_integers_compare_exactly(
     decision = snapshot.evaluate(Context("u", {"n": sent}))["f"]
     assert decision.error is None
     assert decision.enabled is (match is not negation)
+
+
+def test_regex_on_a_lone_surrogate_answers_instead_of_raising() -> None:
+    """A property value with a lone surrogate (JSON "\\ud800") is searched like any text: regex and
+    not_regex answer (the surrogate stands for one unknown character), they never raise."""
+    snapshot = compile_flags(
+        [
+            {
+                "key": "re",
+                "filters": {
+                    "groups": [{"properties": [{"key": "p", "operator": "regex", "value": "^a.b$"}]}]
+                },
+            },
+            {
+                "key": "nre",
+                "filters": {
+                    "groups": [{"properties": [{"key": "p", "operator": "not_regex", "value": "x"}]}]
+                },
+            },
+        ]
+    )
+    decisions = snapshot.evaluate(Context("u", {"p": "a\ud800b"}))
+    assert (decisions["re"].enabled, decisions["re"].error) == (True, None)
+    assert (decisions["nre"].enabled, decisions["nre"].error) == (True, None)
