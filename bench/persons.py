@@ -29,21 +29,18 @@ import contextlib
 import json
 import os
 import random
-import shutil
 import statistics
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import redis
 
-from bench.load import ADMIN_KEY, SECRET, TOKEN, _wait_ready, flagd_bodies, run_wrk
+from bench.load import ADMIN_KEY, TOKEN, flagd_bodies, flagd_server, run_wrk
 from bench.load_workload import posthog_flags, users
-from tests.servers import free_port, postgres_server, redis_server, wait_for_port
+from tests.servers import postgres_server, redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ("$pageview", "ev0", "ev1", "ev2", "ev3", "ev4")
@@ -149,39 +146,9 @@ def _batch_script(bodies: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@contextlib.contextmanager
-def flagd(env: dict[str, str], workers: int) -> Iterator[str]:
-    port = free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="flagd-persons-"))
-    full = {
-        **os.environ,
-        "FLAGD_DATA_PATH": str(workdir / "flagd.db"),
-        "FLAGD_BOOTSTRAP_PROJECT_TOKEN": TOKEN,
-        "FLAGD_BOOTSTRAP_PROJECT_SECRET": SECRET,
-        "FLAGD_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
-        "FLAGD_LOG_FORMAT": "json",
-        "FLAGD_LOG_LEVEL": "warning",
-        **env,
-    }
-    cmd = [str(ROOT / ".venv" / "bin" / "flagd"), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(
-        [*cmd, "--workers", str(workers)],
-        env=full,
-        stdout=subprocess.DEVNULL,
-        stderr=open(workdir / "stderr.log", "wb"),  # noqa: SIM115
-    )
-    try:
-        wait_for_port(port, timeout=30)
-        base = f"http://127.0.0.1:{port}"
-        _wait_ready(base)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(workdir, ignore_errors=True)
+def flagd(env: dict[str, str], workers: int) -> contextlib.AbstractContextManager[str]:
+    """A ``flagd serve`` (``bench.load.flagd_server``) with ``env``, logging warnings only."""
+    return flagd_server(workers, {"FLAGD_LOG_LEVEL": "warning", **env})
 
 
 def distributed_env(pg_url: str, redis_url: str) -> dict[str, str]:
