@@ -218,8 +218,10 @@ def flags_load(base: str, args: argparse.Namespace, redis_url: str) -> dict[str,
 
 
 async def _memory(url: str, persons: int, with_uuids: bool) -> float:
+    import msgspec
+
     from evaluator.behaviour import counter_id
-    from store.persons.ingest import ingest
+    from store.persons.ingest import Event, ingest
     from store.persons.redis import RedisPersonStore
 
     client = redis.Redis.from_url(url)
@@ -241,7 +243,7 @@ async def _memory(url: str, persons: int, with_uuids: bool) -> float:
                         event["uuid"] = f"{rng.getrandbits(128):032x}"
                     events.append(event)
         ingested = ingest(
-            events,
+            msgspec.convert(events, list[Event]),
             [f"batch[{i}]" for i in range(len(events))],
             {},
             now_ms=now * 1000,

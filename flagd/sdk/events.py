@@ -12,14 +12,14 @@ field); a person over ``max_person_properties`` is a 400 ``limit_exceeded``; a s
 
 Bodies decode into typed structures (``Envelope`` or a list of ``Event``), within ``max_json_depth`` and
 ``max_event_json_elements`` (``flagd.sdk.bodies.check_structure``), so a body of the wrong shape is refused at
-its first wrong element (``batch[0]``) without building the rest. Each event is then handed on as a dict of
-the fields it sent (``Event.as_dict``): event-level keys other than those of ``Event`` are dropped.
+its first wrong element (``batch[0]``) without building the rest. The ``Event`` structs are handed on as they
+are (``store.persons.ingest`` reads their attributes): event-level keys other than those of ``Event`` are
+dropped.
 """
 
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
 
 import msgspec
 
@@ -31,30 +31,7 @@ from flagd.sdk.persons import Persons
 from flagd.sdk.projects import project_for
 from store.catalog import Catalog, ProjectState
 from store.errors import PersonLimitExceeded, StoreError, ValidationFailed
-
-
-class Event(msgspec.Struct):
-    """One captured event: the fields flagd reads (others, like ``type`` or ``library``, are dropped)."""
-
-    event: str | None = None
-    distinct_id: str | int | float | None = None
-    properties: dict[str, Any] | None = None
-    timestamp: str | int | float | None = None
-    uuid: str | None = None
-    offset: int | float | None = None
-    set: dict[str, Any] | None = msgspec.field(default=None, name="$set")
-    set_once: dict[str, Any] | None = msgspec.field(default=None, name="$set_once")
-    unset: list[str] | dict[str, Any] | None = msgspec.field(default=None, name="$unset")
-    api_key: str | None = None
-    token: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """The event as JSON-shaped data: every field it sent, under its wire name."""
-        values = msgspec.structs.astuple(self)[: len(_WIRE_NAMES)]  # an Envelope's own fields come last
-        return {name: value for name, value in zip(_WIRE_NAMES, values, strict=True) if value is not None}
-
-
-_WIRE_NAMES = tuple(field.encode_name for field in msgspec.structs.fields(Event))
+from store.persons.ingest import Event
 
 
 class Envelope(Event):
@@ -69,33 +46,31 @@ _OK = b'{"status":1}'
 HEADERS: Headers = JSON  # CORS is added to every SDK answer by SdkApp.respond
 
 
-def _token_of(payload: Envelope | list[Event], events: list[Any], query: dict[str, str]) -> str | None:
+def _token_of(payload: Envelope | list[Event], events: list[Event], query: dict[str, str]) -> str | None:
     if isinstance(payload, Envelope):
         for value in (payload.api_key, payload.token, payload.dollar_token):
             if value:
                 return value
     if query.get("token"):
         return query["token"]
-    if events and isinstance(events[0], dict):
-        props = events[0].get("properties")
-        if isinstance(props, dict):
+    if events:
+        props = events[0].properties
+        if props is not None:
             value = props.get("token") or props.get("api_key")
             if isinstance(value, str):
                 return value
-        value = events[0].get("api_key")
-        if isinstance(value, str):
-            return value
+        return events[0].api_key
     return None
 
 
-def events_of(payload: Envelope | list[Event]) -> tuple[list[Any], str]:
-    """The events in a body (as dicts) and the path prefix naming them in errors."""
+def events_of(payload: Envelope | list[Event]) -> tuple[list[Event], str]:
+    """The events in a body and the path prefix naming them in errors."""
     if isinstance(payload, list):
-        return [event.as_dict() for event in payload], ""
+        return payload, ""
     if payload.batch is not None:
-        return [event.as_dict() for event in payload.batch], "batch"
+        return payload.batch, "batch"
     if payload.event is not None:
-        return [Event.as_dict(payload)], ""
+        return [payload], ""
     raise BadRequest("body has neither 'batch' nor 'event'", code="invalid_body", attr="batch")
 
 
@@ -103,27 +78,21 @@ def _at(path: str, field: str) -> str:
     return f"{path}.{field}" if path else field
 
 
-def check_event(event: Any, path: str) -> None:
-    """Raise ``BadRequest`` naming the field (``batch[3].distinct_id``) when an event is malformed."""
-    if not isinstance(event, dict):
-        raise BadRequest(f"{path or 'event'} must be an object", code="invalid_event", attr=path or None)
-    name = event.get("event")
-    if not isinstance(name, str) or not name:
+def check_event(event: Event, path: str) -> None:
+    """Raise ``BadRequest`` naming the field (``batch[3].distinct_id``) when an event is malformed (the
+    typed decode already refused fields of the wrong type: ``properties`` is an object or absent)."""
+    if not event.event:
         where = _at(path, "event")
         raise BadRequest(f"{where} must be a non-empty string", code="invalid_event", attr=where)
-    props = event.get("properties")
-    if props is not None and not isinstance(props, dict):
-        where = _at(path, "properties")
-        raise BadRequest(f"{where} must be an object", code="invalid_event", attr=where)
-    distinct_id = event.get("distinct_id")
-    if distinct_id is None and props:
-        distinct_id = props.get("distinct_id")
+    distinct_id = event.distinct_id
+    if distinct_id is None and event.properties:
+        distinct_id = event.properties.get("distinct_id")
     if distinct_id is None or distinct_id == "" or isinstance(distinct_id, dict | list | bool):
         where = _at(path, "distinct_id")
         raise BadRequest(f"{where} is required (a string or number)", code="invalid_event", attr=where)
 
 
-async def apply_events(persons: Persons, state: ProjectState, events: list[Any], paths: list[str]) -> None:
+async def apply_events(persons: Persons, state: ProjectState, events: list[Event], paths: list[str]) -> None:
     """Apply well-formed ``events`` to the person store, translating store outcomes into HTTP answers."""
     try:
         await persons.ingest(state, events, paths)

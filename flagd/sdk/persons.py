@@ -34,7 +34,7 @@ from evaluator import Context, Decision
 from evaluator.behaviour import StoreNeeds
 from store.catalog import ProjectState
 from store.errors import StoreError, StoreTimeout, StoreUnavailable
-from store.persons.ingest import counters_by_event, ingest
+from store.persons.ingest import Event, counters_by_event, ingest
 from store.persons.model import ReadRequest
 from store.persons.protocol import PersonStore
 
@@ -110,9 +110,7 @@ class Persons:
         """How long the coarsest count buckets live: the longest window in use, at least the history."""
         return max(self._history, self._for(state).longest)
 
-    async def ingest(
-        self, state: ProjectState, events: Sequence[Mapping[str, Any]], paths: Sequence[str]
-    ) -> None:
+    async def ingest(self, state: ProjectState, events: Sequence[Event], paths: Sequence[str]) -> None:
         """Apply ``events`` (well-formed; ``paths`` name them in errors) to the store; returns once applied.
 
         Raises ``ValidationFailed`` (a malformed person field; nothing written), ``PersonLimitExceeded`` or

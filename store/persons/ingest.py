@@ -31,9 +31,26 @@ from store.errors import Issue, ValidationFailed
 from store.persons.model import SET, SET_ONCE, UNSET, EventWrite, Merge, PropOp, Step, Writes
 from store.persons.windows import counter_token
 
-__all__ = ["Ingested", "ingest", "plain_token"]
+__all__ = ["Event", "Ingested", "ingest", "plain_token"]
 
 _encode = msgspec.json.Encoder().encode
+
+
+class Event(msgspec.Struct):
+    """One captured event as decoded from a body: the fields flagd reads (others, like ``type`` or
+    ``library``, are dropped). ``ingest`` reads these attributes directly (no dict per event)."""
+
+    event: str | None = None
+    distinct_id: str | int | float | None = None
+    properties: dict[str, Any] | None = None
+    timestamp: str | int | float | None = None
+    uuid: str | None = None
+    offset: int | float | None = None
+    set: dict[str, Any] | None = msgspec.field(default=None, name="$set")
+    set_once: dict[str, Any] | None = msgspec.field(default=None, name="$set_once")
+    unset: list[str] | dict[str, Any] | None = msgspec.field(default=None, name="$unset")
+    api_key: str | None = None
+    token: str | None = None
 
 
 class Ingested(msgspec.Struct):
@@ -49,7 +66,6 @@ def plain_token(event: str) -> str:
 
 
 _token = functools.lru_cache(maxsize=4096)(counter_token)  # filtered counters repeat too
-_PERSON_FIELDS = ("$set", "$set_once", "$unset")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -78,8 +94,8 @@ def _json(value: Any, where: str, max_chars: int) -> str:
     return text
 
 
-def _event_ms(event: Mapping[str, Any], now_ms: int, where: str) -> int:
-    raw = event.get("timestamp")
+def _event_ms(event: Event, now_ms: int, where: str) -> int:
+    raw = event.timestamp
     if isinstance(raw, str) and raw:
         try:
             parsed = datetime.fromisoformat(raw)
@@ -91,19 +107,17 @@ def _event_ms(event: Mapping[str, Any], now_ms: int, where: str) -> int:
             parsed = parsed.replace(tzinfo=UTC)
         ms = int(parsed.timestamp() * 1000)
         return min(ms, now_ms)
-    offset = event.get("offset")
+    offset = event.offset
     if isinstance(offset, int) and not isinstance(offset, bool) and offset >= 0:
         return now_ms - offset
     return now_ms
 
 
-def _ops(
-    event: Mapping[str, Any], props: Mapping[str, Any], where: str, max_chars: int, max_props: int
-) -> list[PropOp]:
+def _ops(event: Event, props: Mapping[str, Any], where: str, max_chars: int, max_props: int) -> list[PropOp]:
     ops: list[PropOp] = []
-    for kind, name in ((SET, "$set"), (SET_ONCE, "$set_once")):
-        for source, base in ((props, _at(where, "properties")), (event, where)):
-            values = source.get(name)
+    in_props, top = _at(where, "properties"), where
+    for kind, name, values_top in ((SET, "$set", event.set), (SET_ONCE, "$set_once", event.set_once)):
+        for values, base in ((props.get(name), in_props), (values_top, top)):
             if values is None:
                 continue
             path = _at(base, name)
@@ -120,8 +134,7 @@ def _ops(
                 )
             for key, value in values.items():
                 ops.append(PropOp(kind, _name(key), _json(value, f"{path}.{key}", max_chars)))
-    for source, base in ((props, _at(where, "properties")), (event, where)):
-        names = source.get("$unset")
+    for names, base in ((props.get("$unset"), in_props), (event.unset, top)):
         if names is None:
             continue
         path = _at(base, "$unset")
@@ -144,7 +157,7 @@ def _id(value: Any, max_chars: int) -> str | None:
 
 
 def ingest(
-    events: Sequence[Mapping[str, Any]],
+    events: Sequence[Event],
     paths: Sequence[str],
     counters: Mapping[str, Sequence[EventCounter]],
     *,
@@ -159,14 +172,18 @@ def ingest(
     writes = Writes()
     group_types: dict[str, None] = {}
     for event, where in zip(events, paths, strict=True):
-        name: str = event["event"]
-        props: Mapping[str, Any] = event.get("properties") or {}
-        distinct_id = _id(event.get("distinct_id", props.get("distinct_id")), max_distinct_id_chars)
+        name = event.event or ""
+        props: Mapping[str, Any] = event.properties or {}
+        raw_id = event.distinct_id
+        if type(raw_id) is str:  # the usual case, without _id's type tests
+            distinct_id: str | None = raw_id[:max_distinct_id_chars] or None
+        else:
+            distinct_id = _id(props.get("distinct_id") if raw_id is None else raw_id, max_distinct_id_chars)
         if distinct_id is None:
             raise ValidationFailed([Issue(_at(where, "distinct_id"), "is required (a string or number)")])
-        ms = _event_ms(event, now_ms, where)
-        raw_uuid = event.get("uuid")
-        uuid = _uuid_digest(raw_uuid) if isinstance(raw_uuid, str) and raw_uuid else ""
+        ms = now_ms if event.timestamp is None and event.offset is None else _event_ms(event, now_ms, where)
+        raw_uuid = event.uuid
+        uuid = _uuid_digest(raw_uuid) if raw_uuid else ""
         source = None
         if name == "$identify":
             source = _id(props.get("$anon_distinct_id"), max_distinct_id_chars)
@@ -205,7 +222,12 @@ def ingest(
         # Most events change no property: skip the operation parsing unless a field is there.
         ops = (
             _ops(event, props, where, max_value_chars, max_person_properties)
-            if any(f in props or f in event for f in _PERSON_FIELDS)
+            if event.set is not None
+            or event.set_once is not None
+            or event.unset is not None
+            or "$set" in props
+            or "$set_once" in props
+            or "$unset" in props
             else []
         )
         tokens: list[str] = []

@@ -8,10 +8,11 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import msgspec
 import pytest
 
 from store.persons import PersonStore, StoreSettings
-from store.persons.ingest import ingest
+from store.persons.ingest import Event, ingest
 from store.persons.redis import RedisPersonStore
 from store.persons.sqlite import SqlitePersonStore
 from tests.servers import RedisServer
@@ -60,7 +61,7 @@ async def feed(
 ) -> None:
     """Ingest ``events`` as one batch and apply them at ``now``."""
     ingested = ingest(
-        events,
+        msgspec.convert(events, list[Event]),
         [f"batch[{i}]" for i in range(len(events))],
         counters or {},
         now_ms=now * 1000,
