@@ -39,6 +39,7 @@ local function after(a, b)
   if ma ~= mb then return ma > mb end
   local ja = string.sub(a, string.find(a, ';', 1, true) + 1)
   local jb = string.sub(b, string.find(b, ';', 1, true) + 1)
+  if ja == jb then return false end
   for j = 1, math.min(#ja, #jb) do
     local x, y = string.byte(ja, j), string.byte(jb, j)
     if x ~= y then return x > y end
@@ -201,9 +202,11 @@ for i, w in ipairs(ws) do
     end
     -- One write per property and one increment per bucket the call touched (events of one person share
     -- their recent buckets).
-    local sets, dels = {}, {}
-    for f, st in pairs(states) do dn = dn + save(f, cur[f], st, sets, dels) end
-    flush(pk, sets, dels)
+    if next(states) then
+      local sets, dels = {}, {}
+      for f, st in pairs(states) do dn = dn + save(f, cur[f], st, sets, dels) end
+      flush(pk, sets, dels)
+    end
     for f, c in pairs(incr) do redis.call('HINCRBY', pk, f, c) end
     if dn ~= 0 then redis.call('HINCRBY', pk, '_n', dn) end
     local m = meta[i]
