@@ -1,16 +1,21 @@
 """The person store's Lua scripts (Redis). Field layout and rules: ``store.persons.model``; windows:
 ``store.persons.windows`` (the level widths below must match ``LEVELS``).
 
+Property fields ('p', 'f', 'l', 'u' + name) follow ``PropState``: each call loads a property's fields once,
+joins the call's operations in memory and writes what changed (one HSET and at most one HDEL per hash).
+
 ``WRITE``  KEYS: [seen zset, person/group hashes and dedupe zsets...]; ARGV[1]: JSON ``[now, ttl,
            dedupe, retention, max_props, [[hash i, dedupe i or 0, seen member or "", events]...]]`` with
            events ``[[uuid, ms, [[kind, name, value]...], [token...]]...]``. First pass (no writes): a
            hash merged elsewhere answers its target; a person that would exceed ``max_props`` aborts the
            whole call (``{"limit", i}``). Second pass applies, deduplicating by uuid, and answers
-           ``{"ok", [applied or target...]}``.
+           ``{"ok", [applied or target...]}``. The roll-up (every 10 minutes per hash) also forgets
+           tombstones older than the dedupe period.
 ``MERGE``  KEYS: [source hash, source dedupe, target hash, target dedupe, seen]; ARGV: [target id, now, ttl,
            dedupe, source id, max_props, identify 1/0] (properties only the source has join up to
-           max_props). ``{"a"|"b", id}`` when the source/target was itself merged (resolve, retry); the
-           target is marked identified (``_i``); ``{"kept"}`` when an identify found the source identified.
+           max_props; property states are joined, tombstones included). ``{"a"|"b", id}`` when the
+           source/target was itself merged (resolve, retry); the target is marked identified (``_i``);
+           ``{"kept"}`` when an identify found the source identified.
 ``TRACK``  KEYS: [project counters hash]; ARGV: [now, counter ids...]: when each was first tracked.
 ``READ``   KEYS: [person hashes..., group hashes...]; ARGV: [JSON ``[[token, first bucket per level...]
            ...]`` (the distinct count plans of the call), number of persons]. Per person ``{"",
@@ -24,8 +29,99 @@ local res = {1, 60, 3600, 86400}
 local function ms_of(v) return tonumber(string.sub(v, 2, string.find(v, ';', 1, true) - 1)) end
 """
 
+# One property's state (``store.persons.model.PropState``): {latest $set, first $set_once or 'd', last
+# $set_once, newest $unset ms}, false where absent; stored as the fields 'p', 'f', 'l', 'u' + name.
+_PROPERTIES = """
+local PRE = {'p', 'f', 'l', 'u'}
+-- (ms, JSON text) order, the text compared byte by byte (Lua's '<' on strings follows the server's locale).
+local function after(a, b)
+  local ma, mb = ms_of(a), ms_of(b)
+  if ma ~= mb then return ma > mb end
+  local ja = string.sub(a, string.find(a, ';', 1, true) + 1)
+  local jb = string.sub(b, string.find(b, ';', 1, true) + 1)
+  for j = 1, math.min(#ja, #jb) do
+    local x, y = string.byte(ja, j), string.byte(jb, j)
+    if x ~= y then return x > y end
+  end
+  return #ja > #jb
+end
+-- The state from the stored fields r = {p, f, l, u} (false when absent).
+local function load(r)
+  local p, f, l = r[1], r[2], r[3]
+  local u = r[4] and tonumber(r[4]) or false
+  if not p then return {false, f, false, u} end
+  if string.byte(p, 1) == 115 then
+    if not l and f and f ~= 'd' then l = f end
+    return {p, f, l, u}
+  end
+  if f == 'd' then return {false, 'd', p, u} end
+  return {false, p, l or p, u}
+end
+local function shown(st)
+  if st[1] then return st[1] end
+  if st[2] and st[2] ~= 'd' then return st[2] end
+  return st[3]
+end
+local function bury(st)
+  local u = st[4]
+  if st[1] and ms_of(st[1]) <= u then st[1] = false end
+  if st[2] and st[2] ~= 'd' and ms_of(st[2]) <= u then st[2] = 'd' end
+  if st[3] and ms_of(st[3]) <= u then st[3] = false end
+end
+local function add(st, k, v, ms)
+  local u = st[4]
+  if k == 'u' then
+    if (not u) or ms > u then st[4] = ms end
+    bury(st)
+  elseif u and ms <= u then
+    if k == 'o' then st[2] = 'd' end
+  elseif k == 's' then
+    if (not st[1]) or after(v, st[1]) then st[1] = v end
+  else
+    local f = st[2]
+    if (not f) or (f ~= 'd' and after(f, v)) then st[2] = v end
+    if (not st[3]) or after(v, st[3]) then st[3] = v end
+  end
+end
+local function join(st, o)
+  if o[4] then add(st, 'u', '', o[4]) end
+  if o[2] == 'd' then st[2] = 'd' end
+  for j = 1, 3 do
+    local v = o[j]
+    if v and v ~= 'd' then add(st, string.sub(v, 1, 1), v, ms_of(v)) end
+  end
+end
+-- Queue the canonical fields of st for name where they differ from the stored r (sets: flat field/value
+-- list, dels: fields); answers 1/-1/0, the change in visible properties.
+local function save(name, r, st, sets, dels)
+  local p, f, l = shown(st), st[2], st[3]
+  if l == p or l == f then l = false end
+  if f == p then f = false end
+  local new = {p, f, l, st[4] and string.format('%d', st[4]) or false}
+  for j = 1, 4 do
+    if new[j] ~= r[j] then
+      if new[j] then
+        sets[#sets + 1] = PRE[j] .. name
+        sets[#sets + 1] = new[j]
+      else
+        dels[#dels + 1] = PRE[j] .. name
+      end
+    end
+  end
+  return (p and 1 or 0) - (r[1] and 1 or 0)
+end
+local function fetch(key, name)
+  return redis.call('HMGET', key, 'p' .. name, 'f' .. name, 'l' .. name, 'u' .. name)
+end
+local function flush(key, sets, dels)
+  for j = 1, #sets, 1000 do redis.call('HSET', key, unpack(sets, j, math.min(j + 999, #sets))) end
+  for j = 1, #dels, 500 do redis.call('HDEL', key, unpack(dels, j, math.min(j + 499, #dels))) end
+end
+"""
+
 WRITE = (
     _PREAMBLE
+    + _PROPERTIES
     + """
 local a = cjson.decode(ARGV[1])
 local now, ttl, dd, ret, maxp, ws = a[1], a[2], a[3], a[4], a[5], a[6]
@@ -40,8 +136,8 @@ local function bucket(l, sec)
   end
 end
 local out, meta, props = {}, {}, {}
--- First pass, no writes: redirects, and the property limit (the stored values read here are kept in
--- props[i] for the second pass: one HGET per property named in the call).
+-- First pass, no writes: redirects, and the property limit (the stored fields read here are kept in
+-- props[i] for the second pass: one HMGET per property named in the call).
 for i, w in ipairs(ws) do
   local pk = KEYS[w[1]]
   local m = redis.call('HMGET', pk, '@', '_n', '_t', '_u')
@@ -56,8 +152,8 @@ for i, w in ipairs(ws) do
     for _, e in ipairs(w[4]) do
       for _, op in ipairs(e[3]) do
         local f = op[2]
-        if cur[f] == nil then cur[f] = redis.call('HGET', pk, 'p' .. f) end
-        if op[1] ~= 'u' and not cur[f] and not added[f] then
+        if cur[f] == nil then cur[f] = fetch(pk, f) end
+        if op[1] ~= 'u' and not cur[f][1] and not added[f] then
           added[f] = true
           n = n + 1
         end
@@ -71,7 +167,7 @@ for i, w in ipairs(ws) do
     local pk = KEYS[w[1]]
     local uk = nil
     if w[2] > 0 then uk = KEYS[w[2]] end
-    local cur, incr = props[i], {}
+    local cur, incr, states = props[i], {}, {}
     local applied, dn, uuids = 0, 0, false
     for _, e in ipairs(w[4]) do
       local fresh = true
@@ -85,25 +181,12 @@ for i, w in ipairs(ws) do
         local stamp = string.format('%d', ms) .. ';'
         for _, op in ipairs(e[3]) do
           local f = op[2]
-          local v = cur[f]
-          local k = op[1]
-          if k == 's' then
-            if (not v) or string.byte(v, 1) == 111 or ms_of(v) <= ms then
-              cur[f] = 's' .. stamp .. op[3]
-              redis.call('HSET', pk, 'p' .. f, cur[f])
-              if not v then dn = dn + 1 end
-            end
-          elseif k == 'o' then
-            if (not v) or (string.byte(v, 1) == 111 and ms_of(v) > ms) then
-              cur[f] = 'o' .. stamp .. op[3]
-              redis.call('HSET', pk, 'p' .. f, cur[f])
-              if not v then dn = dn + 1 end
-            end
-          elseif v and ms_of(v) <= ms then
-            cur[f] = false
-            redis.call('HDEL', pk, 'p' .. f)
-            dn = dn - 1
+          local st = states[f]
+          if not st then
+            st = load(cur[f])
+            states[f] = st
           end
+          add(st, op[1], op[1] .. stamp .. op[3], ms)
         end
         if #e[4] > 0 then
           local suffix = bucket(1, math.floor(ms / 1000))
@@ -116,7 +199,11 @@ for i, w in ipairs(ws) do
         end
       end
     end
-    -- One increment per bucket the call touched (events of one person share their recent buckets).
+    -- One write per property and one increment per bucket the call touched (events of one person share
+    -- their recent buckets).
+    local sets, dels = {}, {}
+    for f, st in pairs(states) do dn = dn + save(f, cur[f], st, sets, dels) end
+    flush(pk, sets, dels)
     for f, c in pairs(incr) do redis.call('HINCRBY', pk, f, c) end
     if dn ~= 0 then redis.call('HINCRBY', pk, '_n', dn) end
     local m = meta[i]
@@ -133,6 +220,16 @@ for i, w in ipairs(ws) do
             local suffix = bucket(l + 1, b * res[l])
             if suffix then redis.call('HINCRBY', pk, string.sub(f, 1, 9) .. suffix, c) end
           end
+        elseif string.byte(f, 1) == 117 and tonumber(redis.call('HGET', pk, f)) < (now - dd) * 1000 then
+          -- A tombstone past the lateness window (the dedupe period): forgotten (PropState.forget_unset).
+          local name = string.sub(f, 2)
+          local r = fetch(pk, name)
+          local st = load(r)
+          st[4] = false
+          if st[2] == 'd' then st[2] = st[3] end
+          local tsets, tdels = {}, {}
+          save(name, r, st, tsets, tdels)
+          flush(pk, tsets, tdels)
         end
       end
       if uk then redis.call('ZREMRANGEBYSCORE', uk, '-inf', now - dd) end
@@ -172,6 +269,7 @@ return {'ok', out}
 
 MERGE = (
     _PREAMBLE
+    + _PROPERTIES
     + """
 local src, sdd, dst, ddd, seen = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local now, ttl, dd = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -187,26 +285,34 @@ end
 local h = redis.call('HGETALL', src)
 local dn = 0
 local room = tonumber(ARGV[6]) - tonumber(redis.call('HGET', dst, '_n') or '0')
+-- The source's property fields by name ({p, f, l, u}), in the order first met.
+local theirs, names = {}, {}
 for j = 1, #h, 2 do
   local f, v = h[j], h[j + 1]
   local c = string.byte(f, 1)
   if c == 98 then
     redis.call('HINCRBY', dst, f, tonumber(v))
-  elseif c == 112 then
-    local cur = redis.call('HGET', dst, f)
-    local wins
-    if not cur then
-      -- A property only the source has joins while the target is under the limit.
-      wins = dn < room
-      if wins then dn = dn + 1 end
-    elseif string.byte(v, 1) == 115 then
-      wins = string.byte(cur, 1) == 111 or ms_of(cur) <= ms_of(v)
-    else
-      wins = string.byte(cur, 1) == 111 and ms_of(cur) > ms_of(v)
+  elseif c == 112 or c == 102 or c == 108 or c == 117 then
+    local name = string.sub(f, 2)
+    local r = theirs[name]
+    if not r then
+      r = {false, false, false, false}
+      theirs[name] = r
+      names[#names + 1] = name
     end
-    if wins then redis.call('HSET', dst, f, v) end
+    r[(c == 112 and 1) or (c == 102 and 2) or (c == 108 and 3) or 4] = v
   end
 end
+local sets, dels = {}, {}
+for _, name in ipairs(names) do
+  local r = fetch(dst, name)
+  local st = load(r)
+  local had = shown(st)
+  join(st, load(theirs[name]))
+  -- A property only the source shows joins while the target is under the limit.
+  if had or not shown(st) or dn < room then dn = dn + save(name, r, st, sets, dels) end
+end
+flush(dst, sets, dels)
 if dn ~= 0 then redis.call('HINCRBY', dst, '_n', dn) end
 local u = redis.call('ZRANGE', sdd, 0, -1, 'WITHSCORES')
 for j = 1, #u, 2 do redis.call('ZADD', ddd, 'NX', u[j + 1], u[j]) end

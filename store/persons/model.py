@@ -5,10 +5,29 @@ the events' property operations and the counters they hit) separated by ``Merge`
 ``$create_alias``), applied in order. Backends keep a person as:
 
 - properties: ``'p' + <JSON name>`` -> ``<kind><ms>;<JSON value>`` where kind is ``s`` (``$set``) or ``o``
-  (``$set_once``) and ``ms`` the event timestamp in milliseconds; the rules below order writes by that
-  timestamp, not by arrival;
+  (``$set_once``) and ``ms`` the event timestamp in milliseconds: the value flag checks see;
+- beside a property, what keeps its value independent of the order events arrive in (``PropState``):
+  ``'u' + name`` -> the newest ``$unset``'s ms (a tombstone), ``'f' + name`` / ``'l' + name`` -> the first /
+  last ``$set_once`` when it is not the visible value (``'f'`` is ``d`` when that first one came at or before
+  the tombstone: spent). Most properties have none of them;
 - counts: ``'b' + <counter token><level><bucket>`` -> occurrences (``store.persons.windows``);
 - ``'@'`` -> the distinct id this one was merged into (nothing else is kept under a merged id).
+
+The rule, a function of the operations alone (so any arrival order converges), ties broken by the JSON text:
+
+- an ``$unset`` at ``t`` removes whatever ``$set``/``$set_once`` is stamped at or before ``t`` (including
+  ones that arrive after it), and a ``$set`` stamped after ``t`` wins;
+- the latest ``$set`` wins over every ``$set_once``, before or after it (as a time-ordered replay of PostHog's
+  rules would leave it: ``$set`` overwrites, ``$set_once`` fills only an absent property);
+- with no live ``$set``, the first ``$set_once`` fills; if it is at or before the tombstone (spent), the last
+  ``$set_once`` after the tombstone does. PostHog applies operations in arrival order, so there an
+  ``$unset`` then a ``$set_once`` fills the property again: the same here when the ``$set_once`` is stamped
+  after the ``$unset``. (A time-ordered replay would take the *first* ``$set_once`` after the tombstone; which
+  one that is cannot be known without keeping every ``$set_once``, so it differs only when two differing ones
+  follow an ``$unset`` that came after an earlier one.)
+- a tombstone is kept for the dedupe period (``StoreSettings.dedupe_seconds``, 24 h: how late an event may
+  arrive and still be ordered exactly), then dropped at the person's next roll-up; a ``$set`` stamped before
+  a dropped tombstone and arriving that late applies again.
 
 ``PersonRecord`` applies these rules in Python (the embedded store, and the oracle in tests); the Redis store
 applies the same rules in Lua (``store.persons.lua``).
@@ -31,14 +50,14 @@ __all__ = [
     "PersonRecord",
     "PersonView",
     "PropOp",
+    "PropState",
     "ReadRequest",
     "Writes",
-    "set_once_wins",
-    "set_wins",
-    "unset_wins",
+    "after",
 ]
 
 SET, SET_ONCE, UNSET = "s", "o", "u"
+DEAD = "d"  # a first $set_once at or before the tombstone: spent (PropState)
 
 
 class PropOp(msgspec.Struct, array_like=True, frozen=True):
@@ -109,30 +128,118 @@ def _ms_of(stored: str) -> int:
     return int(stored[1 : stored.index(";")])
 
 
-def set_wins(stored: str | None, ms: int) -> bool:
-    """A ``$set`` at ``ms`` replaces the stored value: none, a ``$set_once`` one, or an older ``$set``."""
-    return stored is None or stored[0] == SET_ONCE or _ms_of(stored) <= ms
+def after(a: str, b: str) -> bool:
+    """Whether stored value ``a`` comes after ``b`` in (event ms, JSON text) order (ties broken by the text,
+    compared as code points: what the Lua compares byte by byte in UTF-8)."""
+    ms_a, ms_b = _ms_of(a), _ms_of(b)
+    if ms_a != ms_b:
+        return ms_a > ms_b
+    return a[a.index(";") + 1 :] > b[b.index(";") + 1 :]
 
 
-def set_once_wins(stored: str | None, ms: int) -> bool:
-    """A ``$set_once`` at ``ms`` applies when nothing is stored or a *later* ``$set_once`` put it there."""
-    return stored is None or (stored[0] == SET_ONCE and _ms_of(stored) > ms)
+class PropState:
+    """One property's operations, joined: the latest ``$set``, the first and last ``$set_once`` (``DEAD``
+    for a first one at or before the tombstone) and the newest ``$unset`` (ms); dead parts are dropped."""
+
+    __slots__ = ("first_once", "last_once", "latest_set", "unset_at")
+
+    def __init__(
+        self, latest_set: str | None, first_once: str | None, last_once: str | None, unset_at: int | None
+    ) -> None:
+        self.latest_set = latest_set
+        self.first_once = first_once
+        self.last_once = last_once
+        self.unset_at = unset_at
+
+    @classmethod
+    def of(cls, record: PersonRecord, name: str) -> PropState:
+        """The state stored for ``name`` (the visible value plus the shadow fields; see the module docs)."""
+        shown = record.props.get(name)
+        first = record.first_onces.get(name)
+        last = record.last_onces.get(name)
+        unset_at = record.unsets.get(name)
+        if shown is None:
+            return cls(None, first, None, unset_at)
+        if shown[0] == SET:
+            return cls(shown, first, last or (first if first != DEAD else None), unset_at)
+        if first == DEAD:
+            return cls(None, DEAD, shown, unset_at)
+        return cls(None, shown, last or shown, unset_at)
+
+    def visible(self) -> str | None:
+        """What flag checks see: the latest ``$set``, else the first ``$set_once``, else the last one."""
+        if self.latest_set is not None:
+            return self.latest_set
+        if self.first_once is not None and self.first_once != DEAD:
+            return self.first_once
+        return self.last_once
+
+    def store(self, record: PersonRecord, name: str) -> None:
+        """Write the state back in its canonical form (nothing beyond the visible value when nothing more
+        is needed: properties that were never unset and got one ``$set_once`` cost no extra field)."""
+        shown = self.visible()
+        _put(record.props, name, shown)
+        first, last = self.first_once, self.last_once
+        _put(record.first_onces, name, first if first != shown else None)
+        _put(record.last_onces, name, last if last != shown and last != first else None)
+        if self.unset_at is None:
+            record.unsets.pop(name, None)
+        else:
+            record.unsets[name] = self.unset_at
+
+    def add(self, kind: str, stored: str, ms: int) -> None:
+        """Join one operation (``stored`` is the value as stored: ``<kind><ms>;<JSON>``)."""
+        floor = self.unset_at
+        if kind == UNSET:
+            self.unset_at = ms if floor is None or ms > floor else floor
+            self._bury()
+        elif floor is not None and ms <= floor:
+            if kind == SET_ONCE:  # the first $set_once came before the unset: it stays spent
+                self.first_once = DEAD
+        elif kind == SET:
+            if self.latest_set is None or after(stored, self.latest_set):
+                self.latest_set = stored
+        else:
+            first = self.first_once
+            if first is None or (first != DEAD and after(first, stored)):
+                self.first_once = stored
+            if self.last_once is None or after(stored, self.last_once):
+                self.last_once = stored
+
+    def join(self, other: PropState) -> None:
+        """Take ``other``'s operations too (a merge of two persons)."""
+        if other.unset_at is not None:
+            self.add(UNSET, "", other.unset_at)
+        if other.first_once == DEAD:
+            self.first_once = DEAD
+        for stored in (other.latest_set, other.first_once, other.last_once):
+            if stored is not None and stored != DEAD:
+                self.add(stored[0], stored, _ms_of(stored))
+
+    def forget_unset(self) -> None:
+        """Drop the tombstone (past the lateness window); a spent first ``$set_once`` gives way to the
+        last one (the visible value stays)."""
+        self.unset_at = None
+        if self.first_once == DEAD:
+            self.first_once = self.last_once
+
+    def _bury(self) -> None:
+        floor = self.unset_at
+        assert floor is not None
+        if self.latest_set is not None and _ms_of(self.latest_set) <= floor:
+            self.latest_set = None
+        first = self.first_once
+        if first is not None and first != DEAD and _ms_of(first) <= floor:
+            self.first_once = DEAD
+        if self.last_once is not None and _ms_of(self.last_once) <= floor:
+            self.last_once = None
 
 
-def unset_wins(stored: str | None, ms: int) -> bool:
-    """An ``$unset`` at ``ms`` removes a value written at or before ``ms``."""
-    return stored is not None and _ms_of(stored) <= ms
-
-
-def merged_value(mine: str | None, theirs: str) -> str:
-    """The value a merged person keeps for a property both had: the one a replay in time order would leave."""
-    if mine is None:
-        return theirs
-    kind = theirs[0]
-    ms = _ms_of(theirs)
-    if kind == SET:
-        return theirs if set_wins(mine, ms) else mine
-    return theirs if set_once_wins(mine, ms) else mine
+def _put(fields: dict[str, str], name: str, value: str | None) -> None:
+    if value is None:
+        fields.pop(name, None)
+    else:
+        fields[name] = value
 
 
 def decode_value(stored: str) -> Any:
@@ -148,20 +255,31 @@ class PersonRecord(msgspec.Struct, omit_defaults=True):
     trim_at: int = 0  # when ``maintain`` next rolls buckets up (the Redis hash's '_t')
     identified: bool = False  # the target of an $identify or $create_alias (the Redis hash's '_i')
 
+    unsets: dict[str, int] = msgspec.field(default_factory=dict)  # JSON name -> newest $unset ms ('u')
+    first_onces: dict[str, str] = msgspec.field(default_factory=dict)  # shadowed first $set_once ('f')
+    last_onces: dict[str, str] = msgspec.field(default_factory=dict)  # shadowed last $set_once ('l')
+
     def apply(self, write: EventWrite, *, now: int, retention: int) -> None:
         """Apply one event's property operations and counters (deduplication is the caller's)."""
         props = self.props
         ms = write.ms
         for op in write.ops:
-            stored = props.get(op.name)
-            if op.kind == SET:
-                if set_wins(stored, ms):
-                    props[op.name] = f"{SET}{ms};{op.value}"
-            elif op.kind == SET_ONCE:
-                if set_once_wins(stored, ms):
-                    props[op.name] = f"{SET_ONCE}{ms};{op.value}"
-            elif unset_wins(stored, ms):
-                del props[op.name]
+            name = op.name
+            stored = props.get(name)
+            value = f"{op.kind}{ms};{op.value}"
+            # The common case, a $set on a property with nothing but an older $set (or nothing) stored.
+            if (
+                op.kind == SET
+                and (stored is None or stored[0] == SET)
+                and name not in self.unsets
+                and name not in self.first_onces
+            ):
+                if stored is None or after(value, stored):
+                    props[name] = value
+                continue
+            state = PropState.of(self, name)
+            state.add(op.kind, value, ms)
+            state.store(self, name)
         second = ms // 1000
         level = level_for(second, now, retention)
         if level is None:
@@ -177,23 +295,36 @@ class PersonRecord(msgspec.Struct, omit_defaults=True):
         return len(names)
 
     def absorb(self, other: PersonRecord, max_props: int | None = None) -> None:
-        """Take ``other``'s properties (time-ordered, see ``merged_value``) and add its counts; with
-        ``max_props``, properties only ``other`` has join while this record is under the limit."""
+        """Take ``other``'s property operations (``PropState.join``) and add its counts; with ``max_props``,
+        a property only ``other`` shows joins while this record is under the limit."""
         props = self.props
         limit = max_props if max_props is not None else len(props) + len(other.props)
-        for name, value in other.props.items():
-            mine = props.get(name)
-            if mine is not None or len(props) < limit:
-                props[name] = merged_value(mine, value)
+        for name in {**other.props, **other.first_onces, **other.unsets}:
+            state = PropState.of(self, name)
+            shown = state.visible()
+            state.join(PropState.of(other, name))
+            if shown is None and state.visible() is not None and len(props) >= limit:
+                continue
+            state.store(self, name)
         for field, count in other.buckets.items():
             self.buckets[field] = self.buckets.get(field, 0) + count
         self.trim_at = 0
 
-    def maintain(self, now: int, retention: int) -> None:
-        """Roll buckets up at most every ``TRIM_EVERY`` seconds (as the Redis store does on a write)."""
+    def maintain(self, now: int, retention: int, lateness: int | None = None) -> None:
+        """Roll buckets up at most every ``TRIM_EVERY`` seconds (as the Redis store does on a write); with
+        ``lateness`` (seconds), forget tombstones older than that then too."""
         if now >= self.trim_at:
             self.trim(now, retention)
+            if lateness is not None:
+                self.forget_unsets((now - lateness) * 1000)
             self.trim_at = now + TRIM_EVERY
+
+    def forget_unsets(self, before_ms: int) -> None:
+        """Drop tombstones of ``$unset``s stamped before ``before_ms`` (``PropState.forget_unset``)."""
+        for name in [n for n, ms in self.unsets.items() if ms < before_ms]:
+            state = PropState.of(self, name)
+            state.forget_unset()
+            state.store(self, name)
 
     def trim(self, now: int, retention: int) -> None:
         """Roll buckets older than their level keeps up into coarser ones (``store.persons.windows``)."""

@@ -281,7 +281,7 @@ class SqlitePersonStore:
                     del uuids[uuid]
             if len(uuids) > 2 * _KEEP_UUIDS:  # a row rewritten per batch stays small: the newest ones
                 uuids = dict(list(uuids.items())[-_KEEP_UUIDS:])
-            record.maintain(now, retention)
+            record.maintain(now, retention, dedupe)
             stored = _encode(uuids) if uuids else None
             upserts.append((project_id, person_id, _encode(record), None, now, stored))
         conn.executemany(_UPSERT, upserts)

@@ -96,3 +96,20 @@ def mixed_timelines(draw: st.DrawFn) -> list[list[dict[str, Any]]]:
             batch.append(event("$pageview", distinct_id, props, at=at, uuid=uuid))
         batches.append(batch)
     return batches
+
+
+@st.composite
+def property_ops(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """$set / $set_once / $unset events on one person, timestamps drawn from a few seconds (so ties happen),
+    an event possibly carrying several operations (PostHog applies its $unset last)."""
+    events = []
+    for _ in range(draw(st.integers(1, 8))):
+        at = draw(st.integers(NOW - 4, NOW))
+        props: dict[str, Any] = {}
+        for kind in draw(st.lists(st.sampled_from(["$set", "$set_once", "$unset"]), min_size=1, unique=True)):
+            if kind == "$unset":
+                props[kind] = draw(st.lists(KEYS, min_size=1, max_size=2, unique=True))
+            else:
+                props[kind] = draw(st.dictionaries(KEYS, VALUES, min_size=1, max_size=2))
+        events.append(event("$pageview", "p", props, at=at))
+    return events
