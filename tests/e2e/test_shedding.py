@@ -9,8 +9,11 @@ Determinism on a busy machine comes from the workload, not from timing: one flag
 conditions makes each evaluation cost milliseconds, so a few dozen connections sending back to back always
 outrun one worker (the generator's cost per request is far below the server's) and every request waits well
 over the target while the load lasts. The shedder's knobs are set so a standing queue is judged often
-(``FLAGD_SHED_INTERVAL``) on few samples, with a floor of one; the load stops on what it observed (enough 200s
-and 503s), bounded by a request count and a time cap that only end a run that would fail anyway.
+(``FLAGD_SHED_INTERVAL``) on few samples, with a floor of one: Granian hands requests over in batches and the
+worker drains each to one request while the next waits in Granian, so the default floor of 8 clears the
+overload state inside every batch and sheds only now and then (``bench/RESULTS.md``, "Overload, third pass").
+The load stops on what it observed (enough 200s and 503s), bounded by a request count and a time cap that
+only end a run that would fail anyway.
 """
 
 from __future__ import annotations
