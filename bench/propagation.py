@@ -27,6 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import msgspec
 import structlog
 
 from store.catalog import Catalog, ProjectState
@@ -34,11 +35,14 @@ from store.redis.feed import FeedEntry
 from store.redis.flag_store import RedisFlagStore
 from store.sql.migrate import migrate
 from store.sql.postgres import PostgresRepository
-from store.stream.node import NodeFollower
-from store.stream.syncer import Syncer
+from store.stream.node import FOLLOWER_PACE, NodeFollower
+from store.stream.syncer import SYNCER_PACE, Syncer
 from tests.servers import postgres_server, redis_server
 
 FLAG = "bench-flag"
+# The node blocks up to 5 s on the feed (wakes on every entry); the syncer polls each second besides NOTIFY.
+_FOLLOWER_PACE = msgspec.structs.replace(FOLLOWER_PACE, wait_seconds=5.0)
+_SYNCER_PACE = msgspec.structs.replace(SYNCER_PACE, wait_seconds=1.0)
 
 
 def quiet_logs() -> None:
@@ -78,7 +82,7 @@ async def run_node(redis_url: str, project_id: int, freeze: bool) -> None:
             sys.stdout.write(f"{decision.version} {time.time()} {published}\n")
             sys.stdout.flush()
 
-    follower = NodeFollower(RedisFlagStore(redis_url), Catalog(), on_install=on_install, block_ms=5000)
+    follower = NodeFollower(RedisFlagStore(redis_url), Catalog(), on_install=on_install, pace=_FOLLOWER_PACE)
     await follower.start()
     if freeze:
         # Move start-up objects (modules, the first catalog) out of the collector's reach, as a server
@@ -91,7 +95,7 @@ async def run_node(redis_url: str, project_id: int, freeze: bool) -> None:
 
 async def run_syncer(dsn: str, redis_url: str) -> None:
     repo = await PostgresRepository.connect(dsn)
-    await Syncer(dsn, RedisFlagStore(redis_url), repo, poll_seconds=1.0, reconcile_seconds=600).run()
+    await Syncer(dsn, RedisFlagStore(redis_url), repo, pace=_SYNCER_PACE, reconcile_seconds=600).run()
 
 
 # Driver -------------------------------------------------------------------------------------------------

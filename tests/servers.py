@@ -118,8 +118,11 @@ class PostgresServer:
                     "-l",
                     str(self.datadir / "log"),
                     "-o",
+                    # fsync off is safe against a server crash (the kernel keeps what was written), so
+                    # an ``immediate`` stop loses nothing; asynchronous commit is not: it answers before
+                    # the WAL is written, and a crash then loses commits clients were told about.
                     f"-p {self.port} -k {self.datadir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+                    "-c full_page_writes=off -c max_connections=200",
                     "start",
                 ]
             ),

@@ -6,7 +6,8 @@ to the feed the nodes follow. Every feed entry names the entry published just be
 that sees an entry whose ``prev`` is not the last entry it read knows it missed some (the stream was trimmed
 past it, or Redis lost its data) and reloads everything instead of following.
 
-``Backoff`` is the capped, jittered exponential delay both the syncer and the nodes reconnect with.
+``Pace`` is how both the syncer (change_log -> Redis) and the nodes (feed -> catalog) read their stream: batch
+size, how long to wait for news, and the capped, jittered exponential ``Backoff`` they reconnect with.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import msgspec
 if TYPE_CHECKING:
     from store.catalog import ProjectData
 
-__all__ = ["Backoff", "Change", "FeedEntry", "FeedOp", "ProjectSource", "raise_if_cancelling"]
+__all__ = ["Backoff", "Change", "FeedEntry", "FeedOp", "Pace", "ProjectSource", "raise_if_cancelling"]
 
 EntityType = Literal["flag", "cohort", "project"]
 FeedOp = Literal["upsert", "delete", "reload"]
@@ -86,6 +87,24 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
+
+
+class Pace(msgspec.Struct, frozen=True):
+    """How a reader follows a change stream: up to ``batch_size`` changes per read, at most ``wait_seconds``
+    idle before it looks again (a poll, or a blocking read's limit), and after a failure it reconnects with a
+    ``Backoff`` from ``backoff_base`` to ``backoff_cap`` seconds. Checked when built (``ValueError``)."""
+
+    batch_size: int
+    wait_seconds: float
+    backoff_base: float
+    backoff_cap: float
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.wait_seconds <= 0 or not 0 < self.backoff_base <= self.backoff_cap:
+            raise ValueError("need batch_size >= 1, wait_seconds > 0 and 0 < backoff_base <= backoff_cap")
+
+    def backoff(self) -> Backoff:
+        return Backoff(self.backoff_base, self.backoff_cap)
 
 
 def raise_if_cancelling() -> None:

@@ -28,27 +28,18 @@ import msgspec
 from store.errors import Conflict, NotFound
 from store.records import ApiKey, CohortRecord, FlagRecord, NewApiKey, NewProject, Project, Scope
 from store.sql import tokens, writes
+from store.sql.entities import COHORTS, FLAGS, PROJECTS, Entity, refuse_if_used
 from store.sql.rows import ProjectRow
 from store.sql.transaction import Transaction
 
-__all__ = ["WriteOperations", "cohort_payload"]
+__all__ = ["WriteOperations"]
 
-
-def cohort_payload(cohort: CohortRecord, members: list[str] | None) -> dict[str, Any]:
-    """The change_log payload of a cohort: its definition, plus ``members`` for a static cohort."""
-    payload = cohort.definition()
-    if cohort.is_static:
-        payload["members"] = sorted(members or [])
-    return payload
+L = TypeVar("L", FlagRecord, CohortRecord)
+V = TypeVar("V", writes.FlagValues, writes.CohortValues)
 
 
 def _key_audit(key: ApiKey) -> dict[str, Any]:
     return msgspec.to_builtins(key)  # type: ignore[no-any-return]
-
-
-async def _peers(tx: Transaction, project_id: int, values: writes.FlagValues) -> list[FlagRecord]:
-    # Other flags matter to validation only through dependencies; most flags have none.
-    return await tx.live_flags(project_id) if writes.flag_refs(values.filters) else []
 
 
 class _RollBack(Exception):  # noqa: N818 - control flow, never seen outside this module
@@ -81,28 +72,6 @@ class WriteOperations:
             raise NotFound(f"project {project_id} not found")
         return row
 
-    @staticmethod
-    async def _project_changed(
-        tx: Transaction, action: str, actor: str, before: ProjectRow | None, after: ProjectRow
-    ) -> None:
-        await tx.audit(
-            project_id=after.id,
-            actor=actor,
-            action=action,
-            entity_type="project",
-            entity_id=after.id,
-            before=before.audit() if before else None,
-            after=after.audit(),
-        )
-        await tx.change(
-            project_id=after.id,
-            entity_type="project",
-            entity_id=after.id,
-            entity_version=after.version,
-            op="upsert",
-            payload=after.payload(),
-        )
-
     async def create_project(
         self,
         name: str,
@@ -123,7 +92,7 @@ class WriteOperations:
             row = await tx.insert_project(
                 name, api_token or tokens.new_project_token(), tokens.hash_secret(secret), actor
             )
-            await self._project_changed(tx, "project.created", actor, None, row)
+            await PROJECTS.changed(tx, "created", actor, None, row)
         return NewProject(project=row.record(), secret_token=secret)
 
     async def update_project(
@@ -155,7 +124,7 @@ class WriteOperations:
                 else property_matching_version,
             )
             assert after is not None  # the row is locked: its version cannot have moved
-            await self._project_changed(tx, "project.updated", actor, before, after)
+            await PROJECTS.changed(tx, "updated", actor, before, after)
         return after.record()
 
     async def rotate_project_secret(self, project_id: int, *, actor: str) -> str:
@@ -172,7 +141,7 @@ class WriteOperations:
                 property_matching_version=before.property_matching_version,
             )
             assert after is not None
-            await self._project_changed(tx, "project.secret_rotated", actor, before, after)
+            await PROJECTS.changed(tx, "secret_rotated", actor, before, after)
         return secret
 
     # API keys -------------------------------------------------------------------------------------------
@@ -224,36 +193,49 @@ class WriteOperations:
             )
         return after
 
-    # Flags ----------------------------------------------------------------------------------------------
-    @staticmethod
-    async def _flag_changed(
-        tx: Transaction, action: str, actor: str, before: FlagRecord | None, after: FlagRecord
-    ) -> None:
-        payload = after.definition()
-        await tx.audit(
-            project_id=after.project_id,
-            actor=actor,
-            action=action,
-            entity_type="flag",
-            entity_id=after.id,
-            before=before.definition() if before else None,
-            after=payload,
-        )
-        await tx.change(
-            project_id=after.project_id,
-            entity_type="flag",
-            entity_id=after.id,
-            entity_version=after.version,
-            op="delete" if after.deleted else "upsert",
-            payload=payload,
-        )
+    # Flags and cohorts: every step once, what differs in ``store.sql.entities`` ------------------------
+    async def _create(
+        self, entity: Entity[L, V], project_id: int, data: Mapping[str, Any], actor: str, dry_run: bool
+    ) -> L:
+        values = entity.values(data)
+        async with self._write(dry_run) as tx:
+            project = await self._project(tx, project_id)
+            await entity.check(tx, project, values, None, data)
+            created = await entity.insert(tx, project_id, values, actor)
+            created = await entity.written(tx, project_id, created, values)
+            await entity.changed(tx, "created", actor, None, created)
+        return created
 
-    @staticmethod
-    async def _live_flag(
-        tx: Transaction, project_id: int, flag_id: int, expected_version: int | None
-    ) -> FlagRecord:
-        current = await tx.get_flag(project_id, flag_id)
-        return _require_live(current, "flag", flag_id, project_id, expected_version)
+    async def _change(
+        self,
+        entity: Entity[L, V],
+        project_id: int,
+        entity_id: int,
+        changes: Mapping[str, Any] | None,
+        *,
+        actor: str,
+        expected_version: int | None,
+        dry_run: bool,
+    ) -> L:
+        """An update (``changes``), or a soft delete (``changes`` None: refused while anything uses it)."""
+        async with self._write(dry_run) as tx:
+            project = await self._project(tx, project_id)
+            current = await entity.live(tx, project_id, entity_id, expected_version)
+            if changes is None:
+                dependents = await entity.dependents(tx, project_id, current)
+                refuse_if_used(entity.title(current), "deleted", dependents)
+                values = entity.values({}, current=current)
+            else:
+                values = entity.values(changes, current=current)
+                await entity.check(tx, project, values, current, changes)
+            changed = await entity.update(
+                tx, entity_id, values, deleted=changes is None, expected_version=current.version, actor=actor
+            )
+            if changed is None:
+                raise Conflict(f"{entity.name} {entity_id} changed concurrently")
+            changed = await entity.written(tx, project_id, changed, values)
+            await entity.changed(tx, "updated" if changes is not None else "deleted", actor, current, changed)
+        return changed
 
     async def create_flag(
         self, project_id: int, data: Mapping[str, Any], *, actor: str, dry_run: bool = False
@@ -262,20 +244,7 @@ class WriteOperations:
 
         ``dry_run`` (every flag write and ``create_cohort`` take it): every step of the write, validation and
         version check included, then a rollback; returns the record as it would have been, writes nothing."""
-        values = writes.flag_values(data)
-        async with self._write(dry_run) as tx:
-            project = await self._project(tx, project_id)
-            writes.check_flag(
-                values,
-                flag_id=0,
-                project_id=project_id,
-                others=await _peers(tx, project_id, values),
-                cohort_ids=await tx.live_cohort_ids(project_id),
-                group_type_mapping=project.group_type_mapping,
-            )
-            flag = await tx.insert_flag(project_id, values, actor)
-            await self._flag_changed(tx, "flag.created", actor, None, flag)
-        return flag
+        return await self._create(FLAGS, project_id, data, actor, dry_run)
 
     async def update_flag(
         self,
@@ -287,36 +256,18 @@ class WriteOperations:
         expected_version: int | None = None,
         dry_run: bool = False,
     ) -> FlagRecord:
-        """Partial update; ``Conflict`` (with the current version) when ``expected_version`` is stale."""
-        async with self._write(dry_run) as tx:
-            project = await self._project(tx, project_id)
-            current = await self._live_flag(tx, project_id, flag_id, expected_version)
-            values = writes.flag_values(changes, current=current)
-            if values.key != current.key:
-                peers = await tx.live_flags(project_id)
-                _refuse_if_used(
-                    f"flag {current.key!r}",
-                    "renamed",
-                    writes.flag_dependents(current, peers, by_key_only=True),
-                )
-            if "filters" in changes or values.active:
-                # An inactive flag with unchanged filters answers "disabled" whatever they say, so switching
-                # off a flag whose dependency or cohort has since gone must not be refused for it.
-                writes.check_flag(
-                    values,
-                    flag_id=flag_id,
-                    project_id=project_id,
-                    others=await _peers(tx, project_id, values),
-                    cohort_ids=await tx.live_cohort_ids(project_id),
-                    group_type_mapping=project.group_type_mapping,
-                )
-            flag = await tx.update_flag(
-                flag_id, values, deleted=False, expected_version=current.version, actor=actor
-            )
-            if flag is None:
-                raise Conflict(f"flag {flag_id} changed concurrently")
-            await self._flag_changed(tx, "flag.updated", actor, current, flag)
-        return flag
+        """Partial update; ``Conflict`` (with the current version) when ``expected_version`` is stale; a
+        rename is refused while flags depend on the key; an inactive flag whose filters are not given is not
+        validated again."""
+        return await self._change(
+            FLAGS,
+            project_id,
+            flag_id,
+            changes,
+            actor=actor,
+            expected_version=expected_version,
+            dry_run=dry_run,
+        )
 
     async def delete_flag(
         self,
@@ -328,65 +279,15 @@ class WriteOperations:
         dry_run: bool = False,
     ) -> FlagRecord:
         """Soft delete; the record comes back with ``deleted=True`` and a new version."""
-        async with self._write(dry_run) as tx:
-            await self._project(tx, project_id)
-            current = await self._live_flag(tx, project_id, flag_id, expected_version)
-            dependents = writes.flag_dependents(current, await tx.live_flags(project_id))
-            _refuse_if_used(f"flag {current.key!r}", "deleted", dependents)
-            values = writes.flag_values({}, current=current)
-            flag = await tx.update_flag(
-                flag_id, values, deleted=True, expected_version=current.version, actor=actor
-            )
-            if flag is None:
-                raise Conflict(f"flag {flag_id} changed concurrently")
-            await self._flag_changed(tx, "flag.deleted", actor, current, flag)
-        return flag
-
-    # Cohorts --------------------------------------------------------------------------------------------
-    @staticmethod
-    async def _cohort_changed(
-        tx: Transaction, action: str, actor: str, before: CohortRecord | None, after: CohortRecord
-    ) -> None:
-        members = await tx.members(after.id) if after.is_static else None
-        await tx.audit(
-            project_id=after.project_id,
-            actor=actor,
-            action=action,
-            entity_type="cohort",
-            entity_id=after.id,
-            before=msgspec.to_builtins(before) if before else None,
-            after=msgspec.to_builtins(after),
+        return await self._change(
+            FLAGS, project_id, flag_id, None, actor=actor, expected_version=expected_version, dry_run=dry_run
         )
-        await tx.change(
-            project_id=after.project_id,
-            entity_type="cohort",
-            entity_id=after.id,
-            entity_version=after.version,
-            op="delete" if after.deleted else "upsert",
-            payload=cohort_payload(after, members),
-        )
-
-    @staticmethod
-    async def _live_cohort(
-        tx: Transaction, project_id: int, cohort_id: int, expected_version: int | None
-    ) -> CohortRecord:
-        current = await tx.get_cohort(project_id, cohort_id)
-        return _require_live(current, "cohort", cohort_id, project_id, expected_version)
 
     async def create_cohort(
         self, project_id: int, data: Mapping[str, Any], *, actor: str, dry_run: bool = False
     ) -> CohortRecord:
         """``data``: name, description, filters, is_static, and for static cohorts ``members`` (ids)."""
-        values = writes.cohort_values(data)
-        async with self._write(dry_run) as tx:
-            await self._project(tx, project_id)
-            writes.check_cohort(values, cohort_id=0, cohort_ids=await tx.live_cohort_ids(project_id))
-            cohort = await tx.insert_cohort(project_id, values, actor)
-            if values.members:
-                await tx.replace_members(cohort.id, values.members)
-                cohort = await tx.get_cohort(project_id, cohort.id) or cohort
-            await self._cohort_changed(tx, "cohort.created", actor, None, cohort)
-        return cohort
+        return await self._create(COHORTS, project_id, data, actor, dry_run)
 
     async def update_cohort(
         self,
@@ -397,73 +298,25 @@ class WriteOperations:
         actor: str,
         expected_version: int | None = None,
     ) -> CohortRecord:
-        async with self._transaction() as tx:
-            await self._project(tx, project_id)
-            current = await self._live_cohort(tx, project_id, cohort_id, expected_version)
-            values = writes.cohort_values(changes, current=current)
-            writes.check_cohort(values, cohort_id=cohort_id, cohort_ids=await tx.live_cohort_ids(project_id))
-            cohort = await tx.update_cohort(
-                cohort_id, values, deleted=False, expected_version=current.version, actor=actor
-            )
-            if cohort is None:
-                raise Conflict(f"cohort {cohort_id} changed concurrently")
-            if values.members is not None:
-                await tx.replace_members(cohort_id, values.members)
-                cohort = await tx.get_cohort(project_id, cohort_id) or cohort
-            await self._cohort_changed(tx, "cohort.updated", actor, current, cohort)
-        return cohort
+        return await self._change(
+            COHORTS,
+            project_id,
+            cohort_id,
+            changes,
+            actor=actor,
+            expected_version=expected_version,
+            dry_run=False,
+        )
 
     async def delete_cohort(
         self, project_id: int, cohort_id: int, *, actor: str, expected_version: int | None = None
     ) -> CohortRecord:
-        async with self._transaction() as tx:
-            await self._project(tx, project_id)
-            current = await self._live_cohort(tx, project_id, cohort_id, expected_version)
-            ref = str(cohort_id)
-            used_by = [
-                f"flag:{f.key}"
-                for f in await tx.live_flags(project_id)
-                if ref in writes.cohort_refs(f.filters)
-            ]
-            used_by += [
-                f"cohort:{c.id}"
-                for c in await tx.live_cohorts(project_id)
-                if c.id != cohort_id and ref in writes.cohort_refs(c.filters)
-            ]
-            _refuse_if_used(f"cohort {cohort_id}", "deleted", used_by)
-            values = writes.cohort_values({}, current=current)
-            cohort = await tx.update_cohort(
-                cohort_id, values, deleted=True, expected_version=current.version, actor=actor
-            )
-            if cohort is None:
-                raise Conflict(f"cohort {cohort_id} changed concurrently")
-            await self._cohort_changed(tx, "cohort.deleted", actor, current, cohort)
-        return cohort
-
-
-def _refuse_if_used(what: str, verb: str, dependents: list[str]) -> None:
-    """``Conflict`` naming every dependent: deleting or renaming what live flags or cohorts use would silently
-    turn them off (a missing dependency, or a cohort that never matches). Nothing is written."""
-    if dependents:
-        named = [d if ":" in d else f"flag:{d}" for d in dependents]
-        raise Conflict(
-            f"{what} cannot be {verb}: {', '.join(named)} depend on it; change them first",
-            dependents=named,
+        return await self._change(
+            COHORTS,
+            project_id,
+            cohort_id,
+            None,
+            actor=actor,
+            expected_version=expected_version,
+            dry_run=False,
         )
-
-
-_Live = TypeVar("_Live", FlagRecord, CohortRecord)
-
-
-def _require_live(
-    current: _Live | None, kind: str, entity_id: int, project_id: int, expected_version: int | None
-) -> _Live:
-    """The entity if it exists and is not deleted; ``Conflict`` when ``expected_version`` is stale."""
-    if current is None or current.deleted:
-        raise NotFound(f"{kind} {entity_id} not found in project {project_id}")
-    if expected_version is not None and expected_version != current.version:
-        raise Conflict(
-            f"{kind} {entity_id} is at version {current.version}, not {expected_version}",
-            current_version=current.version,
-        )
-    return current

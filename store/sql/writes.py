@@ -13,7 +13,7 @@ Updates have PATCH semantics: only the fields given change; an unknown field is 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, Final
 
 import msgspec
@@ -104,12 +104,29 @@ class CohortValues(msgspec.Struct, frozen=True):
     members: tuple[str, ...] | None = None
 
 
-def _unknown(data: Mapping[str, Any], allowed: Collection[str], issues: list[Issue]) -> None:
-    issues.extend(
+def _start(
+    data: Mapping[str, Any], allowed: Collection[str], *, required: str, current: object | None
+) -> tuple[list[Issue], Callable[[str, Any], Any]]:
+    """The first steps of normalising a create (``current`` None: ``required`` must be given) or a partial
+    update of ``current``: input that is not an object is refused at once; the issues so far (unknown fields,
+    the missing required one), and ``given(field, default)``: the field as given, else as ``current`` has
+    it, else ``default``."""
+    if not isinstance(data, Mapping):
+        raise ValidationFailed([Issue("", "must be a JSON object")])
+    issues = [
         Issue(str(field), f"unknown field (allowed: {', '.join(allowed)})")
         for field in data
         if field not in allowed
-    )
+    ]
+    if current is None and required not in data:
+        issues.append(Issue(required, "is required"))
+
+    def given(field: str, default: Any) -> Any:
+        if field in data:
+            return data[field]
+        return getattr(current, field) if current is not None else default
+
+    return issues, given
 
 
 def _text(value: Any, path: str, issues: list[Issue], *, max_len: int, required: bool = False) -> str:
@@ -194,18 +211,7 @@ def _flag_filters(filters: dict[str, Any], issues: list[Issue]) -> dict[str, Any
 
 def flag_values(data: Mapping[str, Any], *, current: FlagRecord | None = None) -> FlagValues:
     """Normalise a create (``current`` None: ``key`` required, defaults for the rest) or a partial update."""
-    issues: list[Issue] = []
-    if not isinstance(data, Mapping):
-        raise ValidationFailed([Issue("", "must be a JSON object")])
-    _unknown(data, FLAG_FIELDS, issues)
-    if current is None and "key" not in data:
-        issues.append(Issue("key", "is required"))
-
-    def given(field: str, default: Any) -> Any:
-        if field in data:
-            return data[field]
-        return getattr(current, field) if current is not None else default
-
+    issues, given = _start(data, FLAG_FIELDS, required="key", current=current)
     key = given("key", "")
     if "key" in data:
         if not isinstance(key, str):
@@ -333,18 +339,7 @@ def _members(value: Any, issues: list[Issue]) -> tuple[str, ...]:
 
 def cohort_values(data: Mapping[str, Any], *, current: CohortRecord | None = None) -> CohortValues:
     """Normalise a cohort create (``name`` required) or partial update; ``is_static`` is fixed at creation."""
-    issues: list[Issue] = []
-    if not isinstance(data, Mapping):
-        raise ValidationFailed([Issue("", "must be a JSON object")])
-    _unknown(data, COHORT_FIELDS, issues)
-    if current is None and "name" not in data:
-        issues.append(Issue("name", "is required"))
-
-    def given(field: str, default: Any) -> Any:
-        if field in data:
-            return data[field]
-        return getattr(current, field) if current is not None else default
-
+    issues, given = _start(data, COHORT_FIELDS, required="name", current=current)
     name = _text(given("name", ""), "name", issues, max_len=MAX_NAME, required="name" in data)
     description = _text(given("description", ""), "description", issues, max_len=MAX_DESCRIPTION)
     filters = _object(given("filters", {}), "filters", issues)

@@ -2,13 +2,13 @@
 
 ``start()`` loads every project from Redis (``RedisFlagStore.load_all``), or, when Redis is unreachable or
 holds no synced data, from PostgreSQL (the ``fallback`` ``ProjectSource``), compiles each
-(``build_project_state``) and installs the lot. ``run()`` then follows the feed (``XREAD BLOCK``): the
-entries of one read are coalesced per project; for each touched project only the changed entities are read
-from Redis and applied to the data the installed state was built from (``apply_changes``), the result is
-compiled in a thread (the event loop keeps serving) and swapped in (``Catalog.install``: requests see the
-old state or the new one, never a mix). An entry whose ``prev`` is not the last entry this node read
-means it missed some (the stream was trimmed past it, or Redis restarted): it reloads everything, as it
-does on a ``reload`` entry from the syncer.
+(``build_project_state``) and installs the lot. ``run()`` then follows the feed (``XREAD BLOCK``, at the
+``pace`` given: batch size, longest wait, reconnect backoff): the entries of one read are coalesced per
+project; for each touched project only the changed entities are read from Redis and applied to the data the
+installed state was built from (``apply_changes``), the result is compiled in a thread (the event loop keeps
+serving) and swapped in (``Catalog.install``: requests see the old state or the new one, never a mix). An
+entry whose ``prev`` is not the last entry this node read means it missed some (the stream was trimmed past
+it, or Redis restarted): it reloads everything, as it does on a ``reload`` entry from the syncer.
 
 When Redis becomes unreachable the node keeps serving the catalog it has (``status.stale``), retries with
 capped, jittered backoff, and on reconnecting reloads everything, since it may have missed entries. It never
@@ -34,13 +34,14 @@ import structlog
 
 from store.catalog import Catalog, ProjectData, ProjectState, apply_changes, build_project_state
 from store.errors import StoreUnavailable
-from store.redis.feed import Backoff, FeedEntry, ProjectSource, raise_if_cancelling
+from store.redis.feed import FeedEntry, Pace, ProjectSource, raise_if_cancelling
 from store.redis.flag_store import RedisFlagStore
 
-__all__ = ["NodeFollower", "NodeStatus", "Source"]
+__all__ = ["FOLLOWER_PACE", "NodeFollower", "NodeStatus", "Source"]
 
 Source = Literal["none", "redis", "postgres", "stale"]
 InstallHook = Callable[[ProjectState, Sequence[FeedEntry]], None]
+FOLLOWER_PACE = Pace(batch_size=1000, wait_seconds=1.0, backoff_base=0.05, backoff_cap=2.0)
 
 _log = structlog.get_logger(__name__)
 
@@ -69,17 +70,15 @@ class NodeFollower:
         catalog: Catalog,
         *,
         fallback: ProjectSource | None = None,
-        block_ms: int = 1000,
-        batch_size: int = 1000,
-        backoff_cap: float = 2.0,
+        pace: Pace = FOLLOWER_PACE,
         on_install: InstallHook | None = None,
     ) -> None:
         self.catalog = catalog
         self._store = store
         self._fallback = fallback
-        self._block_ms = block_ms
-        self._batch_size = batch_size
-        self._backoff = Backoff(base=0.05, cap=backoff_cap)
+        self._pace = pace
+        self._backoff = pace.backoff()
+        self._block_ms = max(1, round(pace.wait_seconds * 1000))  # XREAD BLOCK 0 would wait forever
         self._on_install = on_install
         self._last_id = "0-0"
         self._need_reload = True
@@ -126,7 +125,7 @@ class NodeFollower:
                 if self._need_reload and not await self._reload_from_redis():
                     self._stale = True
                 entries = await self._store.read_feed(
-                    self._last_id, count=self._batch_size, block_ms=self._block_ms
+                    self._last_id, count=self._pace.batch_size, block_ms=self._block_ms
                 )
                 await self._follow(entries)
                 self._backoff.reset()

@@ -8,12 +8,13 @@ connection not yet noticed), nothing breaks: applies are idempotent and version-
 moves from the value its writer read (``RedisFlagStore.commit``), so each change is published once.
 
 The active syncer, on the same connection, LISTENs on ``flagd_changes`` and on every (re)connect catches up
-from its cursor (kept in Redis). NOTIFY only wakes it: a lost notification loses nothing, and it also polls
-every ``poll_seconds``. When the cursor is missing (Redis lost its data, or is new) it does a full resync:
-every project from PostgreSQL (``ProjectSource.load_projects``) rewritten into Redis, the cursor set to the
-change_log's newest seq read before that load, and a ``reload`` entry on the feed. Every
-``reconcile_seconds`` it compares PostgreSQL and Redis project by project and rewrites any that drifted.
-Failures (either server) close the connection and retry with capped, jittered backoff.
+from its cursor (kept in Redis), ``pace.batch_size`` changes at a time. NOTIFY only wakes it: a lost
+notification loses nothing, and it also polls every ``pace.wait_seconds``. When the cursor is missing (Redis
+lost its data, or is new) it does a full resync: every project from PostgreSQL
+(``ProjectSource.load_projects``) rewritten into Redis, the cursor set to the change_log's newest seq read
+before that load, and a ``reload`` entry on the feed. Every ``reconcile_seconds`` it compares PostgreSQL and
+Redis project by project and rewrites any that drifted. Failures (either server) close the connection and
+retry with the pace's capped, jittered backoff.
 """
 
 from __future__ import annotations
@@ -30,13 +31,22 @@ import structlog
 
 from store.catalog import ProjectData
 from store.errors import StoreUnavailable
-from store.redis.feed import Backoff, Change, ProjectSource, raise_if_cancelling
+from store.redis.feed import Change, Pace, ProjectSource, raise_if_cancelling
 from store.redis.flag_store import APPLIED, COMMITTED, CURSOR_LOST, RedisFlagStore
 
-__all__ = ["CHANNEL", "SYNCER_LOCK", "ProjectSource", "SyncStats", "Syncer", "project_fingerprint"]
+__all__ = [
+    "CHANNEL",
+    "SYNCER_LOCK",
+    "SYNCER_PACE",
+    "ProjectSource",
+    "SyncStats",
+    "Syncer",
+    "project_fingerprint",
+]
 
 SYNCER_LOCK = 7420130003  # advisory lock key (…01: change_log seq, …02: migrations)
 CHANNEL = "flagd_changes"
+SYNCER_PACE = Pace(batch_size=500, wait_seconds=2.0, backoff_base=0.1, backoff_cap=5.0)
 
 _log = structlog.get_logger(__name__)
 
@@ -103,22 +113,19 @@ class Syncer:
         store: RedisFlagStore,
         source: ProjectSource,
         *,
+        pace: Pace = SYNCER_PACE,
         reconcile_seconds: float = 60.0,
-        poll_seconds: float = 2.0,
         lock_retry_seconds: float = 1.0,
-        batch_size: int = 500,
         query_timeout: float = 10.0,
-        backoff_cap: float = 5.0,
     ) -> None:
         self._dsn = dsn
         self._store = store
         self._source = source
+        self._pace = pace
+        self._backoff = pace.backoff()
         self._reconcile_seconds = reconcile_seconds
-        self._poll_seconds = poll_seconds
         self._lock_retry_seconds = lock_retry_seconds
-        self._batch_size = batch_size
         self._timeout = query_timeout
-        self._backoff = Backoff(base=0.1, cap=backoff_cap)
         self.role: Literal["starting", "standby", "active", "retrying"] = "starting"
         self.cursor: int | None = None  # last cursor seen in Redis
         self.last_error: str | None = None
@@ -203,7 +210,7 @@ class Syncer:
             raise_if_cancelling()
             if lost.is_set() or conn.is_closed():
                 raise _ConnectionLostError("the syncer's PostgreSQL connection closed")
-            timeout = max(0.0, min(self._poll_seconds, next_reconcile - loop.time()))
+            timeout = max(0.0, min(self._pace.wait_seconds, next_reconcile - loop.time()))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):  # not wait_for: on 3.11 it can swallow a cancel
                     await wake.wait()
@@ -223,7 +230,7 @@ class Syncer:
                 await self._resync(conn)
                 continue
             self.cursor = cursor
-            rows = await conn.fetch(_CHANGES, cursor, self._batch_size, timeout=self._timeout)
+            rows = await conn.fetch(_CHANGES, cursor, self._pace.batch_size, timeout=self._timeout)
             if not rows:
                 return
             changes = [_change(row) for row in rows]
@@ -234,7 +241,7 @@ class Syncer:
                 self.stats.applied += applied
                 self.stats.skipped += len(results) - applied
                 self.cursor = changes[-1].seq
-                if len(rows) < self._batch_size:
+                if len(rows) < self._pace.batch_size:
                     return
             elif outcome == CURSOR_LOST:
                 _log.warning("syncer.cursor_lost")

@@ -9,13 +9,22 @@ import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import msgspec
+
 from store.catalog import Catalog, ProjectState, build_project_state
+from store.redis.feed import Pace
 from store.redis.flag_store import RedisFlagStore
 from store.sql.migrate import migrate
 from store.sql.postgres import PostgresRepository
-from store.stream.syncer import Syncer, project_fingerprint
+from store.stream.node import FOLLOWER_PACE
+from store.stream.syncer import SYNCER_PACE, Syncer, project_fingerprint
 
 _keys = itertools.count()
+
+
+def follower_pace(wait_seconds: float, backoff_cap: float) -> Pace:
+    """A node follower's pace that notices news and retries sooner than the default."""
+    return msgspec.structs.replace(FOLLOWER_PACE, wait_seconds=wait_seconds, backoff_cap=backoff_cap)
 
 
 async def wait_until(
@@ -58,8 +67,13 @@ class StreamEnv:
         self.injected: set[str] = set()  # feed entry ids a test published itself (duplicate deliveries)
 
     def syncer(self, **options: Any) -> Syncer:
-        options = {"poll_seconds": 0.5, "lock_retry_seconds": 0.2, "reconcile_seconds": 60.0, **options}
-        return Syncer(self.dsn, self.store, self.repo, **options)
+        """A syncer quicker to poll and to take over than the default; ``options``: ``Syncer``'s keywords and
+        ``Pace``'s fields."""
+        pace = {"wait_seconds": 0.5, **{k: options.pop(k) for k in Pace.__struct_fields__ if k in options}}
+        options = {"lock_retry_seconds": 0.2, "reconcile_seconds": 60.0, **options}
+        return Syncer(
+            self.dsn, self.store, self.repo, pace=msgspec.structs.replace(SYNCER_PACE, **pace), **options
+        )
 
     def start(self, syncer: Syncer) -> asyncio.Task[None]:
         task = asyncio.create_task(syncer.run())

@@ -22,7 +22,7 @@ from store.stream.node import NodeFollower
 from tests.flagd.sdk_support import client, make_app
 from tests.redis_topology import Cluster, kill, redis_cluster
 from tests.store.persons.conftest import feed
-from tests.store.streams import StreamEnv, catalog_flags, flag_data, stream_env, wait_until
+from tests.store.streams import StreamEnv, catalog_flags, flag_data, follower_pace, stream_env, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ def cluster() -> Iterator[Cluster]:
 async def node(env: StreamEnv) -> AsyncIterator[NodeFollower]:
     """A node following the cluster's feed into its own catalog."""
     store = RedisFlagStore(env.redis_url, socket_timeout=0.5)
-    follower = NodeFollower(store, Catalog(), fallback=env.repo, block_ms=200, backoff_cap=0.3)
+    follower = NodeFollower(store, Catalog(), fallback=env.repo, pace=follower_pace(0.2, backoff_cap=0.3))
     assert await follower.start()
     task = asyncio.create_task(follower.run())
     try:

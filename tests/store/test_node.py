@@ -13,7 +13,15 @@ from store.catalog import Catalog
 from store.redis.flag_store import RedisFlagStore
 from store.stream.node import NodeFollower
 from tests.servers import RedisServer
-from tests.store.streams import StreamEnv, catalog_flags, flag_data, pg_flags, stream_env, wait_until
+from tests.store.streams import (
+    StreamEnv,
+    catalog_flags,
+    flag_data,
+    follower_pace,
+    pg_flags,
+    stream_env,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +33,7 @@ class Node:
         self.store = RedisFlagStore(env.redis_url, socket_timeout=0.5)
         self.catalog = Catalog()
         self.follower = NodeFollower(
-            self.store, self.catalog, fallback=env.repo, block_ms=200, backoff_cap=0.3
+            self.store, self.catalog, fallback=env.repo, pace=follower_pace(0.2, backoff_cap=0.3)
         )
         self.task: asyncio.Task[None] | None = None
 

@@ -18,7 +18,7 @@ from store.redis.feed import Change
 from store.redis.flag_store import SKIPPED, RedisFlagStore
 from store.stream.node import NodeFollower
 from store.stream.syncer import SYNCER_LOCK
-from tests.store.streams import StreamEnv, flag_data, node_matches_pg, stream_env, wait_until
+from tests.store.streams import StreamEnv, flag_data, follower_pace, node_matches_pg, stream_env, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +44,7 @@ class Run:
         self.project_id = project_id
         self.flags: list[Any] = []
         self.cohorts: list[Any] = []
-        self.syncer_task = env.start(env.syncer(poll_seconds=0.2, lock_retry_seconds=0.1, backoff_cap=0.2))
+        self.syncer_task = env.start(env.syncer(wait_seconds=0.2, lock_retry_seconds=0.1, backoff_cap=0.2))
 
     async def apply(self, step: tuple[Any, ...]) -> None:
         repo, pid, kind = self.env.repo, self.project_id, step[0]
@@ -72,7 +72,7 @@ class Run:
             self.flags.append(await repo.create_flag(pid, data, actor="t"))
         elif kind == "restart_syncer":
             await self.env.stop(self.syncer_task)
-            self.syncer_task = self.env.start(self.env.syncer(poll_seconds=0.2, lock_retry_seconds=0.1))
+            self.syncer_task = self.env.start(self.env.syncer(wait_seconds=0.2, lock_retry_seconds=0.1))
         elif kind == "drop_listen":
             await terminate_lock_holder(self.env)
         elif kind == "flush_redis":
@@ -157,7 +157,7 @@ async def test_random_edits_and_faults_converge(shared: StreamEnv, script: list[
     run = Run(env, project.id)
     node_store = RedisFlagStore(env.redis_url, socket_timeout=0.5)
     catalog = Catalog()
-    follower = NodeFollower(node_store, catalog, fallback=env.repo, block_ms=100, backoff_cap=0.2)
+    follower = NodeFollower(node_store, catalog, fallback=env.repo, pace=follower_pace(0.1, backoff_cap=0.2))
     await follower.start()
     node_task = asyncio.create_task(follower.run())
     try:

@@ -190,7 +190,7 @@ async def test_only_one_syncer_applies_and_a_standby_takes_over(env: StreamEnv) 
 async def test_flushed_redis_is_rebuilt_from_postgres(env: StreamEnv) -> None:
     """After FLUSHALL the cursor is gone: the syncer resyncs everything and tells nodes to reload."""
     project = (await env.repo.create_project("p", actor="test")).project
-    syncer = env.syncer(poll_seconds=0.2)
+    syncer = env.syncer(wait_seconds=0.2)
     env.start(syncer)
     await edit_many(env, project.id, 5)
     await env.synced()
@@ -220,7 +220,7 @@ async def test_reconciliation_heals_drift(env: StreamEnv) -> None:
 async def test_a_lost_notify_is_caught_by_the_poll(env: StreamEnv) -> None:
     """With NOTIFY silenced the syncer still applies new changes, from its periodic catch-up."""
     project = (await env.repo.create_project("p", actor="test")).project
-    syncer = env.syncer(poll_seconds=0.3)
+    syncer = env.syncer(wait_seconds=0.3)
     env.start(syncer)
     await env.synced()
     conn = await asyncpg.connect(env.dsn)
