@@ -1,31 +1,45 @@
 """``RedisPersonStore``: persons, groups and behaviour counts in Redis, hash-tagged per person.
 
-Key layout (``flagd`` is the configurable prefix; fields: ``store.persons.model``)::
+Key layout (``flagd`` is the configurable prefix; fields: ``store.persons.model``), the same on a single Redis
+and on a Redis Cluster (``redis+cluster://``)::
 
     flagd:P{p<project>:<distinct id>}   hash   properties, count buckets, '_n' (property count), '_t' (next
-                                               trim), or only '@' -> the id this one was merged into
+                                               trim), or only '@' -> the id this one was merged into (and
+                                               '~' -> merge id while a Cluster merge is unfinished)
     flagd:U{p<project>:<distinct id>}   zset   event uuids seen recently (dedupe), scored by ingest second
+    flagd:M{p<project>:<distinct id>}   hash   } a merged person's data on its way to the target (Cluster
+    flagd:N{p<project>:<distinct id>}   zset   } merges only, ``store.persons.handover``), for one step
     flagd:G{p<project>:<len>:<type>:<key>}  hash   group properties
     flagd:S{p<project>}                 zset   distinct ids by last write (seen_persons), trimmed to the TTL
     flagd:C{p<project>}                 hash   filtered counter id -> epoch second it was first tracked
 
-Every person's keys share one hash tag, so a person's write or read is one script on one slot. A person or
-group hash expires ``FLAGD_PERSON_TTL_DAYS`` after its last write (the TTL and the ``seen`` time are refreshed
-when its buckets are rolled up, at most every 10 minutes per person).
+Every person's keys share one hash tag, so a person's write or read is one script on one slot, and on a
+Cluster one project's persons spread over every shard (slots by person). A person or group hash expires
+``FLAGD_PERSON_TTL_DAYS`` after its last write (the TTL and the ``seen`` time are refreshed when its buckets
+are rolled up, at most every 10 minutes per person).
 
-**On a Redis Cluster** (``redis+cluster://``) the tag is the project alone (``flagd:P{p<project>}:<distinct
-id>``, ``flagd:U{p<project>}:<id>``, ``flagd:G{p<project>}:<len>:<type>:<key>``): a write step, a merge
-(two persons and the seen set) and a coalesced read (split per project) are each one script on one slot,
-so they stay atomic. The cost: one project's persons live on one shard (projects spread over shards).
-
-**Writes**: one ``WRITE`` script call per batch step (all persons of the step: their keys are declared, so a
-cluster client would split the call by slot; flagd runs it on one Redis today). A write to an id that was
-merged elsewhere comes back as a redirect and is resent to the target (ids resolved once are cached).
-**Reads** are coalesced: every ``read`` issued during one event-loop turn goes out in one ``READ`` script
-call (measured: redis-py spends ~60 µs of client CPU per command, so one command per request would cost more
-than the whole flag evaluation). That call goes through a ``store.servers.hedging.HedgedReader`` over the
-primary and the read replicas (``replicas=``): to the server answering best, hedged to another one when slow,
-bounded by the latest deadline of the reads it carries, skipping servers whose circuit breaker is open.
+**Writes**: one ``WRITE`` script call per batch step on a single Redis (all persons and groups of the step,
+and the seen set: atomic). On a Cluster the step is split into one ``WRITE`` per slot, sent in one pipeline
+(a round trip per shard); each is atomic on its slot. So that a step over the property limit still writes
+nothing, a step spanning several slots with property operations first sends the same calls check-only (one
+more round trip); a concurrent write pushing a person over the limit between the two can still leave the
+other slots written. The seen set (its own slot) is updated after the persons, by a separate ``SEEN`` call
+with the ids whose roll-up came due: if that call fails, the batch fails and those ids join the seen set at
+their next roll-up (at most 10 minutes of writes later); the seen set only samples the population
+(``seen_persons``, which skips merged ids), so lagging a write is harmless.
+A write to an id that was merged elsewhere comes back as a redirect and is resent to the target (ids
+resolved once are cached).
+**Merges** (``$identify``, ``$create_alias``): one ``MERGE`` script on a single Redis (both persons and the
+seen set). On a Cluster the two persons are on different slots: three steps, each atomic on its slot,
+convergent under retries (``store.persons.handover`` has the sequence and its failure cases).
+**Reads** are coalesced: every ``read`` issued during one event-loop turn goes out together (measured:
+redis-py spends ~60 µs of client CPU per command, so one command per request would cost more than the whole
+flag evaluation): one ``READ`` script call on a single Redis; on a Cluster one ``READ`` per slot (a person's
+hash in its slot's call, each group hash in its own), in one pipeline. That call (or pipeline) goes through a
+``store.servers.hedging.HedgedReader`` over the primary and the read replicas (``replicas=``): to the server
+answering best, hedged to another one when slow, bounded by the latest deadline of the reads it carries,
+skipping servers whose circuit breaker is open. On a Cluster a slot that failed fails only the reads that
+needed it.
 
 **Read-your-writes with replicas**: ``apply`` returns only after ``WAIT <replicas> <replica_wait_ms>`` on the
 primary, i.e. once every replica has the write (so a /batch answered 200 is visible to the next /flags on
@@ -94,13 +108,19 @@ async def _per_slot(
     if len(calls) == 1:
         keys, args = calls[0]
         return [await script(keys=keys, args=args, client=client)]
-    answers: list[Any] = []
-    for _ in range(2):
+    answers: list[Any] = [None] * len(calls)
+    todo = list(range(len(calls)))
+    for attempt in range(2):
+        # redis-py blocks pipe.evalsha on a Cluster (it cannot retry NOSCRIPT there): done here, and only
+        # the calls that met NOSCRIPT are sent again (a WRITE that ran must not run twice).
         async with client.pipeline(transaction=False) as pipe:
-            for keys, args in calls:
+            for i in todo:
+                keys, args = calls[i]
                 pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-            answers = await pipe.execute(raise_on_error=False)
-        if not any(isinstance(a, redis_errors.NoScriptError) for a in answers):
+            for i, answer in zip(todo, await pipe.execute(raise_on_error=False), strict=True):
+                answers[i] = answer
+        todo = [i for i in todo if isinstance(answers[i], redis_errors.NoScriptError)]
+        if not todo or attempt:
             break
         await client.script_load(script.script)  # to every primary
     errors = [a for a in answers if isinstance(a, Exception)]
