@@ -44,6 +44,7 @@ import msgspec
 from store.errors import StoreUnavailable
 from store.persons import lua
 from store.persons.protocol import StoreSettings
+from store.persons.slots import text
 from store.servers.connections import AnyRedis
 
 __all__ = ["Handover"]
@@ -54,7 +55,7 @@ Keyed = Callable[[str, int, str], str]  # (kind, project, distinct id) -> key
 
 
 def _texts(values: list[Any]) -> list[str]:
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+    return [text(v) for v in values]
 
 
 class Handover:
@@ -84,9 +85,9 @@ class Handover:
         merge_id = secrets.token_hex(8)
         args: list[str | int] = [target, merge_id, s.person_ttl_seconds, int(identify)]
         result = await self._detach(keys=keys, args=args)
-        status = _texts(result[:1])[0]
+        status = text(result[0])
         if status == "a":
-            return "a", _texts(result[1:2])[0]
+            return "a", text(result[1])
         if status == "kept":  # the target still becomes identified
             moved = await self._absorb_into(project_id, target, "", [], [], now, hops=1)
             return ("kept", "") if moved == target else ("b", moved)
@@ -128,9 +129,9 @@ class Handover:
         for _ in range(hops):
             keys = self._keys(project_id, target, "PU")
             result = await self._absorb(keys=keys, args=[arg])
-            if _texts(result[:1])[0] == "ok":
+            if text(result[0]) == "ok":
                 return target
-            target = _texts(result[1:2])[0]
+            target = text(result[1])
         if hops > 1:
             raise StoreUnavailable("person merge: too many merged-id redirects")
         return target

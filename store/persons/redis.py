@@ -55,23 +55,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 from cachetools import LRUCache
 from redis import exceptions as redis_errors
 from redis.asyncio.cluster import RedisCluster
-from redis.commands.core import AsyncScript
 from redis.crc import key_slot
 
-from evaluator.behaviour import BehaviourQuery
-from store.errors import PersonLimitExceeded, StoreTimeout, StoreUnavailable
+from store.errors import PersonLimitExceeded, StoreUnavailable
 from store.persons import lua
 from store.persons.handover import Handover
 from store.persons.model import Merge, PersonView, ReadRequest, Step, Writes, properties_of
 from store.persons.protocol import SeenPerson, StoreSettings
-from store.persons.windows import counter_token, firsts
+from store.persons.slots import ReadCall, WriteCall, failure, per_slot, text, translated
 from store.servers.connections import AnyRedis, redis_client, server_name
 from store.servers.hedging import HedgedReader
 
@@ -80,88 +78,6 @@ __all__ = ["RedisPersonStore"]
 _encode = msgspec.json.Encoder().encode
 _decode_props = msgspec.json.Decoder(dict[str, Any]).decode
 _MAX_HOPS = 5
-
-
-def _failure(what: str, exc: Exception) -> Exception:
-    """A Redis error as the store's error (others pass through)."""
-    if isinstance(exc, redis_errors.TimeoutError | TimeoutError):
-        return StoreTimeout(f"Redis timed out during {what}")
-    if isinstance(exc, redis_errors.RedisError | OSError):
-        return StoreUnavailable(f"Redis failed during {what}: {exc}")
-    return exc
-
-
-@contextlib.contextmanager
-def _translated(what: str) -> Iterator[None]:
-    try:
-        yield
-    except (redis_errors.RedisError, OSError) as exc:
-        raise _failure(what, exc) from exc
-
-
-async def _per_slot(
-    client: AnyRedis, script: AsyncScript, calls: list[tuple[list[str], list[Any]]]
-) -> list[Any]:
-    """``script`` once per (keys, args) call: one call as it is; several (one per slot, on a Cluster) in one
-    pipeline, a round trip and a connection per shard (calls sent concurrently would open a connection
-    each). A call that failed answers its exception; if all failed, the first is raised."""
-    if len(calls) == 1:
-        keys, args = calls[0]
-        return [await script(keys=keys, args=args, client=client)]
-    answers: list[Any] = [None] * len(calls)
-    todo = list(range(len(calls)))
-    for attempt in range(2):
-        # redis-py blocks pipe.evalsha on a Cluster (it cannot retry NOSCRIPT there): done here, and only
-        # the calls that met NOSCRIPT are sent again (a WRITE that ran must not run twice).
-        async with client.pipeline(transaction=False) as pipe:
-            for i in todo:
-                keys, args = calls[i]
-                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-            for i, answer in zip(todo, await pipe.execute(raise_on_error=False), strict=True):
-                answers[i] = answer
-        todo = [i for i in todo if isinstance(answers[i], redis_errors.NoScriptError)]
-        if not todo or attempt:
-            break
-        await client.script_load(script.script)  # to every primary
-    errors = [a for a in answers if isinstance(a, Exception)]
-    if errors and len(errors) == len(answers):
-        raise errors[0]
-    return answers
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _plan(query: BehaviourQuery, now: int) -> tuple[str | int, ...]:
-    return (counter_token(query.counter), *firsts(query, now))
-
-
-class _ReadCall:
-    """One ``READ`` script call: person hashes (with the distinct count plans they need) and group hashes."""
-
-    __slots__ = ("answer", "groups", "index_of", "persons", "plans", "wanted")
-
-    def __init__(self) -> None:
-        self.persons: list[str] = []
-        self.groups: list[str] = []
-        # Distinct (query, now) plans, sent once: concurrent checks of one project ask the same queries.
-        self.plans: list[tuple[str | int, ...]] = []
-        self.index_of: dict[tuple[str, int], int] = {}
-        self.wanted: list[list[int]] = []  # per person: its queries' plan indexes
-        self.answer: Any = None
-
-    def add_person(self, key: str, queries: Sequence[BehaviourQuery], now: int) -> int:
-        indexes = []
-        for q in queries:
-            at = self.index_of.get((q.key, now))
-            if at is None:
-                at = self.index_of[(q.key, now)] = len(self.plans)
-                self.plans.append(_plan(q, now))
-            indexes.append(at)
-        self.persons.append(key)
-        self.wanted.append(indexes)
-        return len(self.persons) - 1
 
 
 class _Pending:
@@ -182,17 +98,8 @@ class _Pending:
         self.hops = 0
         self.now = now
         self.retention = retention
-        self.at: tuple[_ReadCall, int]  # set per flush: the call reading the person, and its index there
-        self.groups: list[tuple[str, _ReadCall, int]] = []  # (group type, call, index among its groups)
-
-
-class _WriteCall:
-    __slots__ = ("entries", "keys", "owners")
-
-    def __init__(self, keys: list[str]) -> None:
-        self.keys = keys
-        self.entries: list[Any] = []
-        self.owners: list[str | None] = []
+        self.at: tuple[ReadCall, int]  # set per flush: the call reading the person, and its index there
+        self.groups: list[tuple[str, ReadCall, int]] = []  # (group type, call, index among its groups)
 
 
 class RedisPersonStore:
@@ -308,7 +215,7 @@ class RedisPersonStore:
         expected = self._replicas if now >= self._primary_only_until else self._acknowledging
         if expected == 0:
             return
-        with _translated("waiting for replicas"):
+        with translated("waiting for replicas"):
             acknowledged = int(await self._client.wait(expected, self._replica_wait_ms))
         if acknowledged < expected:
             self.replica_shortfalls += 1
@@ -338,14 +245,14 @@ class RedisPersonStore:
                     if isinstance(outcome, int) or owner is None:
                         continue
                     if isinstance(outcome, list):  # that merge is unfinished: not cached (handover)
-                        target = _text(outcome[0])
+                        target = text(outcome[0])
                     else:
-                        target = _text(outcome)
+                        target = text(outcome)
                         self._aliases[(project_id, owner)] = target
                     redirected.setdefault(self._resolve(project_id, target), []).extend(persons[owner])
-                seen.extend(_text(member) for member in result[2])
+                seen.extend(text(member) for member in result[2])
             if seen:  # on a Cluster: the seen set is on its own slot (module docstring)
-                with _translated("seen set update"):
+                with translated("seen set update"):
                     await self._seen(
                         keys=[self.seen_key(project_id)],
                         args=[now, self._settings.person_ttl_seconds, "", *seen],
@@ -357,15 +264,15 @@ class RedisPersonStore:
 
     def _write_calls(
         self, project_id: int, persons: dict[str, list[Any]], groups: dict[tuple[str, str], list[Any]]
-    ) -> list[_WriteCall]:
+    ) -> list[WriteCall]:
         """One ``WRITE`` call per slot (one in all on a single Redis, with the seen set as its first key)."""
-        calls: dict[int, _WriteCall] = {}
+        calls: dict[int, WriteCall] = {}
 
-        def call_for(key: str) -> _WriteCall:
+        def call_for(key: str) -> WriteCall:
             slot = self._slot(key)
             call = calls.get(slot)
             if call is None:
-                call = calls[slot] = _WriteCall([] if self._cluster else [self.seen_key(project_id)])
+                call = calls[slot] = WriteCall([] if self._cluster else [self.seen_key(project_id)])
             return call
 
         for did, events in persons.items():
@@ -383,20 +290,20 @@ class RedisPersonStore:
         return list(calls.values())
 
     async def _run_writes(
-        self, calls: list[_WriteCall], now: int, retention: int, *, check: bool = False
+        self, calls: list[WriteCall], now: int, retention: int, *, check: bool = False
     ) -> list[Any]:
         """The calls (pipelined on a Cluster); raises ``PersonLimitExceeded`` if one answers the limit."""
         s = self._settings
         head = [now, s.person_ttl_seconds, s.dedupe_seconds, retention, s.max_person_properties]
         tail = [0 if self._cluster else 1, int(check)]
-        with _translated("person write"):
-            results = await _per_slot(
+        with translated("person write"):
+            results = await per_slot(
                 self._client, self._write, [(c.keys, [_encode([*head, c.entries, *tail])]) for c in calls]
             )
         for call, result in zip(calls, results, strict=True):
             if isinstance(result, Exception):
-                raise _failure("person write", result)
-            if _text(result[0]) == "limit":
+                raise failure("person write", result)
+            if text(result[0]) == "limit":
                 owner = call.owners[int(result[1]) - 1]
                 raise PersonLimitExceeded(owner or "group", s.max_person_properties)
         return results
@@ -409,7 +316,7 @@ class RedisPersonStore:
         for _ in range(_MAX_HOPS):
             if source == target:
                 return
-            with _translated("person merge"):
+            with translated("person merge"):
                 status, moved = await attempt(project_id, source, target, identify=merge.identify, now=now)
             if status == "ok":
                 self._aliases[(project_id, source)] = target
@@ -440,7 +347,7 @@ class RedisPersonStore:
             int(identify),
         ]
         result = await self._merge(keys=keys, args=args)
-        return _text(result[0]), _text(result[1]) if len(result) > 1 else ""
+        return text(result[0]), text(result[1]) if len(result) > 1 else ""
 
     # -- reads -------------------------------------------------------------------------------------------
     async def read(
@@ -467,16 +374,16 @@ class RedisPersonStore:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _read_calls(self, batch: list[_Pending]) -> list[_ReadCall]:
+    def _read_calls(self, batch: list[_Pending]) -> list[ReadCall]:
         """One ``READ`` call per slot (one in all on a single Redis): each item's person hash goes in its
         slot's call, each of its group hashes in theirs."""
-        calls: dict[int, _ReadCall] = {}
+        calls: dict[int, ReadCall] = {}
 
-        def call_for(key: str) -> _ReadCall:
+        def call_for(key: str) -> ReadCall:
             slot = self._slot(key)
             call = calls.get(slot)
             if call is None:
-                call = calls[slot] = _ReadCall()
+                call = calls[slot] = ReadCall()
             return call
 
         for item in batch:
@@ -500,8 +407,8 @@ class RedisPersonStore:
         script = self._read
 
         async def read_on(server: int) -> list[Any]:
-            with _translated("person read"):
-                return await _per_slot(clients[server], script, script_calls)
+            with translated("person read"):
+                return await per_slot(clients[server], script, script_calls)
 
         loop = asyncio.get_running_loop()
         only = (0,) if self._primary_only_until > loop.time() else None
@@ -510,7 +417,7 @@ class RedisPersonStore:
         except Exception as exc:
             answers = [exc] * len(calls)
         for call, answer in zip(calls, answers, strict=True):
-            call.answer = _failure("person read", answer) if isinstance(answer, Exception) else answer
+            call.answer = failure("person read", answer) if isinstance(answer, Exception) else answer
         for item in batch:
             if not item.future.done():
                 self._answer(item, loop)
@@ -521,7 +428,7 @@ class RedisPersonStore:
             item.future.set_exception(call.answer)
             return
         answer = call.answer[index]
-        redirect = _text(answer[0])
+        redirect = text(answer[0])
         if redirect:
             request = item.request
             if len(answer) == 1:  # not while that merge is unfinished (len 2: see store.persons.handover)
@@ -550,26 +457,26 @@ class RedisPersonStore:
         import time
 
         now = int(time.time())
-        with _translated("seen persons"):
+        with translated("seen persons"):
             rows: list[tuple[bytes, float]] = await self._client.zrevrangebyscore(  # type: ignore[assignment]
                 self.seen_key(project_id), "+inf", now - since_seconds, start=0, num=limit, withscores=True
             )
             async with self._client.pipeline(transaction=False) as pipe:
                 for member, _ in rows:
-                    pipe.hgetall(self.person_key(project_id, _text(member)))
+                    pipe.hgetall(self.person_key(project_id, text(member)))
                 hashes = await pipe.execute()
         seen: list[SeenPerson] = []
         for (member, score), fields in zip(rows, hashes, strict=True):
             if b"@" in fields or "@" in fields:  # merged (on a Cluster the seen set may lag a merge)
                 continue
-            props = {_text(f)[1:]: _text(v) for f, v in fields.items() if _text(f).startswith("p")}
-            seen.append(SeenPerson(_text(member), int(score), properties_of(props)))
+            props = {text(f)[1:]: text(v) for f, v in fields.items() if text(f).startswith("p")}
+            seen.append(SeenPerson(text(member), int(score), properties_of(props)))
         return seen
 
     async def track(self, project_id: int, counters: Sequence[str], now: int) -> dict[str, int]:
         if not counters:
             return {}
-        with _translated("counter tracking"):
+        with translated("counter tracking"):
             since = await self._track(keys=[self.counters_key(project_id)], args=[now, *counters])
         return {c: int(s) for c, s in zip(counters, since, strict=True)}
 
