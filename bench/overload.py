@@ -1,11 +1,13 @@
 """Overload: ``POST /flags`` at 3× the saturating rate, three servers side by side, same run.
 
 Run: ``.venv/bin/python -m bench.overload [--workers 2] [--duration 15] [--connections 1000] [--factor 3]
-[--rounds 3] [--backpressure 256]``
+[--rounds 3] [--backpressure 256] [--server LABEL:FLAGD_X=value,... ...]``
 
 Servers (all up for the whole run; rounds alternate between them, so drifting machine load hits all alike):
 shedding on with ``FLAGD_BACKPRESSURE=--backpressure``; shedding on with Granian's backpressure; shedding
-off (``FLAGD_SHED_TARGET_DELAY=0``, ``FLAGD_SHED_MAX_IN_FLIGHT`` = 10⁶) with Granian's backpressure.
+off (``FLAGD_SHED_TARGET_DELAY=0``, ``FLAGD_SHED_MAX_IN_FLIGHT`` = 10⁶) with Granian's backpressure. Or, with
+``--server`` (repeatable), exactly the servers named, each with its own ``FLAGD_*`` environment
+(``PYTHONPATH`` too, to run another checkout's code beside this one's).
 
 1. **Peak** of each: ``wrk`` closed loop (64 connections, as ``bench/load.py``); the largest is "peak".
 2. **Overload**: ``wrk`` with ``--connections`` connections and exponential think time aimed at ``--factor`` ×
@@ -42,8 +44,17 @@ SHED_OFF = {"FLAGD_SHED_TARGET_DELAY": "0", "FLAGD_SHED_MAX_IN_FLIGHT": "1000000
 GRANIAN_DEFAULT = {"FLAGD_BACKPRESSURE": "0"}  # Granian's own cap: backlog / workers = 1,024 per worker
 
 
+def parse_server(spec: str) -> tuple[str, dict[str, str]]:
+    """``LABEL:VAR=value,VAR=value`` (``--server``): a server's label and its extra environment."""
+    label, sep, assignments = spec.partition(":")
+    env = dict(pair.split("=", 1) for pair in assignments.split(",") if "=" in pair)
+    if not sep or not label or not all(name.startswith(("FLAGD_", "PYTHON")) for name in env):
+        raise argparse.ArgumentTypeError(f"expected LABEL:FLAGD_X=value[,FLAGD_Y=value], got {spec!r}")
+    return label, env
+
+
 def configs(backpressure: int) -> dict[str, dict[str, str]]:
-    """The servers compared in one run, by label: their extra environment."""
+    """The servers compared in one run by default, by label: their extra environment."""
     return {
         f"shedding on, backpressure {backpressure}": {"FLAGD_BACKPRESSURE": str(backpressure)},
         "shedding on, Granian's backpressure (1,024)": GRANIAN_DEFAULT,
@@ -134,13 +145,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--rounds", type=int, default=3, help="alternating on/off rounds (the machine's load drifts)"
     )
+    ap.add_argument(
+        "--server",
+        action="append",
+        type=parse_server,
+        default=[],
+        metavar="LABEL:VAR=value,...",
+        help="compare these servers instead of the default three (repeat; 'shedding off' env: "
+        "FLAGD_SHED_TARGET_DELAY=0,FLAGD_SHED_MAX_IN_FLIGHT=1000000)",
+    )
     args = ap.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
         return 2
     bodies = flagd_bodies(users(1000))
     script = _lua_bodies(bodies, method="POST", headers={"Content-Type": "application/json"}, think_ms=None)
-    servers = configs(args.backpressure)
+    servers = dict(args.server) if args.server else configs(args.backpressure)
     rows: list[tuple[str, dict[str, float]]] = []
     with contextlib.ExitStack() as stack:
         bases = {

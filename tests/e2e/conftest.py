@@ -229,6 +229,11 @@ class FlagdServer:
         )
         return updated
 
+    def metric(self, prefix: str) -> float:
+        """The sum of the ``/metrics`` series whose line starts with ``prefix`` (0 when there is none)."""
+        lines = httpx.get(f"{self.url}/metrics", timeout=10).text.splitlines()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(prefix))
+
     # SDK -------------------------------------------------------------------------------------------------
     def flags(self, distinct_id: str, **body: Any) -> dict[str, Any]:
         """``POST /flags/?v=2`` as a PostHog SDK would; the parsed answer."""

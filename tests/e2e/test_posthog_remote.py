@@ -248,9 +248,6 @@ def test_two_workers_count_every_request_in_metrics(
         one_request()
         time.sleep(0.05)
 
-    def series(prefix: str) -> float:
-        lines = httpx.get(f"{server.url}/metrics").text.splitlines()
-        return sum(float(line.split()[-1]) for line in lines if line.startswith(prefix))
-
-    assert wait_until(lambda: series('flagd_requests_total{route="flags",status="200"}') == sent, timeout=10)
-    assert series("flagd_flag_evaluations_total{") == returned
+    served = 'flagd_requests_total{route="flags",status="200"}'
+    assert wait_until(lambda: server.metric(served) == sent, timeout=10)
+    assert server.metric("flagd_flag_evaluations_total{") == returned

@@ -65,13 +65,6 @@ def _status_line(sock: socket.socket) -> str:
     return data.split(b"\r\n", 1)[0].decode()
 
 
-def _metric(server: FlagdServer, needle: str) -> float:
-    for line in httpx.get(f"{server.url}/metrics", timeout=10).text.splitlines():
-        if line.startswith(needle):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 def test_stalled_uploads_do_not_starve_flags_and_time_out_with_408(server: FlagdServer) -> None:
     """Five times the in-flight cap of stalled uploads: /flags still answers 200; the uploads get 408."""
     socks = [_stalled_upload(server.port) for _ in range(IN_FLIGHT * 5)]
@@ -87,15 +80,15 @@ def test_stalled_uploads_do_not_starve_flags_and_time_out_with_408(server: Flagd
 
 def test_client_gone_mid_body_is_counted_499_without_an_error_log(server: FlagdServer) -> None:
     """Clients that close the connection mid-body leave no error line or traceback, and count as 499."""
-    before = _metric(server, 'flagd_requests_total{route="flags",status="499"}')
+    before = server.metric('flagd_requests_total{route="flags",status="499"}')
     for _ in range(5):
         with contextlib.closing(_stalled_upload(server.port)):
             pass
-    wait_until(lambda: _metric(server, 'flagd_requests_total{route="flags",status="499"}') >= before + 5)
+    wait_until(lambda: server.metric('flagd_requests_total{route="flags",status="499"}') >= before + 5)
     output = server.output()
     assert "Traceback" not in output
     assert '"request failed"' not in output
-    assert _metric(server, 'flagd_requests_total{route="flags",status="500"}') == 0
+    assert server.metric('flagd_requests_total{route="flags",status="500"}') == 0
 
 
 @pytest.mark.parametrize(
