@@ -9,15 +9,21 @@ from typing import Any
 
 import pytest
 import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from store.errors import StoreUnavailable
-from store.persons import PersonView, ReadRequest
+from store.persons import PersonStore, PersonView, ReadRequest
 from store.persons.redis import RedisPersonStore
 from tests.redis_topology import Cluster
 from tests.store.persons.conftest import Backend, feed, new_project
-from tests.store.persons.strategies import NOW, event, pageviews
+from tests.store.persons.strategies import NOW, event, mixed_timelines, pageviews
 
 pytestmark = pytest.mark.integration
+
+
+async def _read(store: PersonStore, project: int, distinct_id: str, *queries: Any) -> PersonView:
+    return await store.read(ReadRequest(project, distinct_id, (), tuple(queries)), now=NOW, retention=86400)
 
 
 def _slots(cluster: Cluster, keys: list[str]) -> set[int]:
@@ -152,3 +158,43 @@ def test_a_merge_cut_after_a_step_is_finished_by_the_retry_and_counts_once(
         assert client.hgetall(f"flagd:P{{p{project}:{anon}}}") == {b"@": user.encode()}
     finally:
         client.close()
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=mixed_timelines(), data=st.data())
+def test_merges_cut_at_any_step_and_retried_end_as_uncut_ones(
+    person_cluster: Cluster, sqlite_path: Any, batches: list[list[dict[str, Any]]], data: st.DataObject
+) -> None:
+    """Batches of property operations, pageviews and merges on a Cluster, each batch possibly cut at one step
+    of a cross-slot merge and then retried (as an SDK retries a failed request; every event has a uuid):
+    every id reads the same properties and counts as the same batches applied without cuts (SQLite)."""
+    batches = [[{**e, "uuid": f"e{b}.{i}"} for i, e in enumerate(batch)] for b, batch in enumerate(batches)]
+    cuts = [
+        data.draw(st.sampled_from([None, "_detach", "_absorb", "_release", "_seen_script"])) for _ in batches
+    ]
+    q_minute, q_hour = pageviews(60), pageviews(3600)
+
+    def run(backend: Backend, cut: bool) -> dict[str, tuple[dict[str, Any], dict[str, int]]]:
+        project = new_project()
+
+        async def body(store: Any) -> dict[str, tuple[dict[str, Any], dict[str, int]]]:
+            for batch, step in zip(batches, cuts, strict=True):
+                if cut and step is not None:
+                    handover = store._handover
+                    original = getattr(handover, step)
+                    setattr(handover, step, _Cut(original))
+                    try:
+                        await feed(store, project, batch, now=NOW)
+                    except StoreUnavailable:
+                        await feed(store, project, batch, now=NOW)
+                    setattr(handover, step, original)
+                else:
+                    await feed(store, project, batch, now=NOW)
+            views = {i: await _read(store, project, i, q_minute, q_hour) for i in "abcd"}
+            return {i: (v.properties, v.behaviour) for i, v in views.items()}
+
+        return backend.run(body)
+
+    assert run(Backend("cluster", person_cluster.url), True) == run(
+        Backend("sqlite", str(sqlite_path)), False
+    )
