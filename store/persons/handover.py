@@ -19,18 +19,22 @@ Then the project's seen set (its own slot) drops the source and lists the target
 Failure cases (a crash, a timeout, a failover between steps; the batch then fails and the sender retries it):
 
 - after step 1: the source redirects to the target, its data waits in the stash and ``~`` marks the merge
-  unfinished. A retried merge of the same source (or any later merge with it as source) meets ``~`` in step
-  1 (``pending``), finishes that merge with its recorded id (steps 2 and 3) and goes on from the target.
-  Until then, reads through either id miss the source's pre-merge data (never count it twice).
-- after step 2: the retry finds ``~`` again, repeats step 2 (a no-op: the merge id is recorded), then 3.
+  unfinished. Whoever meets ``~`` finishes that merge with its recorded id (steps 2 and 3) before going on:
+  a retried merge of the same source (or any later merge with it as source) in step 1 (``pending``), and a
+  write to the source id (``WRITE`` answers the redirect as unfinished) before it writes to the target, so
+  a retried event the source already counted finds its uuid at the target and counts once. Until then, reads
+  through either id miss the source's pre-merge data (they never count it twice), and redirects are not
+  cached.
+- after step 2: whoever meets ``~`` repeats step 2 (a no-op: the merge id is recorded), then step 3.
 - after step 3, before the seen set: ``seen_persons`` may list the source (its hash is only a redirect, so it
   is skipped) and list the target only from its next roll-up (at most 10 minutes of writes later). The seen
   set is advisory (a population sample), so this is the whole cost.
 
-Between steps 1 and 2 (one round trip), a read of either id sees the target without the source's data, and
-a retry of an event the source already counted lands on the target before the source's uuids do, so it can
-count twice; on a single Redis the merge is one script and neither can happen. The recorded merge ids and
-the stash expire (dedupe period, person TTL), so a merge retried after days may count the source twice.
+A merge that is not cut is in flight for two round trips between steps 1 and 3; a concurrent write to the
+source finishes it as above (step 2 runs twice, once in effect), a concurrent read of either id may see the
+target without the source's data. On a single Redis the merge is one script and neither can happen. The
+recorded merge ids and the stash expire (dedupe period, person TTL), so a merge left unfinished for days
+and only then finished may count the source's events twice.
 """
 
 from __future__ import annotations

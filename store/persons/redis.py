@@ -28,7 +28,7 @@ with the ids whose roll-up came due: if that call fails, the batch fails and tho
 their next roll-up (at most 10 minutes of writes later); the seen set only samples the population
 (``seen_persons``, which skips merged ids), so lagging a write is harmless.
 A write to an id that was merged elsewhere comes back as a redirect and is resent to the target (ids
-resolved once are cached).
+resolved once are cached; an id whose Cluster merge is unfinished is not, and that merge is finished first).
 **Merges** (``$identify``, ``$create_alias``): one ``MERGE`` script on a single Redis (both persons and the
 seen set). On a Cluster the two persons are on different slots: three steps, each atomic on its slot,
 convergent under retries (``store.persons.handover`` has the sequence and its failure cases).
@@ -244,8 +244,12 @@ class RedisPersonStore:
                 for owner, outcome in zip(call.owners, result[1], strict=True):
                     if isinstance(outcome, int) or owner is None:
                         continue
-                    if isinstance(outcome, list):  # that merge is unfinished: not cached (handover)
+                    if isinstance(outcome, list):
+                        # That merge is unfinished: finish it before writing to its target, or a retried
+                        # event the source counted would count again there (store.persons.handover).
                         target = text(outcome[0])
+                        with translated("person merge"):
+                            await self._handover.merge(project_id, owner, target, identify=False, now=now)
                     else:
                         target = text(outcome)
                         self._aliases[(project_id, owner)] = target

@@ -160,7 +160,7 @@ def test_a_merge_cut_after_a_step_is_finished_by_the_retry_and_counts_once(
         client.close()
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batches=mixed_timelines(), data=st.data())
 def test_merges_cut_at_any_step_and_retried_end_as_uncut_ones(
     person_cluster: Cluster, sqlite_path: Any, batches: list[list[dict[str, Any]]], data: st.DataObject
