@@ -4,22 +4,36 @@
 Property fields ('p', 'f', 'l', 'u' + name) follow ``PropState``: each call loads a property's fields once,
 joins the call's operations in memory and writes what changed (one HSET and at most one HDEL per hash).
 
-``WRITE``  KEYS: [seen zset, person/group hashes and dedupe zsets...]; ARGV[1]: JSON ``[now, ttl,
-           dedupe, retention, max_props, [[hash i, dedupe i or 0, seen member or "", events]...]]`` with
-           events ``[[uuid, ms, [[kind, name, value]...], [token...]]...]``. First pass (no writes): a
-           hash merged elsewhere answers its target; a person that would exceed ``max_props`` aborts the
-           whole call (``{"limit", i}``). Second pass applies, deduplicating by uuid, and answers
-           ``{"ok", [applied or target...]}``. The roll-up (every 10 minutes per hash) also forgets
-           tombstones older than the dedupe period.
+``WRITE``  KEYS: [seen zset (single Redis only), person/group hashes and dedupe zsets...]; ARGV[1]: JSON
+           ``[now, ttl, dedupe, retention, max_props, [[hash i, dedupe i or 0, seen member or "",
+           events]...], seen in KEYS 1/0, check only 1/0]`` with events ``[[uuid, ms, [[kind, name,
+           value]...], [token...]]...]``. First pass (no writes): a hash merged elsewhere answers its
+           target; a person that would exceed ``max_props`` aborts the whole call (``{"limit", i}``); a
+           check-only call stops here. Second pass applies, deduplicating by uuid, and answers ``{"ok",
+           [applied or target...], [seen ids to add...]}`` (a target as ``{target}`` while that merge is
+           unfinished; the seen ids only when the seen zset is not in KEYS). The roll-up (every 10
+           minutes per hash) also forgets tombstones older than the dedupe period.
 ``MERGE``  KEYS: [source hash, source dedupe, target hash, target dedupe, seen]; ARGV: [target id, now, ttl,
            dedupe, source id, max_props, identify 1/0] (properties only the source has join up to
            max_props; property states are joined, tombstones included). ``{"a"|"b", id}`` when the
            source/target was itself merged (resolve, retry); the target is marked identified (``_i``);
            ``{"kept"}`` when an identify found the source identified.
+``DETACH`` (Cluster merge, step 1) KEYS: [source hash, source dedupe, stash hash, stash dedupe] (one slot);
+           ARGV: [target id, merge id, ttl, identify 1/0]. Moves the source's keys to the stash and leaves
+           ``@`` -> target and ``~`` -> merge id: ``{"moved", merge id, fields, dedupe}``; ``{"a", id}``
+           when merged before, ``{"pending", id, merge id, fields, dedupe}`` when that merge is unfinished
+           (``~`` still set), ``{"kept"}`` as ``MERGE``.
+``ABSORB`` (step 2) KEYS: [target hash, target dedupe]; ARGV[1]: JSON ``[now, ttl, dedupe, max_props, merge
+           id, fields, dedupe]``: joins the fields as ``MERGE`` does, once per merge id (recorded as
+           ``m<merge id>`` in the target's dedupe zset); ``{"b", id}`` when the target was merged.
+``RELEASE`` (step 3) KEYS: [source hash, stash hash, stash dedupe]; ARGV: [merge id]: drops the stash and
+           ``~`` if ``~`` is still that merge id.
+``SEEN``   KEYS: [seen zset]; ARGV: [now, ttl, id to remove or "", ids to add...]; trims to the TTL.
 ``TRACK``  KEYS: [project counters hash]; ARGV: [now, counter ids...]: when each was first tracked.
 ``READ``   KEYS: [person hashes..., group hashes...]; ARGV: [JSON ``[[token, first bucket per level...]
            ...]`` (the distinct count plans of the call), number of persons]. Per person ``{"",
-           properties JSON, [count per plan...]}`` or ``{target}``; per group its properties JSON.
+           properties JSON, [count per plan...]}`` or ``{target}`` (``{target, "~"}`` while that merge is
+           unfinished); per group its properties JSON.
 """
 
 from __future__ import annotations
@@ -126,6 +140,8 @@ WRITE = (
     + """
 local a = cjson.decode(ARGV[1])
 local now, ttl, dd, ret, maxp, ws = a[1], a[2], a[3], a[4], a[5], a[6]
+-- The seen zset is KEYS[1], or (a[7] == 0: on a Cluster, another slot) the ids to add are answered.
+local sk, seen = a[7] == 1 and KEYS[1], {}
 local keep = {900, 93600, 2851200, ret}
 local function expired(l, b) return (b + 1) * res[l] <= now - keep[l] end
 -- The bucket holding second sec at the finest level from l on that still keeps it, as a field suffix
@@ -141,9 +157,10 @@ local out, meta, props = {}, {}, {}
 -- props[i] for the second pass: one HMGET per property named in the call).
 for i, w in ipairs(ws) do
   local pk = KEYS[w[1]]
-  local m = redis.call('HMGET', pk, '@', '_n', '_t', '_u')
+  local m = redis.call('HMGET', pk, '@', '_n', '_t', '_u', '~')
   if m[1] then
-    out[i] = m[1]
+    -- {target} while the merge is unfinished ('~', store.persons.handover): not to be cached.
+    if m[5] then out[i] = {m[1]} else out[i] = m[1] end
   else
     out[i] = 0
     meta[i] = m
@@ -163,6 +180,7 @@ for i, w in ipairs(ws) do
     if n > maxp then return {'limit', i} end
   end
 end
+if a[8] == 1 then return {'ok', out, seen} end
 for i, w in ipairs(ws) do
   if out[i] == 0 then
     local pk = KEYS[w[1]]
@@ -239,7 +257,9 @@ for i, w in ipairs(ws) do
       -- Refreshed with the roll-up (at most every 10 minutes per person): the TTL is days long, and
       -- seen_persons needs no finer time.
       redis.call('EXPIRE', pk, ttl)
-      if w[3] ~= '' then redis.call('ZADD', KEYS[1], now, w[3]) end
+      if w[3] == '' then
+      elseif sk then redis.call('ZADD', sk, now, w[3])
+      else seen[#seen + 1] = w[3] end
     end
     -- The dedupe set's TTL: set with the roll-up, and when this call added uuids and '_u' (until when
     -- the set is known to have one, with half the dedupe period to spare for clock skew) has passed;
@@ -265,16 +285,59 @@ for i, w in ipairs(ws) do
     out[i] = applied
   end
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
-return {'ok', out}
+if sk then redis.call('ZREMRANGEBYSCORE', sk, '-inf', now - ttl) end
+return {'ok', out, seen}
 """
 )
+
+# Join a source person's fields (HGETALL list h) and dedupe set (ZRANGE WITHSCORES list u) into the target
+# hash dst and dedupe set ddd (ARGV-free: MERGE passes its source's, ABSORB what DETACH handed over).
+_ABSORB = """
+local function absorb(dst, ddd, h, u, maxp, ttl, dd)
+  local dn = 0
+  local room = maxp - tonumber(redis.call('HGET', dst, '_n') or '0')
+  -- The source's property fields by name ({p, f, l, u}), in the order first met.
+  local theirs, names = {}, {}
+  for j = 1, #h, 2 do
+    local f, v = h[j], h[j + 1]
+    local c = string.byte(f, 1)
+    if c == 98 then
+      redis.call('HINCRBY', dst, f, tonumber(v))
+    elseif c == 112 or c == 102 or c == 108 or c == 117 then
+      local name = string.sub(f, 2)
+      local r = theirs[name]
+      if not r then
+        r = {false, false, false, false}
+        theirs[name] = r
+        names[#names + 1] = name
+      end
+      r[(c == 112 and 1) or (c == 102 and 2) or (c == 108 and 3) or 4] = v
+    end
+  end
+  local sets, dels = {}, {}
+  for _, name in ipairs(names) do
+    local r = fetch(dst, name)
+    local st = load(r)
+    local had = shown(st)
+    join(st, load(theirs[name]))
+    -- A property only the source shows joins while the target is under the limit.
+    if had or not shown(st) or dn < room then dn = dn + save(name, r, st, sets, dels) end
+  end
+  flush(dst, sets, dels)
+  if dn ~= 0 then redis.call('HINCRBY', dst, '_n', dn) end
+  for j = 1, #u, 2 do redis.call('ZADD', ddd, 'NX', u[j + 1], u[j]) end
+  if #u > 0 then redis.call('EXPIRE', ddd, dd) end
+  redis.call('HSETNX', dst, '_t', '0')
+  redis.call('EXPIRE', dst, ttl)
+end
+"""
 
 MERGE = (
     _PREAMBLE
     + _PROPERTIES
+    + _ABSORB
     + """
-local src, sdd, dst, ddd, seen = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local src, sdd, dst, ddd = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now, ttl, dd = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local ta = redis.call('HGET', src, '@')
 if ta then return {'a', ta} end
@@ -285,51 +348,78 @@ if ARGV[7] == '1' and redis.call('HEXISTS', src, '_i') == 1 then
   redis.call('EXPIRE', dst, ttl)
   return {'kept'}
 end
-local h = redis.call('HGETALL', src)
-local dn = 0
-local room = tonumber(ARGV[6]) - tonumber(redis.call('HGET', dst, '_n') or '0')
--- The source's property fields by name ({p, f, l, u}), in the order first met.
-local theirs, names = {}, {}
-for j = 1, #h, 2 do
-  local f, v = h[j], h[j + 1]
-  local c = string.byte(f, 1)
-  if c == 98 then
-    redis.call('HINCRBY', dst, f, tonumber(v))
-  elseif c == 112 or c == 102 or c == 108 or c == 117 then
-    local name = string.sub(f, 2)
-    local r = theirs[name]
-    if not r then
-      r = {false, false, false, false}
-      theirs[name] = r
-      names[#names + 1] = name
-    end
-    r[(c == 112 and 1) or (c == 102 and 2) or (c == 108 and 3) or 4] = v
-  end
-end
-local sets, dels = {}, {}
-for _, name in ipairs(names) do
-  local r = fetch(dst, name)
-  local st = load(r)
-  local had = shown(st)
-  join(st, load(theirs[name]))
-  -- A property only the source shows joins while the target is under the limit.
-  if had or not shown(st) or dn < room then dn = dn + save(name, r, st, sets, dels) end
-end
-flush(dst, sets, dels)
-if dn ~= 0 then redis.call('HINCRBY', dst, '_n', dn) end
-local u = redis.call('ZRANGE', sdd, 0, -1, 'WITHSCORES')
-for j = 1, #u, 2 do redis.call('ZADD', ddd, 'NX', u[j + 1], u[j]) end
-if #u > 0 then redis.call('EXPIRE', ddd, dd) end
+absorb(dst, ddd, redis.call('HGETALL', src), redis.call('ZRANGE', sdd, 0, -1, 'WITHSCORES'),
+  tonumber(ARGV[6]), ttl, dd)
 redis.call('DEL', src, sdd)
 redis.call('HSET', src, '@', ARGV[1])
 redis.call('EXPIRE', src, ttl)
-redis.call('HSETNX', dst, '_t', '0')
-redis.call('EXPIRE', dst, ttl)
-redis.call('ZREM', seen, ARGV[5])
-redis.call('ZADD', seen, now, ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[5])
+redis.call('ZADD', KEYS[5], now, ARGV[1])
 return {'ok'}
 """
 )
+
+# The cross-slot merge of a Redis Cluster (``store.persons.handover``), step by step.
+DETACH = """
+local src, sdd, sh, su = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local m = redis.call('HMGET', src, '@', '~')
+if m[1] then
+  if m[2] then
+    return {'pending', m[1], m[2], redis.call('HGETALL', sh), redis.call('ZRANGE', su, 0, -1, 'WITHSCORES')}
+  end
+  return {'a', m[1]}
+end
+if ARGV[4] == '1' and redis.call('HEXISTS', src, '_i') == 1 then return {'kept'} end
+local h = redis.call('HGETALL', src)
+local u = redis.call('ZRANGE', sdd, 0, -1, 'WITHSCORES')
+local ttl = tonumber(ARGV[3])
+if #h > 0 then
+  redis.call('RENAME', src, sh)
+  redis.call('EXPIRE', sh, ttl)
+end
+if #u > 0 then
+  redis.call('RENAME', sdd, su)
+  redis.call('EXPIRE', su, ttl)
+end
+redis.call('HSET', src, '@', ARGV[1], '~', ARGV[2])
+redis.call('EXPIRE', src, ttl)
+return {'moved', ARGV[2], h, u}
+"""
+
+ABSORB = (
+    _PREAMBLE
+    + _PROPERTIES
+    + _ABSORB
+    + """
+local a = cjson.decode(ARGV[1])
+local now, ttl, dd, maxp, mid, h, u = a[1], a[2], a[3], a[4], a[5], a[6], a[7]
+local tb = redis.call('HGET', KEYS[1], '@')
+if tb then return {'b', tb} end
+redis.call('HSET', KEYS[1], '_i', '1')
+redis.call('EXPIRE', KEYS[1], ttl)
+if mid ~= '' and redis.call('ZADD', KEYS[2], 'NX', now, 'm' .. mid) == 1 then
+  redis.call('EXPIRE', KEYS[2], dd)
+  absorb(KEYS[1], KEYS[2], h, u, maxp, ttl, dd)
+end
+return {'ok'}
+"""
+)
+
+RELEASE = """
+if redis.call('HGET', KEYS[1], '~') == ARGV[1] then
+  redis.call('HDEL', KEYS[1], '~')
+  redis.call('DEL', KEYS[2], KEYS[3])
+end
+return 1
+"""
+
+SEEN = """
+local now = tonumber(ARGV[1])
+if ARGV[3] ~= '' then redis.call('ZREM', KEYS[1], ARGV[3]) end
+for i = 4, #ARGV do redis.call('ZADD', KEYS[1], now, ARGV[i]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+return 1
+"""
 
 READ = """
 local plans = cjson.decode(ARGV[1])
@@ -349,7 +439,7 @@ for i = 1, np do
   local h = redis.call('HGETALL', KEYS[i])
   local counts = {}
   for qi = 1, #plans do counts[qi] = 0 end
-  local parts, redirect = {}, nil
+  local parts, redirect, pending = {}, nil, nil
   for j = 1, #h, 2 do
     local f = h[j]
     local c = string.byte(f, 1)
@@ -365,9 +455,15 @@ for i = 1, np do
       end
     elseif c == 64 then
       redirect = h[j + 1]
+    elseif c == 126 then
+      pending = '~'
     end
   end
-  if redirect then out[i] = {redirect} else out[i] = {'', '{' .. table.concat(parts, ',') .. '}', counts} end
+  if redirect then
+    out[i] = {redirect, pending}
+  else
+    out[i] = {'', '{' .. table.concat(parts, ',') .. '}', counts}
+  end
 end
 for g = np + 1, #KEYS do
   local h = redis.call('HGETALL', KEYS[g])

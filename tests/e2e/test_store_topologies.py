@@ -84,12 +84,12 @@ def test_on_a_redis_cluster_nodes_serve_and_survive_a_shard_failover(
     start_flagd: Callable[..., FlagdServer], tmp_path: Path, database_url: str, cluster: Cluster
 ) -> None:
     """Two nodes on ``redis+cluster://``: flags created on A reach B, captured behaviour is seen across
-    nodes; after the shard holding the project's persons loses its primary, checks answer 200 throughout
+    nodes; after the shard holding the probed person loses its primary, checks answer 200 throughout
     and right again once its replica took over."""
     env = distributed_env(tmp_path, database_url, cluster.url)
     a, b = _nodes(start_flagd, env)
     _round_trips(a, b, 5)
-    victim = cluster.primary_for(f"flagd:P{{p{a.project_id}}}:anyone")
+    victim = cluster.primary_for(f"flagd:P{{p{a.project_id}:probe}}")  # the shard holding the probe person
     kill(victim)
     statuses: list[int] = []
 

@@ -1,4 +1,5 @@
-"""Person store backends for tests: the session Redis and a SQLite file, behind one small runner."""
+"""Person store backends for tests: the session Redis, a session Redis Cluster (3 shards) and a SQLite file,
+behind one small runner."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from store.persons import PersonStore, StoreSettings
 from store.persons.ingest import Event, ingest
 from store.persons.redis import RedisPersonStore
 from store.persons.sqlite import SqlitePersonStore
+from tests.redis_topology import Cluster, redis_cluster
 from tests.servers import RedisServer
 
 T = TypeVar("T")
@@ -35,7 +37,7 @@ class Backend:
         self.where = where
 
     async def open(self, settings: StoreSettings | None = None) -> PersonStore:
-        if self.kind == "redis":
+        if self.kind in ("redis", "cluster"):
             return RedisPersonStore(self.where, settings=settings)
         return await SqlitePersonStore.open(self.where, settings)
 
@@ -78,10 +80,19 @@ def sqlite_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("persons") / "flagd.persons.db"
 
 
-@pytest.fixture(params=["redis", "sqlite"])
+@pytest.fixture(scope="session")
+def person_cluster() -> Iterator[Cluster]:
+    """A throwaway 3-shard Redis Cluster (no replicas) for the whole session."""
+    with redis_cluster(3, 0) as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["redis", "cluster", "sqlite"])
 def backend(request: pytest.FixtureRequest, redis_srv: RedisServer, sqlite_path: Path) -> Iterator[Backend]:
-    """Each person store backend in turn (real Redis, real SQLite file)."""
+    """Each person store backend in turn (real Redis, real Redis Cluster, real SQLite file)."""
     if request.param == "redis":
         yield Backend("redis", redis_srv.url)
+    elif request.param == "cluster":
+        yield Backend("cluster", request.getfixturevalue("person_cluster").url)
     else:
         yield Backend("sqlite", str(sqlite_path))

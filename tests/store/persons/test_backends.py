@@ -1,4 +1,5 @@
-"""Both person stores (real Redis, real SQLite file) apply events the same way: windows, merges, ordering."""
+"""Every person store (real Redis, real Redis Cluster, real SQLite file) applies events the same way: windows,
+merges, ordering."""
 
 from __future__ import annotations
 
@@ -337,11 +338,11 @@ def test_tracking_since_is_the_first_time_a_counter_was_tracked(backend: Backend
 
 @settings(max_examples=30, deadline=None)
 @given(batches=mixed_timelines())
-def test_redis_and_sqlite_stores_agree(
-    redis_srv: Any, sqlite_path: Any, batches: list[list[dict[str, Any]]]
+def test_redis_cluster_and_sqlite_stores_agree(
+    redis_srv: Any, person_cluster: Any, sqlite_path: Any, batches: list[list[dict[str, Any]]]
 ) -> None:
-    """Any mix of property operations, merges, retries and pageviews leaves both stores with the same
-    properties and counts for every id."""
+    """Any mix of property operations, merges, retries and pageviews leaves the stores (Redis, Redis Cluster,
+    SQLite) with the same properties and counts for every id."""
     q_minute, q_hour = pageviews(60), pageviews(3600)
 
     def run(backend: Backend) -> dict[str, tuple[dict[str, Any], dict[str, int]]]:
@@ -355,4 +356,6 @@ def test_redis_and_sqlite_stores_agree(
 
         return backend.run(body)
 
-    assert run(Backend("redis", redis_srv.url)) == run(Backend("sqlite", str(sqlite_path)))
+    expected = run(Backend("sqlite", str(sqlite_path)))
+    assert run(Backend("redis", redis_srv.url)) == expected
+    assert run(Backend("cluster", person_cluster.url)) == expected
