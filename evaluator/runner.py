@@ -1,9 +1,12 @@
-"""The evaluation closures of a compiled flag: the hot path.
+"""The runners of compiled flags: the hot path.
 
-``build_run`` picks, per flag and at compile time, the smallest closure that can evaluate it: person flags
-without holdout or enrollment get a loop with nothing else in it. Inside, everything is a local variable,
-conditions are plain tuples, hashing happens at most once per flag and only when a rollout below 100 or a
-multivariate match needs it, and every return value is a Decision prepared at compile time.
+``build_run`` picks, per flag and at compile time, the smallest runner that can evaluate it: a single
+condition of one kind (a fused property test, filters, a rollout, a variant split) gets a runner doing just
+that, other person flags without holdout or enrollment a loop with nothing else in it, the rest a closure.
+Runners are small classes with final shapes (compiled, a ``decide`` is a direct call and its fields are
+struct reads), conditions are plain tuples, hashing happens at most once per flag and only when a rollout
+below 100 or a multivariate match needs it (a murmur3 flag's hash prefix and thresholds are worked out when
+it compiles), and every return value is a Decision prepared at compile time.
 
 Reason when no condition matches (PostHog's priority): ``no_group_type`` over ``out_of_rollout_bound`` over
 ``no_condition_match``; among conditions of the same reason the first one (lowest index) is reported.
@@ -14,7 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from evaluator.filters import EMPTY
+from evaluator.bucketing import BucketingScheme, Murmur3Bucketing
+from evaluator.filters import EMPTY, Check
+from evaluator.fused import PropertyTest
 from evaluator.model import Context, Decision
 
 if TYPE_CHECKING:
@@ -23,84 +28,237 @@ if TYPE_CHECKING:
 Run = Callable[[Context, dict[str, Decision]], Decision]
 
 
-def build_run(flag: CompiledFlag, live: list[ConditionInfo]) -> Run:
-    """The closure evaluating ``flag`` over its still-live conditions (those not folded to False)."""
+class Runner:
+    """How one flag evaluates. ``decide`` is the hot path: the snapshot reads the person's properties and
+    distinct id once per request and hands them to every flag; calling the runner like a ``Run`` reads
+    them itself (flag dependencies, ``Snapshot.evaluate(keys=...)``). Compiled, ``decide`` is a C call."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def decide(self, ctx: Context, props: dict[str, Any], uid: str, memo: dict[str, Decision]) -> Decision:
+        raise NotImplementedError
+
+    def __call__(self, ctx: Context, memo: dict[str, Decision]) -> Decision:
+        return self.decide(ctx, ctx.person_properties, ctx.distinct_id, memo)
+
+
+def build_run(flag: CompiledFlag, live: list[ConditionInfo]) -> Runner:
+    """The runner evaluating ``flag`` over its still-live conditions (those not folded to False)."""
     if any(c.group != flag.group for c in live):
-        return _mixed(flag, live)
+        return _Closure(flag.key, _mixed(flag, live))
     if flag.group is None and flag.holdout is None and flag.enrollment is None and not flag.bucket_on_device:
         return _person(flag, live)
-    return _general(flag, live)
+    return _Closure(flag.key, _general(flag, live))
+
+
+class _Closure(Runner):
+    """The rarer shapes (groups, holdouts, enrollment, device ids, mixed aggregation): a closure."""
+
+    __slots__ = ("run",)
+
+    def __init__(self, key: str, run: Run) -> None:
+        super().__init__(key)
+        self.run = run
+
+    def decide(self, ctx: Context, props: dict[str, Any], uid: str, memo: dict[str, Decision]) -> Decision:
+        return self.run(ctx, memo)
 
 
 def _tuples(live: list[ConditionInfo]) -> tuple[tuple[Any, float | None, Any, Decision], ...]:
     return tuple((None if c.check is True else c.check, c.rollout, c.outcome, c.out_of_rollout) for c in live)
 
 
-def _person(flag: CompiledFlag, live: list[ConditionInfo]) -> Run:
+def _person(flag: CompiledFlag, live: list[ConditionInfo]) -> Runner:
     assert flag.scheme is not None
     assert flag.no_match is not None
     if len(live) == 1:
         single = _single(flag, live[0])
         if single is not None:
             return single
-    key, variants, no_match = flag.key, flag.variants, flag.no_match
-    rollout_value, in_rollout = flag.scheme.rollout_value, flag.scheme.in_rollout
-    variant_value, pick_variant = flag.scheme.variant_value, flag.scheme.pick_variant
-    conds = _tuples(live)
-    early_exit = flag.early_exit
+    return _PersonLoop(flag, live)
 
-    def run_person(ctx: Context, memo: dict[str, Decision]) -> Decision:
-        props = ctx.person_properties
+
+class _PersonLoop(Runner):
+    """Person conditions in order, no holdout or enrollment: the first that matches (and is in) decides."""
+
+    __slots__ = ("conds", "early_exit", "no_match", "scheme", "variants")
+
+    def __init__(self, flag: CompiledFlag, live: list[ConditionInfo]) -> None:
+        super().__init__(flag.key)
+        assert flag.scheme is not None
+        assert flag.no_match is not None
+        self.scheme: BucketingScheme = flag.scheme
+        self.variants = flag.variants
+        self.no_match: Decision = flag.no_match
+        self.conds = _tuples(live)
+        self.early_exit = flag.early_exit
+
+    def decide(self, ctx: Context, props: dict[str, Any], uid: str, memo: dict[str, Decision]) -> Decision:
+        key, scheme, no_match = self.key, self.scheme, self.no_match
         position = -1.0
         best = no_match
-        for check, pct, outcome, out_of_rollout in conds:
+        for check, pct, outcome, out_of_rollout in self.conds:
             if check is not None and not check(props, ctx, memo):
                 continue
             if pct is not None:
                 if position < 0.0:
-                    position = rollout_value(key, ctx.distinct_id)
-                if not in_rollout(position, pct):
-                    if early_exit:
+                    position = scheme.rollout_value(key, uid)
+                if not scheme.in_rollout(position, pct):
+                    if self.early_exit:
                         return out_of_rollout
                     if best is no_match:
                         best = out_of_rollout
                     continue
             if outcome.__class__ is dict:
-                return outcome[pick_variant(variant_value(key, ctx.distinct_id), variants)]  # type: ignore[no-any-return]
+                return outcome[scheme.pick_variant(scheme.variant_value(key, uid), self.variants)]  # type: ignore[no-any-return]
             return outcome  # type: ignore[no-any-return]
         return best
 
-    return run_person
 
-
-def _single(flag: CompiledFlag, condition: ConditionInfo) -> Run | None:
+def _single(flag: CompiledFlag, condition: ConditionInfo) -> Runner | None:
     """One condition of one kind only -- filters, a rollout, or a variant split: the commonest shapes, each
-    with a closure that does just that."""
+    with a runner that does just that (murmur3 hashing with its prefix and thresholds worked out here)."""
     assert flag.scheme is not None
     assert flag.no_match is not None
-    key, variants, no_match, outcome = flag.key, flag.variants, flag.no_match, condition.outcome
+    key, no_match, outcome = flag.key, flag.no_match, condition.outcome
     check, pct, out_of_rollout = condition.check, condition.rollout, condition.out_of_rollout
+    scheme = flag.scheme
     if isinstance(outcome, Decision) and pct is None and not isinstance(check, bool):
-
-        def run_filters(ctx: Context, memo: dict[str, Decision]) -> Decision:
-            return outcome if check(ctx.person_properties, ctx, memo) else no_match
-
-        return run_filters
+        if isinstance(check, PropertyTest):
+            return _Fused(key, check, outcome, no_match)
+        return _Filtered(key, check, outcome, no_match)
     if isinstance(outcome, Decision) and pct is not None and check is True:
-        rollout_value, in_rollout = flag.scheme.rollout_value, flag.scheme.in_rollout
-
-        def run_rollout(ctx: Context, memo: dict[str, Decision]) -> Decision:
-            return outcome if in_rollout(rollout_value(key, ctx.distinct_id), pct) else out_of_rollout
-
-        return run_rollout
+        if isinstance(scheme, Murmur3Bucketing):
+            return _Murmur3Rollout(key, scheme, pct, outcome, out_of_rollout)
+        return _Rollout(key, scheme, pct, outcome, out_of_rollout)
     if isinstance(outcome, dict) and pct is None and check is True:
-        variant_value, pick_variant = flag.scheme.variant_value, flag.scheme.pick_variant
-
-        def run_split(ctx: Context, memo: dict[str, Decision]) -> Decision:
-            return outcome[pick_variant(variant_value(key, ctx.distinct_id), variants)]
-
-        return run_split
+        if isinstance(scheme, Murmur3Bucketing):
+            return _Murmur3Split(key, scheme, flag.variants, outcome)
+        return _Split(key, scheme, flag.variants, outcome)
     return None
+
+
+class _Filtered(Runner):
+    __slots__ = ("check", "no_match", "outcome")
+
+    def __init__(self, key: str, check: Check, outcome: Decision, no_match: Decision) -> None:
+        super().__init__(key)
+        self.check = check
+        self.outcome = outcome
+        self.no_match = no_match
+
+    def decide(self, ctx: Context, props: dict[str, Any], uid: str, memo: dict[str, Decision]) -> Decision:
+        return self.outcome if self.check(props, ctx, memo) else self.no_match
+
+
+class _Fused(Runner):
+    __slots__ = ("check", "no_match", "outcome")
+
+    def __init__(self, key: str, check: PropertyTest, outcome: Decision, no_match: Decision) -> None:
+        super().__init__(key)
+        self.check = check
+        self.outcome = outcome
+        self.no_match = no_match
+
+    def decide(self, ctx: Context, props: dict[str, Any], uid: str, memo: dict[str, Decision]) -> Decision:
+        return self.outcome if self.check.holds(props) else self.no_match
+
+
+class _Rollout(Runner):
+    __slots__ = ("out_of_rollout", "outcome", "pct", "scheme")
+
+    def __init__(
+        self, key: str, scheme: BucketingScheme, pct: float, outcome: Decision, out_of_rollout: Decision
+    ) -> None:
+        super().__init__(key)
+        self.scheme = scheme
+        self.pct = pct
+        self.outcome = outcome
+        self.out_of_rollout = out_of_rollout
+
+    def decide(self, ctx: Context, props: dict[str, Any], uid: str, memo: dict[str, Decision]) -> Decision:
+        scheme = self.scheme
+        inside = scheme.in_rollout(scheme.rollout_value(self.key, uid), self.pct)
+        return self.outcome if inside else self.out_of_rollout
+
+
+class _Murmur3Rollout(Runner):
+    """``Murmur3Bucketing.in_rollout(rollout_value(...), pct)`` on the hash itself: ``h / 2**32 < pct / 100``
+    iff ``h < (pct / 100) * 2**32`` exactly (both sides only scaled by a power of two), and ``pct`` is
+    below 100 here (a full rollout compiles to no rollout)."""
+
+    __slots__ = ("head", "limit", "out_of_rollout", "outcome", "scheme")
+
+    def __init__(
+        self, key: str, scheme: Murmur3Bucketing, pct: float, outcome: Decision, out_of_rollout: Decision
+    ) -> None:
+        super().__init__(key)
+        self.scheme = scheme
+        self.head = scheme.rollout_head(key)
+        self.limit = (pct / 100) * 4294967296.0
+        self.outcome = outcome
+        self.out_of_rollout = out_of_rollout
+
+    def decide(self, ctx: Context, props: dict[str, Any], uid: str, memo: dict[str, Decision]) -> Decision:
+        if float(self.scheme.rollout_hash(self.head, uid)) < self.limit:
+            return self.outcome
+        return self.out_of_rollout
+
+
+class _Split(Runner):
+    __slots__ = ("outcome", "scheme", "variants")
+
+    def __init__(
+        self,
+        key: str,
+        scheme: BucketingScheme,
+        variants: tuple[tuple[str, float], ...],
+        outcome: dict[str | None, Decision],
+    ) -> None:
+        super().__init__(key)
+        self.scheme = scheme
+        self.variants = variants
+        self.outcome = outcome
+
+    def decide(self, ctx: Context, props: dict[str, Any], uid: str, memo: dict[str, Decision]) -> Decision:
+        scheme = self.scheme
+        return self.outcome[scheme.pick_variant(scheme.variant_value(self.key, uid), self.variants)]
+
+
+class _Murmur3Split(Runner):
+    """``Murmur3Bucketing.pick_variant`` on the hash itself, over the variants' cumulative weights with
+    each one's Decision beside it; ``bucket < total`` always, so the last variant with a weight catches
+    everyone past the others."""
+
+    __slots__ = ("head", "nobody", "scheme", "table", "total")
+
+    def __init__(
+        self,
+        key: str,
+        scheme: Murmur3Bucketing,
+        variants: tuple[tuple[str, float], ...],
+        outcome: dict[str | None, Decision],
+    ) -> None:
+        super().__init__(key)
+        self.scheme = scheme
+        self.head = scheme.variant_head(key)
+        total, cumulative = scheme.weights(variants)
+        self.total = total
+        self.table = tuple((upper, outcome[name]) for name, upper in cumulative)
+        self.nobody = outcome[None]
+
+    def decide(self, ctx: Context, props: dict[str, Any], uid: str, memo: dict[str, Decision]) -> Decision:
+        total = self.total
+        if total <= 0:
+            return self.nobody
+        bucket = (self.scheme.variant_hash_from(self.head, uid) * total) >> 32
+        for upper, decision in self.table:
+            if bucket < upper:
+                return decision
+        return self.nobody
 
 
 def _general(flag: CompiledFlag, live: list[ConditionInfo]) -> Run:
