@@ -42,19 +42,49 @@ def fused_check(
 
 
 class PropertyTest:
-    """A positive filter on one property of the condition's own properties; false when it is missing."""
+    """A check reading only the condition's own properties: a fused filter, or an AND / OR of them."""
 
-    __slots__ = ("key", "missing")
-
-    def __init__(self, key: str, missing: object) -> None:
-        self.key = key
-        self.missing = missing
+    __slots__ = ()
 
     def holds(self, props: dict[str, Any]) -> bool:
         raise NotImplementedError
 
     def __call__(self, props: Mapping[str, Any], ctx: Context, memo: dict[str, Decision]) -> bool:
         return self.holds(props if isinstance(props, dict) else dict(props))
+
+
+class AllOf(PropertyTest):
+    """Every test holds (``cohorts.combine`` of fused tests only)."""
+
+    __slots__ = ("tests",)
+
+    def __init__(self, tests: tuple[PropertyTest, ...]) -> None:
+        self.tests = tests
+
+    def holds(self, props: dict[str, Any]) -> bool:
+        return all(test.holds(props) for test in self.tests)
+
+
+class AnyOf(PropertyTest):
+    """Some test holds (``cohorts.combine`` of fused tests only)."""
+
+    __slots__ = ("tests",)
+
+    def __init__(self, tests: tuple[PropertyTest, ...]) -> None:
+        self.tests = tests
+
+    def holds(self, props: dict[str, Any]) -> bool:
+        return any(test.holds(props) for test in self.tests)
+
+
+class _OnKey(PropertyTest):
+    """A positive filter on one property; false when it is missing."""
+
+    __slots__ = ("key", "missing")
+
+    def __init__(self, key: str, missing: object) -> None:
+        self.key = key
+        self.missing = missing
 
 
 def _exact(expected: Any, key: str, missing: object) -> PropertyTest | None:
@@ -65,29 +95,65 @@ def _exact(expected: Any, key: str, missing: object) -> PropertyTest | None:
     return _Exact(key, missing, frozenset(text.lower() for text in texts if text is not None))
 
 
-class _Exact(PropertyTest):
-    __slots__ = ("choices",)
+class Lowered:
+    """The last string one property's filters lowered, and its lowered form. Every flag testing that
+    property in one request sees the same string object, so one lowering serves them all. One tuple,
+    replaced whole (threads never see a value paired with another's form); it holds the value alive, so
+    the identity test cannot match a recycled object."""
+
+    __slots__ = ("ascii_only", "last")
+
+    def __init__(self, ascii_only: bool) -> None:
+        self.ascii_only = ascii_only  # icontains folds ASCII letters only; exact lowers as str.lower does
+        self.last = ("", "")
+
+    def of(self, text: str) -> str:
+        last = self.last
+        if last[0] is text:
+            return last[1]
+        form = text.lower() if not self.ascii_only or text.isascii() else text.translate(_ASCII_LOWER)
+        self.last = (text, form)
+        return form
+
+
+_LOWERED: dict[tuple[str, bool], Lowered] = {}
+
+
+def lowered(key: str, ascii_only: bool) -> Lowered:
+    """The shared ``Lowered`` of one property name (bounded: a fresh set once 4096 names are held)."""
+    found = _LOWERED.get((key, ascii_only))
+    if found is None:
+        if len(_LOWERED) >= 4096:
+            _LOWERED.clear()
+        found = _LOWERED[key, ascii_only] = Lowered(ascii_only)
+    return found
+
+
+class _Exact(_OnKey):
+    __slots__ = ("choices", "lowered")
 
     def __init__(self, key: str, missing: object, choices: frozenset[str]) -> None:
         super().__init__(key, missing)
         self.choices = choices
+        self.lowered = lowered(key, False)
 
     def holds(self, props: dict[str, Any]) -> bool:
         value = props.get(self.key, self.missing)
         if value.__class__ is str:
-            return value.lower() in self.choices
+            return self.lowered.of(value) in self.choices
         if value is self.missing:
             return False
         text = stringify(value)
         return text is not None and text.lower() in self.choices
 
 
-class _IContains(PropertyTest):
-    __slots__ = ("needle",)
+class _IContains(_OnKey):
+    __slots__ = ("lowered", "needle")
 
     def __init__(self, key: str, missing: object, needle: str) -> None:
         super().__init__(key, missing)
         self.needle = needle
+        self.lowered = lowered(key, True)
 
     def holds(self, props: dict[str, Any]) -> bool:
         value = props.get(self.key, self.missing)
@@ -97,10 +163,10 @@ class _IContains(PropertyTest):
             value = stringify(value)
             if value is None:
                 return False
-        return self.needle in (value.lower() if value.isascii() else value.translate(_ASCII_LOWER))
+        return self.needle in self.lowered.of(value)
 
 
-class _Compare(PropertyTest):
+class _Compare(_OnKey):
     """``gt``/``gte``/``lt``/``lte``: ints compared as they are (exact, however large), anything else
     through ``to_number``."""
 

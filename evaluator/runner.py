@@ -45,6 +45,25 @@ class Runner:
         return self.decide(ctx, ctx.person_properties, ctx.distinct_id, memo)
 
 
+class Step:
+    """A snapshot's runners in evaluation order, linked: compiled, walking the links reads typed fields,
+    where walking a tuple would check each item's type (a subclass of ``Runner``: a subtype walk a flag)."""
+
+    __slots__ = ("after", "run")
+
+    def __init__(self, run: Runner, after: Step | None) -> None:
+        self.run = run
+        self.after = after
+
+
+def link(runners: list[Runner]) -> Step | None:
+    """The runners linked in their order (None for none)."""
+    first: Step | None = None
+    for run in reversed(runners):
+        first = Step(run, first)
+    return first
+
+
 def build_run(flag: CompiledFlag, live: list[ConditionInfo]) -> Runner:
     """The runner evaluating ``flag`` over its still-live conditions (those not folded to False)."""
     if any(c.group != flag.group for c in live):

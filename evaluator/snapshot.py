@@ -23,7 +23,7 @@ from evaluator.issues import Problems
 from evaluator.model import Context, Decision, Issue
 from evaluator.needs import NeedsTable, own_needs
 from evaluator.operators import Clock
-from evaluator.runner import Runner
+from evaluator.runner import Runner, link
 
 
 class _Scope:
@@ -89,6 +89,7 @@ class Snapshot:
         "_crashed",
         "_cyclic",
         "_dynamic",
+        "_first",
         "_flags",
         "_inputs",
         "_needs",
@@ -154,6 +155,7 @@ class Snapshot:
                     False,
                 )
         self._dynamic = tuple(dynamic)
+        self._first = link(dynamic)
         self._runs = {run.key: run for run in dynamic}
         # Every answer's slot, in answer order, before the first request: copying it sizes the answer once
         # (no growing it flag by flag), and a slot a flag never fills says its evaluation failed.
@@ -189,13 +191,16 @@ class Snapshot:
                 props, uid = ctx.person_properties, ctx.distinct_id
             except TypeError:  # compiled, a Context built by hand with other types: every flag failed
                 return memo
-            for run in self._dynamic:
+            step = self._first
+            while step is not None:
+                run = step.run
                 try:
                     memo[run.key] = run.decide(ctx, props, uid, memo)
                 except BehaviourUnavailableError:  # this flag needed a count the store did not answer
                     memo[run.key] = self._unavailable.get(run.key) or self._crashed[run.key]
                 except Exception:  # a bug must cost one flag, never the request
                     memo[run.key] = self._crashed[run.key]
+                step = step.after
             return memo
         static, runs = self._static, self._runs
         out: dict[str, Decision] = {}
