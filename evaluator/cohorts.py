@@ -16,7 +16,7 @@ from typing import Any
 from evaluator.behaviour import EventCounter
 from evaluator.behavioural import MAX_BEHAVIOURAL_LEAVES, Leaf, compile_leaf, is_behavioural
 from evaluator.filters import Check, CohortEntry, FilterContext, Scope, compile_filter
-from evaluator.fused import AllOf, AnyOf, PropertyTest
+from evaluator.fused import Combined, PropertyTest
 from evaluator.issues import Problems
 from evaluator.model import Context, Decision
 
@@ -120,7 +120,7 @@ def combine(checks: list[Check | bool], *, conjunction: bool) -> Check | bool:
         return dynamic[0]
     tests = tuple(check for check in dynamic if isinstance(check, PropertyTest))
     if len(tests) == len(dynamic):  # property filters only: one object the hot path calls directly
-        return AllOf(tests) if conjunction else AnyOf(tests)
+        return Combined(tests, conjunction)
     parts = tuple(dynamic)
     if conjunction:
 

@@ -53,28 +53,21 @@ class PropertyTest:
         return self.holds(props if isinstance(props, dict) else dict(props))
 
 
-class AllOf(PropertyTest):
-    """Every test holds (``cohorts.combine`` of fused tests only)."""
+class Combined(PropertyTest):
+    """Every test holds (``conjunction``), or some test does: ``cohorts.combine`` of fused tests only."""
 
-    __slots__ = ("tests",)
+    __slots__ = ("conjunction", "tests")
 
-    def __init__(self, tests: tuple[PropertyTest, ...]) -> None:
+    def __init__(self, tests: tuple[PropertyTest, ...], conjunction: bool) -> None:
         self.tests = tests
+        self.conjunction = conjunction
 
     def holds(self, props: dict[str, Any]) -> bool:
-        return all(test.holds(props) for test in self.tests)
-
-
-class AnyOf(PropertyTest):
-    """Some test holds (``cohorts.combine`` of fused tests only)."""
-
-    __slots__ = ("tests",)
-
-    def __init__(self, tests: tuple[PropertyTest, ...]) -> None:
-        self.tests = tests
-
-    def holds(self, props: dict[str, Any]) -> bool:
-        return any(test.holds(props) for test in self.tests)
+        conjunction = self.conjunction
+        for test in self.tests:
+            if test.holds(props) is not conjunction:
+                return not conjunction
+        return conjunction
 
 
 class _OnKey(PropertyTest):

@@ -173,17 +173,17 @@ class _Filtered(Runner):
         return self.outcome if self.check(props, ctx, memo) else self.no_match
 
 
-class _Fused(Runner):
-    __slots__ = ("check", "no_match", "outcome")
+class _Fused(_Filtered):
+    """Filters that are one ``PropertyTest``: called directly, on the person's properties only."""
 
-    def __init__(self, key: str, check: PropertyTest, outcome: Decision, no_match: Decision) -> None:
-        super().__init__(key)
-        self.check = check
-        self.outcome = outcome
-        self.no_match = no_match
+    __slots__ = ("test",)
+
+    def __init__(self, key: str, test: PropertyTest, outcome: Decision, no_match: Decision) -> None:
+        super().__init__(key, test, outcome, no_match)
+        self.test = test
 
     def decide(self, ctx: Context, props: dict[str, Any], uid: str, memo: dict[str, Decision]) -> Decision:
-        return self.outcome if self.check.holds(props) else self.no_match
+        return self.outcome if self.test.holds(props) else self.no_match
 
 
 class _Rollout(Runner):
