@@ -282,6 +282,11 @@ class PostHogBucketing:
         """``hash01(flag_key + "." + bucketing_id)``, in [0, 1]."""
         return _hash01(f"{flag_key}.{bucketing_id}")
 
+    def position(self, text: str) -> float:
+        """``hash01(text)``: ``rollout_value`` of ``text = flag_key + "." + bucketing_id``, ``variant_value``
+        of that plus ``"variant"`` (for callers that build the text from a prefix worked out once)."""
+        return _hash01(text)
+
     def in_rollout(self, value: float, percentage: float) -> bool:
         """In iff ``value <= percentage / 100`` (PostHog's comparison)."""
         return value <= percentage / 100

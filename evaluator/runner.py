@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from evaluator.bucketing import BucketingScheme, Murmur3Bucketing
+from evaluator.bucketing import BucketingScheme, Murmur3Bucketing, PostHogBucketing
 from evaluator.filters import EMPTY, Check
 from evaluator.fused import PropertyTest
 from evaluator.model import Context, Decision
@@ -152,10 +152,14 @@ def _single(flag: CompiledFlag, condition: ConditionInfo) -> Runner | None:
     if isinstance(outcome, Decision) and pct is not None and check is True:
         if isinstance(scheme, Murmur3Bucketing):
             return _Murmur3Rollout(key, scheme, pct, outcome, out_of_rollout)
+        if isinstance(scheme, PostHogBucketing):
+            return _PostHogRollout(key, scheme, pct, outcome, out_of_rollout)
         return _Rollout(key, scheme, pct, outcome, out_of_rollout)
     if isinstance(outcome, dict) and pct is None and check is True:
         if isinstance(scheme, Murmur3Bucketing):
             return _Murmur3Split(key, scheme, flag.variants, outcome)
+        if isinstance(scheme, PostHogBucketing):
+            return _PostHogSplit(key, scheme, flag.variants, outcome)
         return _Split(key, scheme, flag.variants, outcome)
     return None
 
@@ -421,3 +425,57 @@ def _mixed(flag: CompiledFlag, live: list[ConditionInfo]) -> Run:
         return best
 
     return run_mixed
+
+
+class _PostHogRollout(Runner):
+    """``PostHogBucketing.in_rollout(rollout_value(...), pct)`` with the text's prefix and the threshold
+    worked out once: in iff ``hash01(key + "." + id) <= pct / 100``."""
+
+    __slots__ = ("head", "limit", "out_of_rollout", "outcome", "scheme")
+
+    def __init__(
+        self, key: str, scheme: PostHogBucketing, pct: float, outcome: Decision, out_of_rollout: Decision
+    ) -> None:
+        super().__init__(key)
+        self.scheme = scheme
+        self.head = f"{key}."
+        self.limit = pct / 100
+        self.outcome = outcome
+        self.out_of_rollout = out_of_rollout
+
+    def decide(self, ctx: Context, props: dict[str, Any], uid: str, memo: dict[str, Decision]) -> Decision:
+        if self.scheme.position(self.head + uid) <= self.limit:
+            return self.outcome
+        return self.out_of_rollout
+
+
+class _PostHogSplit(Runner):
+    """``PostHogBucketing.pick_variant`` with the running boundaries added up once, in stored order and by
+    the same additions (so the same floats): the first variant whose boundary is above the position."""
+
+    __slots__ = ("head", "nobody", "scheme", "table")
+
+    def __init__(
+        self,
+        key: str,
+        scheme: PostHogBucketing,
+        variants: tuple[tuple[str, float], ...],
+        outcome: dict[str | None, Decision],
+    ) -> None:
+        super().__init__(key)
+        self.scheme = scheme
+        self.head = f"{key}."
+        table: list[tuple[float, Decision]] = []
+        boundary = 0.0
+        for name, pct in variants:
+            boundary = boundary + pct / 100
+            table.append((boundary, outcome[name]))
+        self.table = tuple(table)
+        self.nobody = outcome[None]
+
+    def decide(self, ctx: Context, props: dict[str, Any], uid: str, memo: dict[str, Decision]) -> Decision:
+        value = self.scheme.position(self.head + uid + "variant")
+        for boundary, decision in self.table:
+            if value < boundary:
+                return decision
+        return self.nobody
