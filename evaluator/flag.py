@@ -20,7 +20,8 @@ from evaluator.issues import Problems
 from evaluator.model import Decision
 from evaluator.operators import OPERATORS, SERVER_ONLY_OPERATORS
 from evaluator.outcomes import Decisions, Holdout, number, parse_holdout, parse_payloads, parse_variants
-from evaluator.runner import Runner, build_run
+from evaluator.runner import build_run
+from evaluator.steps import Runner
 from evaluator.values import iso_instant, parse_relative, to_number
 
 

@@ -41,7 +41,20 @@ def fused_check(
     return None
 
 
-class PropertyTest:
+class DirectCheck:
+    """A check the evaluation loop calls directly (compiled: a C call, no argument parsing), with the
+    request's properties already read; callable as any check too."""
+
+    __slots__ = ()
+
+    def holds_for(self, ctx: Context, props: dict[str, Any], memo: dict[str, Decision]) -> bool:
+        raise NotImplementedError
+
+    def __call__(self, props: Mapping[str, Any], ctx: Context, memo: dict[str, Decision]) -> bool:
+        return self.holds_for(ctx, props if isinstance(props, dict) else dict(props), memo)
+
+
+class PropertyTest(DirectCheck):
     """A check reading only the condition's own properties: a fused filter, or an AND / OR of them."""
 
     __slots__ = ()
@@ -49,8 +62,8 @@ class PropertyTest:
     def holds(self, props: dict[str, Any]) -> bool:
         raise NotImplementedError
 
-    def __call__(self, props: Mapping[str, Any], ctx: Context, memo: dict[str, Decision]) -> bool:
-        return self.holds(props if isinstance(props, dict) else dict(props))
+    def holds_for(self, ctx: Context, props: dict[str, Any], memo: dict[str, Decision]) -> bool:
+        return self.holds(props)
 
 
 class Combined(PropertyTest):

@@ -1,12 +1,11 @@
 """The runners of compiled flags: the hot path.
 
-``build_run`` picks, per flag and at compile time, the smallest runner that can evaluate it: a single
-condition of one kind (a fused property test, filters, a rollout, a variant split) gets a runner doing just
-that, other person flags without holdout or enrollment a loop with nothing else in it, the rest a closure.
-Runners are small classes with final shapes (compiled, a ``decide`` is a direct call and its fields are
-struct reads), conditions are plain tuples, hashing happens at most once per flag and only when a rollout
-below 100 or a multivariate match needs it (a murmur3 flag's hash prefix and thresholds are worked out when
-it compiles), and every return value is a Decision prepared at compile time.
+``build_run`` picks, per flag and at compile time, the smallest runner (``steps.Runner``) that can evaluate
+it: a single condition of one kind gets a runner doing just that (a direct check: fused property tests, a
+flag dependency; other filters; a rollout or a variant split, ``bucketed``), other person flags without
+holdout or enrollment a loop with nothing else in it, the rest a closure. Conditions are plain tuples,
+hashing happens at most once per flag and only when a rollout below 100 or a multivariate match needs it,
+and every return value is a Decision prepared at compile time.
 
 Reason when no condition matches (PostHog's priority): ``no_group_type`` over ``out_of_rollout_bound`` over
 ``no_condition_match``; among conditions of the same reason the first one (lowest index) is reported.
@@ -17,51 +16,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from evaluator.bucketing import BucketingScheme, Murmur3Bucketing, PostHogBucketing
+from evaluator.bucketed import rollout_runner, split_runner
+from evaluator.bucketing import BucketingScheme
 from evaluator.filters import EMPTY, Check
-from evaluator.fused import PropertyTest
+from evaluator.fused import DirectCheck
 from evaluator.model import Context, Decision
+from evaluator.steps import Runner
 
 if TYPE_CHECKING:
     from evaluator.flag import CompiledFlag, ConditionInfo
 
 Run = Callable[[Context, dict[str, Decision]], Decision]
-
-
-class Runner:
-    """How one flag evaluates. ``decide`` is the hot path: the snapshot reads the person's properties and
-    distinct id once per request and hands them to every flag; calling the runner like a ``Run`` reads
-    them itself (flag dependencies, ``Snapshot.evaluate(keys=...)``). Compiled, ``decide`` is a C call."""
-
-    __slots__ = ("key",)
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-
-    def decide(self, ctx: Context, props: dict[str, Any], uid: str, memo: dict[str, Decision]) -> Decision:
-        raise NotImplementedError
-
-    def __call__(self, ctx: Context, memo: dict[str, Decision]) -> Decision:
-        return self.decide(ctx, ctx.person_properties, ctx.distinct_id, memo)
-
-
-class Step:
-    """A snapshot's runners in evaluation order, linked: compiled, walking the links reads typed fields,
-    where walking a tuple would check each item's type (a subclass of ``Runner``: a subtype walk a flag)."""
-
-    __slots__ = ("after", "run")
-
-    def __init__(self, run: Runner, after: Step | None) -> None:
-        self.run = run
-        self.after = after
-
-
-def link(runners: list[Runner]) -> Step | None:
-    """The runners linked in their order (None for none)."""
-    first: Step | None = None
-    for run in reversed(runners):
-        first = Step(run, first)
-    return first
 
 
 def build_run(flag: CompiledFlag, live: list[ConditionInfo]) -> Runner:
@@ -146,21 +111,13 @@ def _single(flag: CompiledFlag, condition: ConditionInfo) -> Runner | None:
     check, pct, out_of_rollout = condition.check, condition.rollout, condition.out_of_rollout
     scheme = flag.scheme
     if isinstance(outcome, Decision) and pct is None and not isinstance(check, bool):
-        if isinstance(check, PropertyTest):
-            return _Fused(key, check, outcome, no_match)
+        if isinstance(check, DirectCheck):
+            return _Direct(key, check, outcome, no_match)
         return _Filtered(key, check, outcome, no_match)
     if isinstance(outcome, Decision) and pct is not None and check is True:
-        if isinstance(scheme, Murmur3Bucketing):
-            return _Murmur3Rollout(key, scheme, pct, outcome, out_of_rollout)
-        if isinstance(scheme, PostHogBucketing):
-            return _PostHogRollout(key, scheme, pct, outcome, out_of_rollout)
-        return _Rollout(key, scheme, pct, outcome, out_of_rollout)
+        return rollout_runner(key, scheme, pct, outcome, out_of_rollout)
     if isinstance(outcome, dict) and pct is None and check is True:
-        if isinstance(scheme, Murmur3Bucketing):
-            return _Murmur3Split(key, scheme, flag.variants, outcome)
-        if isinstance(scheme, PostHogBucketing):
-            return _PostHogSplit(key, scheme, flag.variants, outcome)
-        return _Split(key, scheme, flag.variants, outcome)
+        return split_runner(key, scheme, flag.variants, outcome)
     return None
 
 
@@ -177,111 +134,17 @@ class _Filtered(Runner):
         return self.outcome if self.check(props, ctx, memo) else self.no_match
 
 
-class _Fused(_Filtered):
-    """Filters that are one ``PropertyTest``: called directly, on the person's properties only."""
+class _Direct(_Filtered):
+    """Filters that are one ``DirectCheck`` (fused property tests, a flag dependency): called directly."""
 
     __slots__ = ("test",)
 
-    def __init__(self, key: str, test: PropertyTest, outcome: Decision, no_match: Decision) -> None:
+    def __init__(self, key: str, test: DirectCheck, outcome: Decision, no_match: Decision) -> None:
         super().__init__(key, test, outcome, no_match)
         self.test = test
 
     def decide(self, ctx: Context, props: dict[str, Any], uid: str, memo: dict[str, Decision]) -> Decision:
-        return self.outcome if self.test.holds(props) else self.no_match
-
-
-class _Rollout(Runner):
-    __slots__ = ("out_of_rollout", "outcome", "pct", "scheme")
-
-    def __init__(
-        self, key: str, scheme: BucketingScheme, pct: float, outcome: Decision, out_of_rollout: Decision
-    ) -> None:
-        super().__init__(key)
-        self.scheme = scheme
-        self.pct = pct
-        self.outcome = outcome
-        self.out_of_rollout = out_of_rollout
-
-    def decide(self, ctx: Context, props: dict[str, Any], uid: str, memo: dict[str, Decision]) -> Decision:
-        scheme = self.scheme
-        inside = scheme.in_rollout(scheme.rollout_value(self.key, uid), self.pct)
-        return self.outcome if inside else self.out_of_rollout
-
-
-class _Murmur3Rollout(Runner):
-    """``Murmur3Bucketing.in_rollout(rollout_value(...), pct)`` on the hash itself: ``h / 2**32 < pct / 100``
-    iff ``h < (pct / 100) * 2**32`` exactly (both sides only scaled by a power of two), and ``pct`` is
-    below 100 here (a full rollout compiles to no rollout)."""
-
-    __slots__ = ("head", "limit", "out_of_rollout", "outcome", "scheme")
-
-    def __init__(
-        self, key: str, scheme: Murmur3Bucketing, pct: float, outcome: Decision, out_of_rollout: Decision
-    ) -> None:
-        super().__init__(key)
-        self.scheme = scheme
-        self.head = scheme.rollout_head(key)
-        self.limit = (pct / 100) * 4294967296.0
-        self.outcome = outcome
-        self.out_of_rollout = out_of_rollout
-
-    def decide(self, ctx: Context, props: dict[str, Any], uid: str, memo: dict[str, Decision]) -> Decision:
-        if float(self.scheme.rollout_hash(self.head, uid)) < self.limit:
-            return self.outcome
-        return self.out_of_rollout
-
-
-class _Split(Runner):
-    __slots__ = ("outcome", "scheme", "variants")
-
-    def __init__(
-        self,
-        key: str,
-        scheme: BucketingScheme,
-        variants: tuple[tuple[str, float], ...],
-        outcome: dict[str | None, Decision],
-    ) -> None:
-        super().__init__(key)
-        self.scheme = scheme
-        self.variants = variants
-        self.outcome = outcome
-
-    def decide(self, ctx: Context, props: dict[str, Any], uid: str, memo: dict[str, Decision]) -> Decision:
-        scheme = self.scheme
-        return self.outcome[scheme.pick_variant(scheme.variant_value(self.key, uid), self.variants)]
-
-
-class _Murmur3Split(Runner):
-    """``Murmur3Bucketing.pick_variant`` on the hash itself, over the variants' cumulative weights with
-    each one's Decision beside it; ``bucket < total`` always, so the last variant with a weight catches
-    everyone past the others."""
-
-    __slots__ = ("head", "nobody", "scheme", "table", "total")
-
-    def __init__(
-        self,
-        key: str,
-        scheme: Murmur3Bucketing,
-        variants: tuple[tuple[str, float], ...],
-        outcome: dict[str | None, Decision],
-    ) -> None:
-        super().__init__(key)
-        self.scheme = scheme
-        self.head = scheme.variant_head(key)
-        total, cumulative = scheme.weights(variants)
-        self.total = total
-        self.table = tuple((upper, outcome[name]) for name, upper in cumulative)
-        self.nobody = outcome[None]
-
-    def decide(self, ctx: Context, props: dict[str, Any], uid: str, memo: dict[str, Decision]) -> Decision:
-        total = self.total
-        if total <= 0:
-            return self.nobody
-        bucket = (self.scheme.variant_hash_from(self.head, uid) * total) >> 32
-        for upper, decision in self.table:
-            if bucket < upper:
-                return decision
-        return self.nobody
+        return self.outcome if self.test.holds_for(ctx, props, memo) else self.no_match
 
 
 def _general(flag: CompiledFlag, live: list[ConditionInfo]) -> Run:
@@ -425,57 +288,3 @@ def _mixed(flag: CompiledFlag, live: list[ConditionInfo]) -> Run:
         return best
 
     return run_mixed
-
-
-class _PostHogRollout(Runner):
-    """``PostHogBucketing.in_rollout(rollout_value(...), pct)`` with the text's prefix and the threshold
-    worked out once: in iff ``hash01(key + "." + id) <= pct / 100``."""
-
-    __slots__ = ("head", "limit", "out_of_rollout", "outcome", "scheme")
-
-    def __init__(
-        self, key: str, scheme: PostHogBucketing, pct: float, outcome: Decision, out_of_rollout: Decision
-    ) -> None:
-        super().__init__(key)
-        self.scheme = scheme
-        self.head = f"{key}."
-        self.limit = pct / 100
-        self.outcome = outcome
-        self.out_of_rollout = out_of_rollout
-
-    def decide(self, ctx: Context, props: dict[str, Any], uid: str, memo: dict[str, Decision]) -> Decision:
-        if self.scheme.position(self.head + uid) <= self.limit:
-            return self.outcome
-        return self.out_of_rollout
-
-
-class _PostHogSplit(Runner):
-    """``PostHogBucketing.pick_variant`` with the running boundaries added up once, in stored order and by
-    the same additions (so the same floats): the first variant whose boundary is above the position."""
-
-    __slots__ = ("head", "nobody", "scheme", "table")
-
-    def __init__(
-        self,
-        key: str,
-        scheme: PostHogBucketing,
-        variants: tuple[tuple[str, float], ...],
-        outcome: dict[str | None, Decision],
-    ) -> None:
-        super().__init__(key)
-        self.scheme = scheme
-        self.head = f"{key}."
-        table: list[tuple[float, Decision]] = []
-        boundary = 0.0
-        for name, pct in variants:
-            boundary = boundary + pct / 100
-            table.append((boundary, outcome[name]))
-        self.table = tuple(table)
-        self.nobody = outcome[None]
-
-    def decide(self, ctx: Context, props: dict[str, Any], uid: str, memo: dict[str, Decision]) -> Decision:
-        value = self.scheme.position(self.head + uid + "variant")
-        for boundary, decision in self.table:
-            if value < boundary:
-                return decision
-        return self.nobody

@@ -23,7 +23,7 @@ from evaluator.issues import Problems
 from evaluator.model import Context, Decision, Issue
 from evaluator.needs import NeedsTable, own_needs
 from evaluator.operators import Clock
-from evaluator.runner import Runner, link
+from evaluator.steps import Runner, link
 
 
 class _Scope:
