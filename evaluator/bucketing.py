@@ -141,42 +141,77 @@ class Murmur3Bucketing:
         self._pair_prefix: dict[str, bytes] = {}
         self._triple_prefix: dict[str, bytes] = {}
         self._tables: dict[tuple[tuple[str, float], ...], tuple[int, tuple[tuple[str, int], ...]]] = {}
-        # One request hashes the same id object for every flag: keep its encoding. A single tuple, replaced
-        # whole, so threads never see an id paired with another id's bytes; the tuple holds the id alive, so
-        # the identity test cannot match a recycled object.
-        self._last_id: tuple[str, bytes] = ("", _cbor_text(""))
+        # One request hashes the same id object for every flag: keep its encoding, alone and followed by
+        # the rollout salt. A single tuple, replaced whole, so threads never see an id paired with another
+        # id's bytes; the tuple holds the id alive, so the identity test cannot match a recycled object.
+        empty = _cbor_text("")
+        self._last_id: tuple[str, bytes, bytes] = ("", empty, empty + _ROLLOUT_SALT)
 
     def _encoded_id(self, bucketing_id: str) -> bytes:
         last = self._last_id
         if last[0] is bucketing_id:
             return last[1]
+        return self._remember(bucketing_id)[1]
+
+    def _remember(self, bucketing_id: str) -> tuple[str, bytes, bytes]:
         encoded = _cbor_text(bucketing_id)
-        self._last_id = (bucketing_id, encoded)
-        return encoded
+        last = self._last_id = (bucketing_id, encoded, encoded + _ROLLOUT_SALT)
+        return last
+
+    def rollout_head(self, flag_key: str) -> bytes:
+        """What every rollout hash of ``flag_key`` starts with (for ``rollout_hash``): worked out once, when
+        a flag compiles."""
+        return b"\x83" + _cbor_text(flag_key)
+
+    def rollout_hash(self, head: bytes, bucketing_id: str) -> int:
+        """``mmh3(cbor([flag_key, bucketing_id, "rollout"]))`` from ``rollout_head(flag_key)``: one
+        concatenation and one hash per flag; ``rollout_value`` is this divided by ``2**32``."""
+        last = self._last_id
+        if last[0] is not bucketing_id:
+            last = self._remember(bucketing_id)
+        return _mmh3_hash(head + last[2])
+
+    def variant_head(self, flag_key: str) -> bytes:
+        """What every variant hash of ``flag_key`` starts with (for ``variant_hash_from``)."""
+        return b"\x82" + _cbor_text(flag_key)
+
+    def variant_hash_from(self, head: bytes, bucketing_id: str) -> int:
+        """``variant_hash`` from ``variant_head(flag_key)``; ``variant_value`` is this divided by 2**32."""
+        last = self._last_id
+        if last[0] is not bucketing_id:
+            last = self._remember(bucketing_id)
+        return _mmh3_hash(head + last[1])
+
+    def weights(self, variants: Sequence[tuple[str, float]]) -> tuple[int, tuple[tuple[str, int], ...]]:
+        """A variant list as ``pick_variant`` walks it: the total weight, and each variant with its
+        cumulative weight (in 1/100 %), in stored order."""
+        total = 0
+        cumulative: list[tuple[str, int]] = []
+        for variant, pct in variants:
+            total += max(0, round(pct * 100))
+            cumulative.append((variant, total))
+        return total, tuple(cumulative)
 
     def _pair(self, first: str) -> bytes:
         if len(self._pair_prefix) >= _CACHE_LIMIT:
             self._pair_prefix.clear()
-        prefix = self._pair_prefix[first] = b"\x82" + _cbor_text(first)
+        prefix = self._pair_prefix[first] = self.variant_head(first)
         return prefix
 
     def _triple(self, first: str) -> bytes:
         if len(self._triple_prefix) >= _CACHE_LIMIT:
             self._triple_prefix.clear()
-        prefix = self._triple_prefix[first] = b"\x83" + _cbor_text(first)
+        prefix = self._triple_prefix[first] = self.rollout_head(first)
         return prefix
 
     def variant_hash(self, flag_key: str, bucketing_id: str) -> int:
         """flagd's ``fractional`` hash for ``targetingKey=bucketing_id``: unsigned 32-bit."""
-        head = self._pair_prefix.get(flag_key) or self._pair(flag_key)
-        return _mmh3_hash(head + self._encoded_id(bucketing_id))
+        return self.variant_hash_from(self._pair_prefix.get(flag_key) or self._pair(flag_key), bucketing_id)
 
     def rollout_value(self, flag_key: str, bucketing_id: str) -> float:
         """``mmh3(cbor([flag_key, bucketing_id, "rollout"])) / 2**32``, in [0, 1)."""
-        last = self._last_id
-        encoded = last[1] if last[0] is bucketing_id else self._encoded_id(bucketing_id)
         head = self._triple_prefix.get(flag_key) or self._triple(flag_key)
-        return _mmh3_hash(head + encoded + _ROLLOUT_SALT) / _TWO_32
+        return self.rollout_hash(head, bucketing_id) / _TWO_32
 
     def in_rollout(self, value: float, percentage: float) -> bool:
         """In iff ``value < percentage / 100``; 100 or more is everyone, 0 or less is nobody."""
@@ -184,10 +219,8 @@ class Murmur3Bucketing:
 
     def variant_value(self, flag_key: str, bucketing_id: str) -> float:
         """``mmh3(cbor([flag_key, bucketing_id])) / 2**32``, in [0, 1); exact, so the hash is recoverable."""
-        last = self._last_id
-        encoded = last[1] if last[0] is bucketing_id else self._encoded_id(bucketing_id)
         head = self._pair_prefix.get(flag_key) or self._pair(flag_key)
-        return _mmh3_hash(head + encoded) / _TWO_32
+        return self.variant_hash_from(head, bucketing_id) / _TWO_32
 
     def pick_variant(self, value: float, variants: Sequence[tuple[str, float]]) -> str | None:
         """flagd's walk: weights in 1/100 %, ``bucket = (h * total) >> 32``, first cumulative above it."""
@@ -205,12 +238,7 @@ class Murmur3Bucketing:
         return None
 
     def _table(self, variants: Sequence[tuple[str, float]]) -> tuple[int, tuple[tuple[str, int], ...]]:
-        total = 0
-        cumulative: list[tuple[str, int]] = []
-        for variant, pct in variants:
-            total += max(0, round(pct * 100))
-            cumulative.append((variant, total))
-        table = (total, tuple(cumulative))
+        table = self.weights(variants)
         if type(variants) is tuple:
             if len(self._tables) >= _CACHE_LIMIT:
                 self._tables.clear()
@@ -253,6 +281,11 @@ class PostHogBucketing:
     def rollout_value(self, flag_key: str, bucketing_id: str) -> float:
         """``hash01(flag_key + "." + bucketing_id)``, in [0, 1]."""
         return _hash01(f"{flag_key}.{bucketing_id}")
+
+    def position(self, text: str) -> float:
+        """``hash01(text)``: ``rollout_value`` of ``text = flag_key + "." + bucketing_id``, ``variant_value``
+        of that plus ``"variant"`` (for callers that build the text from a prefix worked out once)."""
+        return _hash01(text)
 
     def in_rollout(self, value: float, percentage: float) -> bool:
         """In iff ``value <= percentage / 100`` (PostHog's comparison)."""

@@ -16,6 +16,7 @@ from typing import Any
 from evaluator.behaviour import EventCounter
 from evaluator.behavioural import MAX_BEHAVIOURAL_LEAVES, Leaf, compile_leaf, is_behavioural
 from evaluator.filters import Check, CohortEntry, FilterContext, Scope, compile_filter
+from evaluator.fused import Combined, PropertyTest
 from evaluator.issues import Problems
 from evaluator.model import Context, Decision
 
@@ -117,6 +118,9 @@ def combine(checks: list[Check | bool], *, conjunction: bool) -> Check | bool:
         return conjunction if checks else True
     if len(dynamic) == 1:
         return dynamic[0]
+    tests = tuple(check for check in dynamic if isinstance(check, PropertyTest))
+    if len(tests) == len(dynamic):  # property filters only: one object the hot path calls directly
+        return Combined(tests, conjunction)
     parts = tuple(dynamic)
     if conjunction:
 

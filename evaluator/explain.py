@@ -159,7 +159,10 @@ def explain_flag(
         )
     holdout = None
     assert flag.scheme is not None
-    if flag.holdout is not None:
+    # Without a device id, a device-bucketed person flag has no id to hold out: evaluate skips the holdout
+    # and goes on to the conditions on groups.
+    no_device = flag.group is None and flag.bucket_on_device and device_id_of(ctx) is None
+    if flag.holdout is not None and not no_device:
         value = flag.scheme.holdout_value(flag.holdout.id, bucketing_id)
         held = flag.scheme.in_holdout(value, flag.holdout.percentage)
         holdout = HoldoutStep(flag.holdout.id, flag.holdout.percentage, value, held)

@@ -14,7 +14,7 @@ from typing import Any, Final, NamedTuple, Protocol
 from evaluator.behaviour import STORE_UNAVAILABLE
 from evaluator.behavioural import Leaf
 from evaluator.errors import BehaviourUnavailableError
-from evaluator.fused import fused_check
+from evaluator.fused import DirectCheck, fused_check
 from evaluator.issues import Problems
 from evaluator.model import Context, Decision
 from evaluator.operators import OPERATORS, Clock, Test, never, truthiness_test
@@ -289,17 +289,46 @@ def _flag_filter(
     if target.static is not None:
         decided = target.static.error is None and matches_dependency(expected, target.static.value)
         return info._replace(check=decided is not negation)
-    run = target.run
-    assert run is not None
+    assert target.run is not None
+    return info._replace(check=FlagTest(dep_key, target.run, expected, negation))
 
-    def depends(props: Mapping[str, Any], ctx: Context, memo: dict[str, Decision]) -> bool:
-        decision = memo.get(dep_key)
+
+class FlagTest(DirectCheck):
+    """A flag dependency filter: the dependency's decision (made now when this context has none yet) against
+    the expected value.
+
+    A dependency answers with one of a few Decisions prepared when it compiled (this test holds its runner,
+    so they live as long as it does): the verdict on each is remembered by identity, since reading a
+    Decision's fields is a generic attribute lookup each time. One tuple, replaced whole; at most eight."""
+
+    __slots__ = ("dep_key", "expected", "known", "negation", "run")
+
+    def __init__(
+        self,
+        dep_key: str,
+        run: Callable[[Context, dict[str, Decision]], Decision],
+        expected: bool | str,
+        negation: bool,
+    ) -> None:
+        self.dep_key = dep_key
+        self.run = run
+        self.expected = expected
+        self.negation = negation
+        self.known: tuple[tuple[Decision, bool], ...] = ()
+
+    def holds_for(self, ctx: Context, props: dict[str, Any], memo: dict[str, Decision]) -> bool:
+        decision = memo.get(self.dep_key)
         if decision is None:
-            decision = memo[dep_key] = run(ctx, memo)
-        if decision.error is not None:
-            if decision.error == STORE_UNAVAILABLE:
-                raise BehaviourUnavailableError(dep_key)  # it needed stored data; so does this flag
-            return negation
-        return matches_dependency(expected, decision.value) is not negation
-
-    return info._replace(check=depends)
+            decision = memo[self.dep_key] = self.run(ctx, memo)
+        for seen, verdict in self.known:
+            if seen is decision:
+                return verdict
+        error = decision.error
+        if error is not None:
+            if error == STORE_UNAVAILABLE:
+                raise BehaviourUnavailableError(self.dep_key)  # it needed stored data; so does this flag
+            return self.negation  # not remembered: a snapshot's failure decisions are its own
+        verdict = matches_dependency(self.expected, decision.value) is not self.negation
+        if len(self.known) < 8:
+            self.known = (*self.known, (decision, verdict))
+        return verdict

@@ -10,20 +10,19 @@ multivariate match hashes, at most once each per evaluation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from evaluator.bucketing import BucketingScheme, get_scheme
 from evaluator.cohorts import combine
 from evaluator.filters import Check, FilterContext, FilterInfo, Scope, compile_filter
 from evaluator.issues import Problems
-from evaluator.model import Context, Decision
+from evaluator.model import Decision
 from evaluator.operators import OPERATORS, SERVER_ONLY_OPERATORS
 from evaluator.outcomes import Decisions, Holdout, number, parse_holdout, parse_payloads, parse_variants
 from evaluator.runner import build_run
+from evaluator.steps import Runner
 from evaluator.values import iso_instant, parse_relative, to_number
-
-Run = Callable[[Context, dict[str, Decision]], Decision]
 
 
 class ConditionInfo(NamedTuple):
@@ -81,7 +80,7 @@ class CompiledFlag:
         self.enrollment_key: str | None = None
         self.enrollment: tuple[Decision, Decision] | None = None
         self.static: Decision | None = None
-        self.run: Run | None = None
+        self.run: Runner | None = None
         self.no_match: Decision | None = None
         self.no_group: Decision | None = None
         self.error: str | None = None

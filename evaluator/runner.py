@@ -1,9 +1,11 @@
-"""The evaluation closures of a compiled flag: the hot path.
+"""The runners of compiled flags: the hot path.
 
-``build_run`` picks, per flag and at compile time, the smallest closure that can evaluate it: person flags
-without holdout or enrollment get a loop with nothing else in it. Inside, everything is a local variable,
-conditions are plain tuples, hashing happens at most once per flag and only when a rollout below 100 or a
-multivariate match needs it, and every return value is a Decision prepared at compile time.
+``build_run`` picks, per flag and at compile time, the smallest runner (``steps.Runner``) that can evaluate
+it: a single condition of one kind gets a runner doing just that (a direct check: fused property tests, a
+flag dependency; other filters; a rollout or a variant split, ``bucketed``), other person flags without
+holdout or enrollment a loop with nothing else in it, the rest a closure. Conditions are plain tuples,
+hashing happens at most once per flag and only when a rollout below 100 or a multivariate match needs it,
+and every return value is a Decision prepared at compile time.
 
 Reason when no condition matches (PostHog's priority): ``no_group_type`` over ``out_of_rollout_bound`` over
 ``no_condition_match``; among conditions of the same reason the first one (lowest index) is reported.
@@ -14,8 +16,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from evaluator.filters import EMPTY
+from evaluator.bucketed import rollout_runner, split_runner
+from evaluator.bucketing import BucketingScheme
+from evaluator.filters import EMPTY, Check
+from evaluator.fused import DirectCheck
 from evaluator.model import Context, Decision
+from evaluator.steps import Runner
 
 if TYPE_CHECKING:
     from evaluator.flag import CompiledFlag, ConditionInfo
@@ -23,84 +29,122 @@ if TYPE_CHECKING:
 Run = Callable[[Context, dict[str, Decision]], Decision]
 
 
-def build_run(flag: CompiledFlag, live: list[ConditionInfo]) -> Run:
-    """The closure evaluating ``flag`` over its still-live conditions (those not folded to False)."""
+def build_run(flag: CompiledFlag, live: list[ConditionInfo]) -> Runner:
+    """The runner evaluating ``flag`` over its still-live conditions (those not folded to False)."""
     if any(c.group != flag.group for c in live):
-        return _mixed(flag, live)
+        return _Closure(flag.key, _mixed(flag, live))
     if flag.group is None and flag.holdout is None and flag.enrollment is None and not flag.bucket_on_device:
         return _person(flag, live)
-    return _general(flag, live)
+    return _Closure(flag.key, _general(flag, live))
+
+
+class _Closure(Runner):
+    """The rarer shapes (groups, holdouts, enrollment, device ids, mixed aggregation): a closure."""
+
+    __slots__ = ("run",)
+
+    def __init__(self, key: str, run: Run) -> None:
+        super().__init__(key)
+        self.run = run
+
+    def decide(self, ctx: Context, props: dict[str, Any], uid: str, memo: dict[str, Decision]) -> Decision:
+        return self.run(ctx, memo)
 
 
 def _tuples(live: list[ConditionInfo]) -> tuple[tuple[Any, float | None, Any, Decision], ...]:
     return tuple((None if c.check is True else c.check, c.rollout, c.outcome, c.out_of_rollout) for c in live)
 
 
-def _person(flag: CompiledFlag, live: list[ConditionInfo]) -> Run:
+def _person(flag: CompiledFlag, live: list[ConditionInfo]) -> Runner:
     assert flag.scheme is not None
     assert flag.no_match is not None
     if len(live) == 1:
         single = _single(flag, live[0])
         if single is not None:
             return single
-    key, variants, no_match = flag.key, flag.variants, flag.no_match
-    rollout_value, in_rollout = flag.scheme.rollout_value, flag.scheme.in_rollout
-    variant_value, pick_variant = flag.scheme.variant_value, flag.scheme.pick_variant
-    conds = _tuples(live)
-    early_exit = flag.early_exit
+    return _PersonLoop(flag, live)
 
-    def run_person(ctx: Context, memo: dict[str, Decision]) -> Decision:
-        props = ctx.person_properties
+
+class _PersonLoop(Runner):
+    """Person conditions in order, no holdout or enrollment: the first that matches (and is in) decides."""
+
+    __slots__ = ("conds", "early_exit", "no_match", "scheme", "variants")
+
+    def __init__(self, flag: CompiledFlag, live: list[ConditionInfo]) -> None:
+        super().__init__(flag.key)
+        assert flag.scheme is not None
+        assert flag.no_match is not None
+        self.scheme: BucketingScheme = flag.scheme
+        self.variants = flag.variants
+        self.no_match: Decision = flag.no_match
+        self.conds = _tuples(live)
+        self.early_exit = flag.early_exit
+
+    def decide(self, ctx: Context, props: dict[str, Any], uid: str, memo: dict[str, Decision]) -> Decision:
+        key, scheme, no_match = self.key, self.scheme, self.no_match
         position = -1.0
         best = no_match
-        for check, pct, outcome, out_of_rollout in conds:
+        for check, pct, outcome, out_of_rollout in self.conds:
             if check is not None and not check(props, ctx, memo):
                 continue
             if pct is not None:
                 if position < 0.0:
-                    position = rollout_value(key, ctx.distinct_id)
-                if not in_rollout(position, pct):
-                    if early_exit:
+                    position = scheme.rollout_value(key, uid)
+                if not scheme.in_rollout(position, pct):
+                    if self.early_exit:
                         return out_of_rollout
                     if best is no_match:
                         best = out_of_rollout
                     continue
             if outcome.__class__ is dict:
-                return outcome[pick_variant(variant_value(key, ctx.distinct_id), variants)]  # type: ignore[no-any-return]
+                return outcome[scheme.pick_variant(scheme.variant_value(key, uid), self.variants)]  # type: ignore[no-any-return]
             return outcome  # type: ignore[no-any-return]
         return best
 
-    return run_person
 
-
-def _single(flag: CompiledFlag, condition: ConditionInfo) -> Run | None:
+def _single(flag: CompiledFlag, condition: ConditionInfo) -> Runner | None:
     """One condition of one kind only -- filters, a rollout, or a variant split: the commonest shapes, each
-    with a closure that does just that."""
+    with a runner that does just that (murmur3 hashing with its prefix and thresholds worked out here)."""
     assert flag.scheme is not None
     assert flag.no_match is not None
-    key, variants, no_match, outcome = flag.key, flag.variants, flag.no_match, condition.outcome
+    key, no_match, outcome = flag.key, flag.no_match, condition.outcome
     check, pct, out_of_rollout = condition.check, condition.rollout, condition.out_of_rollout
+    scheme = flag.scheme
     if isinstance(outcome, Decision) and pct is None and not isinstance(check, bool):
-
-        def run_filters(ctx: Context, memo: dict[str, Decision]) -> Decision:
-            return outcome if check(ctx.person_properties, ctx, memo) else no_match
-
-        return run_filters
+        if isinstance(check, DirectCheck):
+            return _Direct(key, check, outcome, no_match)
+        return _Filtered(key, check, outcome, no_match)
     if isinstance(outcome, Decision) and pct is not None and check is True:
-        rollout_value, in_rollout = flag.scheme.rollout_value, flag.scheme.in_rollout
-
-        def run_rollout(ctx: Context, memo: dict[str, Decision]) -> Decision:
-            return outcome if in_rollout(rollout_value(key, ctx.distinct_id), pct) else out_of_rollout
-
-        return run_rollout
+        return rollout_runner(key, scheme, pct, outcome, out_of_rollout)
     if isinstance(outcome, dict) and pct is None and check is True:
-        variant_value, pick_variant = flag.scheme.variant_value, flag.scheme.pick_variant
-
-        def run_split(ctx: Context, memo: dict[str, Decision]) -> Decision:
-            return outcome[pick_variant(variant_value(key, ctx.distinct_id), variants)]
-
-        return run_split
+        return split_runner(key, scheme, flag.variants, outcome)
     return None
+
+
+class _Filtered(Runner):
+    __slots__ = ("check", "no_match", "outcome")
+
+    def __init__(self, key: str, check: Check, outcome: Decision, no_match: Decision) -> None:
+        super().__init__(key)
+        self.check = check
+        self.outcome = outcome
+        self.no_match = no_match
+
+    def decide(self, ctx: Context, props: dict[str, Any], uid: str, memo: dict[str, Decision]) -> Decision:
+        return self.outcome if self.check(props, ctx, memo) else self.no_match
+
+
+class _Direct(_Filtered):
+    """Filters that are one ``DirectCheck`` (fused property tests, a flag dependency): called directly."""
+
+    __slots__ = ("test",)
+
+    def __init__(self, key: str, test: DirectCheck, outcome: Decision, no_match: Decision) -> None:
+        super().__init__(key, test, outcome, no_match)
+        self.test = test
+
+    def decide(self, ctx: Context, props: dict[str, Any], uid: str, memo: dict[str, Decision]) -> Decision:
+        return self.outcome if self.test.holds_for(ctx, props, memo) else self.no_match
 
 
 def _general(flag: CompiledFlag, live: list[ConditionInfo]) -> Run:

@@ -23,7 +23,7 @@ from evaluator.issues import Problems
 from evaluator.model import Context, Decision, Issue
 from evaluator.needs import NeedsTable, own_needs
 from evaluator.operators import Clock
-from evaluator.runner import Run
+from evaluator.steps import Runner, link
 
 
 class _Scope:
@@ -89,6 +89,7 @@ class Snapshot:
         "_crashed",
         "_cyclic",
         "_dynamic",
+        "_first",
         "_flags",
         "_inputs",
         "_needs",
@@ -98,6 +99,7 @@ class Snapshot:
         "_sources",
         "_static",
         "_targets",
+        "_template",
         "_unavailable",
         "_used_cohorts",
         "property_matching_version",
@@ -130,7 +132,7 @@ class Snapshot:
         self._position = {key: i for i, key in enumerate(order)}
         self._chains: dict[str, list[str]] = {}
         self._static: dict[str, Decision] = {}
-        dynamic: list[tuple[str, Run]] = []
+        dynamic: list[Runner] = []
         self._crashed: dict[str, Decision] = {}
         for key in order:
             flag = flags[key]
@@ -138,7 +140,7 @@ class Snapshot:
                 self._static[key] = flag.static
             else:
                 assert flag.run is not None
-                dynamic.append((key, flag.run))
+                dynamic.append(flag.run)
                 self._crashed[key] = Decision(
                     key,
                     False,
@@ -153,7 +155,11 @@ class Snapshot:
                     False,
                 )
         self._dynamic = tuple(dynamic)
-        self._runs = dict(dynamic)
+        self._first = link(dynamic)
+        self._runs = {run.key: run for run in dynamic}
+        # Every answer's slot, in answer order, before the first request: copying it sizes the answer once
+        # (no growing it flag by flag), and a slot a flag never fills says its evaluation failed.
+        self._template = {**self._static, **self._crashed}
         book = self._book
         own = {key: own_needs(flags[key], book.get, group_types) for key in order}
         self._needs = NeedsTable(order, own, {key: flags[key].dependencies for key in order})
@@ -180,14 +186,21 @@ class Snapshot:
     def evaluate(self, ctx: Context, keys: Collection[str] | None = None) -> dict[str, Decision]:
         """Every flag's decision for ``ctx`` (or only ``keys``; unknown keys are absent). Never raises."""
         if keys is None:
-            memo = self._static.copy()
-            for key, run in self._dynamic:
+            memo = self._template.copy()
+            try:
+                props, uid = ctx.person_properties, ctx.distinct_id
+            except TypeError:  # compiled, a Context built by hand with other types: every flag failed
+                return memo
+            step = self._first
+            while step is not None:
+                run = step.run
                 try:
-                    memo[key] = run(ctx, memo)
+                    memo[run.key] = run.decide(ctx, props, uid, memo)
                 except BehaviourUnavailableError:  # this flag needed a count the store did not answer
-                    memo[key] = self._unavailable.get(key) or self._crashed[key]
+                    memo[run.key] = self._unavailable.get(run.key) or self._crashed[run.key]
                 except Exception:  # a bug must cost one flag, never the request
-                    memo[key] = self._crashed[key]
+                    memo[run.key] = self._crashed[run.key]
+                step = step.after
             return memo
         static, runs = self._static, self._runs
         out: dict[str, Decision] = {}

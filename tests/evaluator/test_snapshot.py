@@ -99,3 +99,34 @@ def test_dependency_chain_is_empty_on_and_behind_a_cycle() -> None:
     assert snapshot.dependency_chain("b") == []
     assert snapshot.dependency_chain("c") == []
     assert snapshot.dependency_chain("d") == ["d"]
+
+
+def test_a_context_built_with_the_wrong_types_never_raises() -> None:
+    """``Context`` does not check its fields when built by hand; evaluating one whose distinct id or
+    properties have the wrong type still answers every flag (each a Decision, static flags as always)."""
+    flags = [
+        {
+            "key": "on",
+            "active": True,
+            "filters": {"groups": [{"properties": [], "rollout_percentage": None}]},
+        },
+        {
+            "key": "half",
+            "active": True,
+            "filters": {"groups": [{"properties": [], "rollout_percentage": 50}]},
+        },
+        {
+            "key": "pro",
+            "active": True,
+            "filters": {"groups": [{"properties": [{"key": "plan", "value": "pro", "type": "person"}]}]},
+        },
+    ]
+    snapshot = compile_flags(flags)
+    for ctx in (
+        Context(distinct_id=123, person_properties={"plan": "pro"}),  # type: ignore[arg-type]
+        Context(distinct_id="u", person_properties=[("plan", "pro")]),  # type: ignore[arg-type]
+    ):
+        answers = snapshot.evaluate(ctx)
+        assert set(answers) == {"on", "half", "pro"}
+        assert all(isinstance(answer, Decision) for answer in answers.values())
+        assert answers["on"].enabled is True
