@@ -5,9 +5,11 @@ repository (``.cache/npm/<name>-<version>``, gitignored), pinned, the way the Py
 from __future__ import annotations
 
 import fcntl
+import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,3 +51,18 @@ def package(spec: tuple[str, str]) -> Path:
                 pytest.fail(f"npm install {name}@{version} failed:\n{result.stdout}\n{result.stderr}")
             marker.touch()
     return installed
+
+
+def run_script(script: Path, payload: dict[str, Any]) -> dict[str, Any]:
+    """Run a Node script with ``payload`` as JSON on stdin; its JSON stdout (fails with its stderr)."""
+    result = subprocess.run(
+        [node(), str(script)],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    out: dict[str, Any] = json.loads(result.stdout)
+    return out

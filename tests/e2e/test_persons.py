@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -221,16 +219,7 @@ def test_posthog_node_capture_on_one_node_and_flags_on_another(
         "event": "clicked_buy",
         "flag": "buyers",
     }
-    result = subprocess.run(
-        [npm.node(), str(Path(__file__).parent / "node" / "posthog_node_persons.cjs")],
-        input=json.dumps(payload),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout)
+    out = npm.run_script(Path(__file__).parent / "node" / "posthog_node_persons.cjs", payload)
     assert out["errors"] == []
     assert (out["before"], out["after"]) == (False, True)
     assert out["local"] is True

@@ -10,7 +10,6 @@ it), a flag dependency, a group flag and a multivariate flag.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -104,17 +103,7 @@ def _run_node(server: FlagdServer, users: list[dict[str, Any]]) -> dict[str, Any
         "users": users,
         "payload_flags": ["everyone", "gradual"],
     }
-    result = subprocess.run(
-        [npm.node(), str(SCRIPT)],
-        input=json.dumps(payload),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    out: dict[str, Any] = json.loads(result.stdout)
-    return out
+    return npm.run_script(SCRIPT, payload)
 
 
 def _value(record: dict[str, Any]) -> Any:
